@@ -1,0 +1,68 @@
+"""Loading a policy checkpoint (local directory or hub id) and rendering prompts for it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded; the message is one line."""
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise CheckpointError(f"invalid device '{device}'; valid: auto, cpu, cuda, cuda:N") from None
+
+
+def check_checkpoint(path: str) -> None:
+    """Fail fast, with one line, on a path that is neither a checkpoint directory nor a hub id."""
+    p = Path(path)
+    if p.is_dir():
+        if not (p / "config.json").is_file():
+            raise CheckpointError(
+                f"checkpoint '{path}' has no config.json: give a directory written by save_pretrained "
+                "(for example the path `harness bootstrap` prints)"
+            )
+        if not any(p.glob("*.safetensors")) and not any(p.glob("*.bin")):
+            raise CheckpointError(f"checkpoint '{path}' has no model weights (*.safetensors or *.bin)")
+        return
+    if p.exists() or not HUB_ID.match(path):
+        raise CheckpointError(
+            f"checkpoint '{path}' not found: give a directory written by save_pretrained "
+            "(for example the path `harness bootstrap` prints) or a Hugging Face model id"
+        )
+
+
+def load_policy(path: str, device: str = "auto", dtype: str = "float32"):
+    """(model, tokenizer) from a checkpoint directory or hub id, model in eval mode on `device`."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    check_checkpoint(path)
+    target = resolve_device(device)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+    except (OSError, ValueError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"cannot load checkpoint '{path}': {first}") from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model.to(target).eval(), tokenizer
+
+
+def render_prompt(tokenizer, user_text: str) -> str:
+    """The string the model is given: its chat template around one user turn, if it has one."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": user_text}], add_generation_prompt=True, tokenize=False
+        )
+    return user_text

@@ -1,0 +1,159 @@
+"""The `harness` command line.
+
+    harness bootstrap --profile tiny [key=value ...]
+    harness eval CHECKPOINT --suites reasoning_gym --profile tiny [--out FILE] [key=value ...]
+
+Overrides are dotted config keys (harness/config.py), e.g. `eval.k=4 rollout.device=cpu`.
+Bad input (unknown profile, key or value; missing checkpoint) prints one line and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from harness.config import ConfigError, available_profiles, load_config
+
+EXIT_BAD_INPUT = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line too."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="harness", description="Rollout-scaling harness: ProRL vs BroRL, measured.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def common(p: argparse.ArgumentParser):
+        p.add_argument(
+            "--profile", default="tiny",
+            help=f"profile name ({', '.join(available_profiles())}) or a YAML path (default: tiny)",
+        )
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+        p.epilog = "Trailing key=value arguments override config fields, e.g. eval.k=8 rollout.device=cpu."
+
+    p = sub.add_parser("bootstrap", help="build (or reuse) the profile's tiny base checkpoint; prints its path last")
+    p.add_argument("--force", action="store_true", help="rebuild even if a cached checkpoint exists")
+    common(p)
+    p.set_defaults(func=cmd_bootstrap)
+
+    p = sub.add_parser("eval", help="pass@1 over k samples and mean output tokens for a checkpoint")
+    p.add_argument("checkpoint", help="checkpoint directory (save_pretrained format) or hub model id")
+    p.add_argument("--suites", default=None, help="comma-separated suites (default: all of the profile's)")
+    p.add_argument("--out", default=None, help="write the JSON result here (atomically)")
+    common(p)
+    p.set_defaults(func=cmd_eval)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    for item in extra:
+        if item.startswith("-") or "=" not in item:
+            parser.error(f"unrecognized argument '{item}' (config overrides are key=value)")
+    args.overrides = extra
+    from harness.checkpoint import CheckpointError
+
+    try:
+        return args.func(args)
+    except (ConfigError, CheckpointError) as exc:
+        print(f"harness: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("harness: interrupted", file=sys.stderr)
+        return 130
+
+
+def _setup(args) -> "Config":  # noqa: F821
+    cfg = load_config(args.profile, args.overrides)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
+    return cfg
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def cmd_bootstrap(args) -> int:
+    cfg = _setup(args)
+    from harness.bootstrap import bootstrap
+
+    path = bootstrap(cfg, force=args.force, progress=not args.quiet, log=_log)
+    print(path)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    cfg = _setup(args)
+    from harness.checkpoint import check_checkpoint, load_policy
+    from suites import SUITES, build_suite
+
+    names = [s.strip() for s in (args.suites or ",".join(SUITES)).split(",") if s.strip()]
+    for name in names:
+        if name not in SUITES:
+            raise ConfigError(f"unknown suite '{name}' in --suites; valid: {', '.join(SUITES)}")
+    check_checkpoint(args.checkpoint)
+
+    from harness import provenance
+    from harness.evaluate import evaluate_suite
+    from harness.files import write_json_atomic
+    from harness.rollout import SamplingParams, make_engine
+
+    model, tokenizer = load_policy(args.checkpoint, cfg.rollout.device, cfg.rollout.dtype)
+    engine = make_engine(cfg.rollout.engine, model, tokenizer, cfg.rollout.max_batch_sequences)
+    sampling = SamplingParams(
+        temperature=cfg.eval.temperature,
+        top_p=cfg.eval.top_p,
+        max_new_tokens=cfg.eval.max_new_tokens,
+        seed=cfg.seed + 1,
+    )
+    results = {}
+    for name in names:
+        suite = build_suite(name, cfg)
+        items = suite.items("eval", getattr(cfg.suites, name).eval_items)
+        results[name] = evaluate_suite(
+            engine, tokenizer, suite, items, cfg.eval.k, sampling,
+            prompts_per_call=cfg.eval.prompts_per_call, progress=not args.quiet,
+        )
+    print(format_eval_table(results))
+    if args.out:
+        record = {
+            "checkpoint": args.checkpoint,
+            "suites": {name: score.to_json() for name, score in results.items()},
+            "provenance": provenance.collect(seed=cfg.seed, profile=cfg.profile, eval=vars(cfg.eval)),
+        }
+        write_json_atomic(args.out, record)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def format_eval_table(results: dict) -> str:
+    header = f"{'suite / task':<24} {'pass@1':>7} {'95% CI':>15} {'k':>4} {'items':>6} {'out tokens':>10} {'samples/s':>10}"
+    lines = [header, "-" * len(header)]
+    for name, s in results.items():
+        ci = f"[{s.ci95[0]:.3f}, {s.ci95[1]:.3f}]"
+        lines.append(
+            f"{name:<24} {s.pass_at_1:>7.3f} {ci:>15} {s.k:>4} {s.n_items:>6} "
+            f"{s.mean_output_tokens:>10.1f} {s.samples_per_s:>10.1f}"
+        )
+        if len(s.per_task) > 1:
+            for task, value in s.per_task.items():
+                lines.append(f"  {task:<22} {value:>7.3f}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,405 @@
+"""Typed configuration: profiles are YAML files, loaded into the dataclasses below.
+
+A profile (`harness/profiles/<name>.yaml`, or any YAML path) gives values for some fields; every
+field not given keeps the default declared here. Command-line overrides use dotted keys, as
+verl / Hydra users type them:
+
+    harness eval CKPT --profile tiny eval.k=8 rollout.max_batch_sequences=256
+
+Every key is checked against the schema and every value against its declared type and range; a
+bad one raises `ConfigError` with one line naming the key and what would be valid (the CLI turns
+that into exit code 2). Each field is documented by the string literal under it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+
+PROFILES_DIR = Path(__file__).parent / "profiles"
+
+
+class ConfigError(ValueError):
+    """A profile, override or value that does not fit the schema; the message is one line."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """Inclusive bounds attached to a numeric field with `Annotated`."""
+
+    min: float | None = None
+    max: float | None = None
+
+    def describe(self) -> str:
+        if self.min is not None and self.max is not None:
+            return f"between {self.min:g} and {self.max:g}"
+        if self.min is not None:
+            return f">= {self.min:g}"
+        return f"<= {self.max:g}"
+
+
+PosInt = Annotated[int, Range(min=1)]
+NonNegInt = Annotated[int, Range(min=0)]
+PosFloat = Annotated[float, Range(min=1e-12)]
+NonNegFloat = Annotated[float, Range(min=0.0)]
+Fraction = Annotated[float, Range(min=0.0, max=1.0)]
+
+
+# --------------------------------------------------------------------------------------------
+# Schema
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TinyModelConfig:
+    """Architecture of the bootstrapped tiny base (a Qwen2ForCausalLM, like the 1.5B checkpoint)."""
+
+    hidden_size: PosInt = 128
+    """Width of the residual stream."""
+    num_hidden_layers: PosInt = 4
+    """Number of transformer blocks."""
+    num_attention_heads: PosInt = 4
+    """Query heads per block; must divide hidden_size."""
+    num_key_value_heads: PosInt = 2
+    """Key/value heads (grouped-query attention, as Qwen2); must divide num_attention_heads."""
+    intermediate_size: PosInt = 512
+    """Width of the SwiGLU feed-forward layer."""
+    max_position_embeddings: PosInt = 512
+    """Longest prompt + response the model is built for (RoPE positions)."""
+    vocab_size: PosInt = 1024
+    """Upper bound for the byte-level BPE vocabulary; training stops earlier when no pair repeats."""
+
+
+@dataclass
+class BootstrapConfig:
+    """Supervised warm-up that turns a random tiny model into an RL-ready base checkpoint."""
+
+    model: TinyModelConfig = field(default_factory=TinyModelConfig)
+    """Architecture of the model built from scratch."""
+    train_items_per_task: PosInt = 20000
+    """Procedurally generated training items per reasoning-gym task (train seeds only)."""
+    batch_size: PosInt = 128
+    """Sequences per supervised step."""
+    learning_rate: PosFloat = 1e-3
+    """Peak AdamW learning rate (linear warm-up, then constant)."""
+    warmup_steps: NonNegInt = 50
+    """Steps of linear learning-rate warm-up."""
+    weight_decay: NonNegFloat = 0.01
+    """AdamW weight decay."""
+    max_steps: PosInt = 1000
+    """Hard cap on supervised steps, whatever the validation pass rate."""
+    check_every: PosInt = 100
+    """Steps between validation checks of the pass rate."""
+    target_pass_at_1: Fraction = 0.35
+    """Stop as soon as validation pass@1 reaches this: a real but unsaturated base leaves RL room."""
+    check_items: PosInt = 96
+    """Validation items per check (drawn from seeds disjoint from both training and evaluation)."""
+    check_k: PosInt = 4
+    """Samples per validation item (evaluation temperature and top_p)."""
+
+
+@dataclass
+class RolloutConfig:
+    """Which engine generates samples, and how it batches them."""
+
+    engine: Literal["hf"] = "hf"
+    """Rollout engine: `hf` (transformers, prefix-shared KV cache). `vllm` joins later."""
+    max_batch_sequences: PosInt = 1024
+    """Most sequences decoded together in one forward pass; bounds memory at large N."""
+    device: str = "auto"
+    """Torch device for generation: `auto` (cuda if available, else cpu), `cpu`, `cuda`, `cuda:1`."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Weights and activations dtype during generation."""
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation protocol (paper: pass@1 averaged over 16 samples, temperature 0.6, top_p 0.95)."""
+
+    k: PosInt = 16
+    """Samples per item; pass@1 is the mean reward over them, then over items."""
+    temperature: NonNegFloat = 0.6
+    """Sampling temperature; 0 means greedy."""
+    top_p: Annotated[float, Range(min=1e-6, max=1.0)] = 0.95
+    """Nucleus sampling mass."""
+    max_new_tokens: PosInt = 32
+    """Longest response; a response cut here has finish reason `length`."""
+    prompts_per_call: PosInt = 64
+    """Prompts handed to the rollout engine per call (each expanded to k samples)."""
+
+
+@dataclass
+class ReasoningGymTaskConfig:
+    """One reasoning-gym dataset in the suite."""
+
+    name: str = "chain_sum"
+    """A reasoning-gym dataset name (`reasoning_gym.factory.DATASETS`)."""
+    config: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments of that dataset's config class (difficulty knobs); seed and size are set by the suite."""
+
+
+@dataclass
+class ReasoningGymSuiteConfig:
+    """Procedural reasoning-gym suite: answers in <answer> tags, scored by each dataset's own scorer."""
+
+    tasks: list[ReasoningGymTaskConfig] = field(
+        default_factory=lambda: [ReasoningGymTaskConfig(name="chain_sum")]
+    )
+    """Datasets mixed into the suite, in equal shares."""
+    eval_items: PosInt = 300
+    """Held-out evaluation items, split evenly across tasks, unique by question text."""
+    heldout_fraction: Annotated[float, Range(min=0.01, max=0.9)] = 0.3
+    """Share of each task's question space reserved for validation + eval (assigned by a hash of
+    the question text, so no training item ever equals a held-out one)."""
+
+
+@dataclass
+class SuitesConfig:
+    """Evaluation / reward suites of a profile."""
+
+    reasoning_gym: ReasoningGymSuiteConfig = field(default_factory=ReasoningGymSuiteConfig)
+    """The reasoning-gym suite."""
+
+
+@dataclass
+class Config:
+    """Everything a run needs; one profile YAML fills it."""
+
+    profile: str = "custom"
+    """Name of the profile (set from the file name when loaded)."""
+    seed: int = 0
+    """Master seed: data splits, model initialisation, supervised order and sampling derive from it."""
+    cache_dir: str = ""
+    """Where bootstrapped checkpoints are cached; empty means $HARNESS_CACHE, else ~/.cache/rollout-scaling-harness."""
+    torch_threads: NonNegInt = 0
+    """CPU threads for torch; 0 keeps torch's default."""
+    bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
+    """How the tiny base checkpoint is built."""
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    """Rollout engine settings."""
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    """Evaluation protocol."""
+    suites: SuitesConfig = field(default_factory=SuitesConfig)
+    """Suite definitions."""
+
+    def resolved_cache_dir(self) -> Path:
+        if self.cache_dir:
+            return Path(self.cache_dir).expanduser()
+        env = os.environ.get("HARNESS_CACHE")
+        if env:
+            return Path(env).expanduser()
+        return Path.home() / ".cache" / "rollout-scaling-harness"
+
+
+# --------------------------------------------------------------------------------------------
+# Loading and validation
+# --------------------------------------------------------------------------------------------
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+
+
+def load_config(profile: str, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Load a profile by name (or YAML path), apply dotted `key=value` overrides, validate."""
+    path = Path(profile)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise ConfigError(f"profile file '{profile}' does not exist")
+        name = path.stem
+    else:
+        path = PROFILES_DIR / f"{profile}.yaml"
+        name = profile
+        if not path.is_file():
+            raise ConfigError(
+                f"unknown profile '{profile}'; valid profiles: {', '.join(available_profiles())} "
+                "(or a path to a .yaml file)"
+            )
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"profile '{path}'{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"profile '{path}' must be a mapping of keys to values, got {type(raw).__name__}")
+    raw.setdefault("profile", name)
+    for item in overrides:
+        apply_override(raw, item)
+    return from_dict(Config, raw)
+
+
+def apply_override(raw: dict, item: str) -> None:
+    """Set `a.b.c=value` in a raw config dict; the key must exist in the schema."""
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"override '{item}' is not of the form key=value (for example eval.k=8)")
+    parts = key.split(".")
+    _check_key_path(Config, parts, key)
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        value = text
+    node = raw
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def _check_key_path(cls: type, parts: list[str], full_key: str) -> None:
+    current: Any = cls
+    for i, part in enumerate(parts):
+        if not dataclasses.is_dataclass(current):
+            if _is_free_dict(current):
+                return  # free-form mapping: any sub-key is allowed
+            parent = ".".join(parts[:i])
+            raise ConfigError(f"unknown config key '{full_key}': '{parent}' is a value, not a section")
+        hints = _hints(current)
+        if part not in hints:
+            section = ".".join(parts[:i])
+            where = f"under '{section}'" if section else "at top level"
+            raise ConfigError(
+                f"unknown config key '{full_key}'; valid keys {where}: {', '.join(hints)}"
+            )
+        current = _strip_annotated(hints[part])
+        if typing.get_origin(current) is list:
+            if i + 1 < len(parts):
+                raise ConfigError(
+                    f"unknown config key '{full_key}': '{'.'.join(parts[: i + 1])}' is a list; "
+                    "override it whole (for example with a YAML list)"
+                )
+            return
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls, include_extras=True)
+
+
+def _strip_annotated(tp: Any) -> Any:
+    return typing.get_args(tp)[0] if typing.get_origin(tp) is Annotated else tp
+
+
+def _is_free_dict(tp: Any) -> bool:
+    return typing.get_origin(tp) is dict or tp is dict
+
+
+def from_dict(cls: type, data: Any, prefix: str = ""):
+    """Build dataclass `cls` from a raw mapping, checking every key and value."""
+    where = prefix.rstrip(".") or "the profile"
+    if not isinstance(data, dict):
+        raise ConfigError(f"'{where}' must be a mapping of keys to values, got {data!r}")
+    hints = _hints(cls)
+    kwargs = {}
+    for key, value in data.items():
+        if key not in hints:
+            section = prefix.rstrip(".")
+            place = f"under '{section}'" if section else "at top level"
+            raise ConfigError(
+                f"unknown config key '{prefix}{key}'; valid keys {place}: {', '.join(hints)}"
+            )
+        kwargs[key] = _convert(hints[key], value, f"{prefix}{key}")
+    obj = cls(**kwargs)
+    _check_consistency(obj)
+    return obj
+
+
+def _convert(tp: Any, value: Any, key: str) -> Any:
+    rng = None
+    if typing.get_origin(tp) is Annotated:
+        tp, *extras = typing.get_args(tp)
+        rng = next((e for e in extras if isinstance(e, Range)), None)
+    origin = typing.get_origin(tp)
+
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, key + ".")
+    if tp is Any:
+        return value
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise ConfigError(
+                f"invalid value for '{key}': {value!r}; valid: {', '.join(map(str, choices))}"
+            )
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _convert(args[0], value, key)
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"invalid value for '{key}': {value!r}; expected a list")
+        return [_convert(item_tp, v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict or tp is dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"invalid value for '{key}': {value!r}; expected a mapping")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"invalid value for '{key}': {value!r}; expected true or false")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"invalid value for '{key}': {value!r}; expected an integer{_rng(rng)}")
+    elif tp is float:
+        if isinstance(value, str):
+            try:
+                value = float(value)  # YAML 1.1 reads "1e-3" as a string
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"invalid value for '{key}': {value!r}; expected a number{_rng(rng)}")
+        value = float(value)
+    elif tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"invalid value for '{key}': {value!r}; expected a string")
+        return value
+    if rng is not None:
+        if (rng.min is not None and value < rng.min) or (rng.max is not None and value > rng.max):
+            raise ConfigError(f"invalid value for '{key}': {value!r}; must be {rng.describe()}")
+    return value
+
+
+def _rng(rng: Range | None) -> str:
+    return f" {rng.describe()}" if rng is not None else ""
+
+
+def _check_consistency(obj: Any) -> None:
+    """Cross-field rules that a single field's type cannot express."""
+    if isinstance(obj, TinyModelConfig):
+        if obj.hidden_size % obj.num_attention_heads:
+            raise ConfigError(
+                f"invalid value for 'bootstrap.model.num_attention_heads': {obj.num_attention_heads}; "
+                f"must divide bootstrap.model.hidden_size ({obj.hidden_size})"
+            )
+        if obj.num_attention_heads % obj.num_key_value_heads:
+            raise ConfigError(
+                f"invalid value for 'bootstrap.model.num_key_value_heads': {obj.num_key_value_heads}; "
+                f"must divide bootstrap.model.num_attention_heads ({obj.num_attention_heads})"
+            )
+    if isinstance(obj, ReasoningGymTaskConfig):
+        from suites.reasoning_gym import check_task_name
+
+        check_task_name(obj.name)
+    if isinstance(obj, ReasoningGymSuiteConfig) and not obj.tasks:
+        raise ConfigError("invalid value for 'suites.reasoning_gym.tasks': []; give at least one task")
+
+
+def to_dict(cfg: Any) -> dict:
+    """Plain nested dict of a config (for provenance and cache keys)."""
+    return dataclasses.asdict(cfg)

@@ -1,0 +1,116 @@
+"""Evaluation: pass@1 averaged over k samples per item, and mean output tokens, per suite.
+
+pass@1 here is the paper's protocol: draw k samples per item (temperature 0.6, top_p 0.95 by
+default), score each with the suite's scorer, average the k rewards of an item, then average over
+items. For continuous rewards (reasoning gym) that is the mean verifier reward. The standard error
+is over items (the k samples of one item are not independent evidence about the suite).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+from tqdm.auto import tqdm
+
+from harness.checkpoint import render_prompt
+from harness.rollout import RolloutEngine, SamplingParams
+from suites.base import Item, Suite
+
+
+@dataclass
+class SuiteScore:
+    """One suite's evaluation result."""
+
+    pass_at_1: float
+    """Mean over items of the mean reward over k samples."""
+    k: int
+    """Samples per item."""
+    n_items: int
+    """Items evaluated."""
+    mean_output_tokens: float
+    """Mean generated tokens per response (stop token included)."""
+    stderr: float
+    """Standard error of pass_at_1 over items."""
+    ci95: tuple[float, float]
+    """Normal-approximation 95% interval for pass_at_1."""
+    per_task: dict[str, float] = field(default_factory=dict)
+    """pass@1 per task/benchmark within the suite."""
+    statuses: dict[str, int] = field(default_factory=dict)
+    """How many responses the scorer labelled correct / wrong / no_answer / ..."""
+    finish_reasons: dict[str, int] = field(default_factory=dict)
+    """How many responses stopped at EOS (`stop`) or hit max_new_tokens (`length`)."""
+    samples_per_s: float = 0.0
+    """Generation throughput during this evaluation."""
+    item_scores: dict[str, float] = field(default_factory=dict)
+    """Mean reward per item id (for paired comparisons between checkpoints)."""
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        out["ci95"] = list(self.ci95)
+        return out
+
+
+def evaluate_suite(
+    engine: RolloutEngine,
+    tokenizer,
+    suite: Suite,
+    items: Sequence[Item],
+    k: int,
+    sampling: SamplingParams,
+    prompts_per_call: int = 64,
+    progress: bool = True,
+) -> SuiteScore:
+    """Generate k samples for every item, score them, and aggregate."""
+    if not items:
+        raise ValueError(f"suite '{suite.name}' has no items to evaluate")
+    item_means: list[float] = []
+    item_scores: dict[str, float] = {}
+    by_task: dict[str, list[float]] = {}
+    statuses: Counter = Counter()
+    reasons: Counter = Counter()
+    tokens = 0
+    samples = 0
+    gen_s = 0.0
+    bar = tqdm(total=len(items) * k, desc=f"eval {suite.name}", unit="sample", disable=not progress, leave=False)
+    for start in range(0, len(items), prompts_per_call):
+        batch = items[start:start + prompts_per_call]
+        call_sampling = sampling
+        if sampling.seed is not None:  # a different, reproducible stream per call
+            call_sampling = SamplingParams(**{**asdict(sampling), "seed": sampling.seed + start})
+        result = engine.generate([render_prompt(tokenizer, it.prompt) for it in batch], k, call_sampling)
+        gen_s += result.generation_s
+        for item, group in zip(batch, result.groups):
+            rewards = []
+            for sample in group.samples:
+                scored = suite.score(sample.text, item)
+                rewards.append(scored.reward)
+                statuses[scored.status] += 1
+                reasons[sample.finish_reason] += 1
+                tokens += sample.num_tokens
+            mean = sum(rewards) / len(rewards)
+            item_means.append(mean)
+            item_scores[item.id] = mean
+            by_task.setdefault(item.task, []).append(mean)
+            samples += len(group.samples)
+        bar.update(len(batch) * k)
+    bar.close()
+    n = len(item_means)
+    mean = sum(item_means) / n
+    var = sum((x - mean) ** 2 for x in item_means) / (n - 1) if n > 1 else 0.0
+    se = math.sqrt(var / n)
+    return SuiteScore(
+        pass_at_1=mean,
+        k=k,
+        n_items=n,
+        mean_output_tokens=tokens / samples,
+        stderr=se,
+        ci95=(max(0.0, mean - 1.96 * se), min(1.0, mean + 1.96 * se)),
+        per_task={t: sum(v) / len(v) for t, v in sorted(by_task.items())},
+        statuses=dict(statuses),
+        finish_reasons=dict(reasons),
+        samples_per_s=samples / gen_s if gen_s > 0 else 0.0,
+        item_scores=item_scores,
+    )

@@ -1,0 +1,192 @@
+"""`hf` rollout engine: transformers model in-process, each prompt prefilled once for its N samples.
+
+How a call runs:
+1. Prompts are split into chunks whose samples fit `max_batch_sequences` (a prompt whose n alone
+   exceeds it gets a chunk of its own).
+2. Each chunk's prompts are left-padded and prefilled in ONE forward pass. No prompt is ever
+   recomputed: its key/value cache is copied to its n sample rows (index select on the cache).
+3. Rows are decoded together, one token per forward pass for all of them; a row that stops (EOS
+   or max_new_tokens) is dropped from the batch, cache included, so later steps only pay for live
+   rows. When n exceeds `max_batch_sequences`, the rows of one prefill are decoded in several
+   row batches, each started from the same prefilled cache.
+
+What it leaves out compared with vLLM: no paged attention, no continuous batching across calls,
+no CUDA graphs. It is the reference engine for CPUs and tests, and the fallback on GPUs.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Sequence
+
+import torch
+from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+
+from harness.rollout.base import Group, RolloutResult, Sample, SamplingParams
+
+
+class HFRolloutEngine:
+    """Prefix-shared batched sampling on a transformers causal LM."""
+
+    name = "hf"
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        max_batch_sequences: int = 1024,
+    ):
+        if max_batch_sequences < 1:
+            raise ValueError(f"max_batch_sequences must be >= 1, got {max_batch_sequences}")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_batch_sequences = max_batch_sequences
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    def default_stop_ids(self) -> tuple[int, ...]:
+        """The model's EOS tokens (generation config first, then the tokenizer)."""
+        ids: list[int] = []
+        gen_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        for value in (gen_eos, self.tokenizer.eos_token_id):
+            if value is None:
+                continue
+            for v in value if isinstance(value, (list, tuple)) else [value]:
+                if v not in ids:
+                    ids.append(int(v))
+        return tuple(ids)
+
+    @torch.inference_mode()
+    def generate(self, prompts: Sequence[str], n: int, sampling: SamplingParams) -> RolloutResult:
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        start = time.perf_counter()
+        stop_ids = sampling.stop_token_ids if sampling.stop_token_ids is not None else self.default_stop_ids()
+        prompt_ids = [
+            self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts
+        ]
+        for p, ids in zip(prompts, prompt_ids):
+            if not ids:
+                raise ValueError(f"prompt {p!r} tokenises to nothing")
+        groups = [Group(prompt=p, prompt_ids=list(ids)) for p, ids in zip(prompts, prompt_ids)]
+        generator = None
+        if sampling.seed is not None:
+            generator = torch.Generator(device=self.model.device)
+            generator.manual_seed(sampling.seed)
+
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for chunk in _plan_chunks(len(prompts), n, self.max_batch_sequences):
+                self._run_chunk([prompt_ids[i] for i in chunk], [groups[i] for i in chunk], n, sampling, stop_ids, generator)
+        finally:
+            self.model.train(was_training)
+        return RolloutResult(groups=groups, generation_s=time.perf_counter() - start)
+
+    # ------------------------------------------------------------------------------------------
+
+    def _run_chunk(self, prompt_ids, groups, n, sampling, stop_ids, generator):
+        device = self.model.device
+        width = max(len(ids) for ids in prompt_ids)
+        input_ids = torch.full((len(prompt_ids), width), self.pad_id, dtype=torch.long, device=device)
+        mask = torch.zeros((len(prompt_ids), width), dtype=torch.long, device=device)
+        for row, ids in enumerate(prompt_ids):
+            input_ids[row, width - len(ids):] = torch.tensor(ids, device=device)
+            mask[row, width - len(ids):] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        prefill_cache = DynamicCache(config=self.model.config)
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=prefill_cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        last_logits = out.logits[:, -1, :].float()
+        last_pos = positions[:, -1]
+
+        rows = [p for p in range(len(prompt_ids)) for _ in range(n)]
+        single_batch = len(rows) <= self.max_batch_sequences
+        for start in range(0, len(rows), self.max_batch_sequences):
+            idx = torch.tensor(rows[start:start + self.max_batch_sequences], device=device)
+            # Index-select copies each prompt's cache to its sample rows; the prefill is reused as
+            # is when one row batch covers the chunk, else each row batch starts from a copy.
+            cache = prefill_cache if single_batch else copy.deepcopy(prefill_cache)
+            cache.batch_select_indices(idx)
+            samples = self._decode(cache, last_logits[idx], mask[idx], last_pos[idx], sampling, stop_ids, generator)
+            for prompt_index, sample in zip(idx.tolist(), samples):
+                groups[prompt_index].samples.append(sample)
+
+    def _decode(self, cache, logits, mask, last_pos, sampling, stop_ids, generator) -> list[Sample]:
+        """Decode a batch of rows that share prefilled caches; return their samples in row order."""
+        device = logits.device
+        rows = logits.shape[0]
+        tokens: list[list[int]] = [[] for _ in range(rows)]
+        logps: list[list[float]] = [[] for _ in range(rows)]
+        reasons: list[str] = ["length"] * rows
+        alive = torch.arange(rows, device=device)  # original row index of each live row
+        stop = torch.tensor(stop_ids, device=device, dtype=torch.long)
+        pos = last_pos.clone()
+        for step in range(sampling.max_new_tokens):
+            next_tok, next_logp = _sample(logits, sampling, generator)
+            finished = torch.isin(next_tok, stop) if len(stop_ids) else torch.zeros_like(next_tok, dtype=torch.bool)
+            for r, t, lp in zip(alive.tolist(), next_tok.tolist(), next_logp.tolist()):
+                tokens[r].append(t)
+                logps[r].append(lp)
+            for r in alive[finished].tolist():
+                reasons[r] = "stop"
+            if step == sampling.max_new_tokens - 1:
+                break
+            keep = ~finished
+            if not bool(keep.any()):
+                break
+            if not bool(keep.all()):
+                keep_idx = keep.nonzero().squeeze(-1)
+                cache.batch_select_indices(keep_idx)
+                alive, mask, pos, next_tok = alive[keep_idx], mask[keep_idx], pos[keep_idx], next_tok[keep_idx]
+            pos = pos + 1
+            mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
+            out = self.model(
+                input_ids=next_tok.unsqueeze(-1),
+                attention_mask=mask,
+                position_ids=pos.unsqueeze(-1),
+                past_key_values=cache,
+                use_cache=True,
+            )
+            logits = out.logits[:, -1, :].float()
+        stop_set = set(stop_ids)
+        return [
+            Sample(
+                token_ids=toks,
+                text=self.tokenizer.decode(
+                    toks[:-1] if toks and toks[-1] in stop_set else toks, skip_special_tokens=True
+                ),
+                logprobs=lp,
+                finish_reason=reason,  # type: ignore[arg-type]
+            )
+            for toks, lp, reason in zip(tokens, logps, reasons)
+        ]
+
+
+def _plan_chunks(num_prompts: int, n: int, max_rows: int) -> list[list[int]]:
+    """Consecutive prompt indices grouped so that each chunk's n-fold rows fit max_rows."""
+    per_chunk = max(1, max_rows // n)
+    return [list(range(i, min(i + per_chunk, num_prompts))) for i in range(0, num_prompts, per_chunk)]
+
+
+def _sample(logits: torch.Tensor, sampling: SamplingParams, generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Next token per row and its log-probability under the (temperature-scaled) distribution."""
+    if sampling.temperature == 0:
+        logp = torch.log_softmax(logits, dim=-1)
+        tok = logits.argmax(dim=-1)
+        return tok, logp.gather(-1, tok.unsqueeze(-1)).squeeze(-1)
+    logp = torch.log_softmax(logits / sampling.temperature, dim=-1)
+    probs = logp.exp()
+    if sampling.top_p < 1.0:
+        sorted_p, order = probs.sort(dim=-1, descending=True)
+        drop = (sorted_p.cumsum(-1) - sorted_p) >= sampling.top_p  # mass before this token already enough
+        sorted_p = sorted_p.masked_fill(drop, 0.0)
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+    tok = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    return tok, logp.gather(-1, tok.unsqueeze(-1)).squeeze(-1)

@@ -1,0 +1,59 @@
+"""The suite seam: items to generate for, and a scorer that turns a response into a reward.
+
+Every suite yields `Item`s for a split and hands back a `ScoreResult` for a response. The same
+scorer gives the training reward and the evaluation score (one module per domain), so training
+and offline numbers cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+Split = Literal["train", "validation", "eval"]
+"""`train` feeds supervised warm-up and RL; `validation` drives stopping rules; `eval` is reported."""
+
+SPLITS: tuple[str, ...] = ("train", "validation", "eval")
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """What a scorer says about one response."""
+
+    reward: float
+    """In [0, 1]; continuous where the verifier gives partial credit."""
+    status: str
+    """`correct`, `partial`, `wrong`, `no_answer`, `timeout` or `error`."""
+    extracted: str | None = None
+    """The answer the scorer pulled out of the response, if any."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One prompt with what its scorer needs."""
+
+    id: str
+    """Stable identifier: suite, task and index within the split."""
+    task: str
+    """Benchmark or dataset the item comes from."""
+    prompt: str
+    """User message (before any chat template)."""
+    reference: Any
+    """Whatever the suite's scorer compares against (an answer, tests, a reasoning-gym entry)."""
+    target: str
+    """A correct response, used as the supervised target when bootstrapping a base."""
+
+
+class Suite(Protocol):
+    """A source of items and the scorer for them."""
+
+    name: str
+
+    def items(self, split: Split, n: int) -> list[Item]:
+        """The first `n` items of a split, deterministic from the suite's seed."""
+        ...
+
+    def score(self, response: str, item: Item) -> ScoreResult:
+        """Reward for `response` to `item`."""
+        ...
+
