@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import asdict
@@ -150,7 +151,8 @@ def _build(cfg: Config, out: Path, progress: bool, log) -> dict:
             }
             running_loss = 0.0
             curve.append(point)
-            bar.set_postfix(loss=f"{point['loss']:.3f}", val=f"{val.pass_at_1:.3f}")
+            line = f"step {step}: loss {point['loss']:.3f}, validation pass@1 {val.pass_at_1:.3f}, {point['seconds']:.0f} s"
+            bar.write(line, file=sys.stderr) if progress else log(line)
             if val.pass_at_1 >= b.target_pass_at_1:
                 stopped = "target"
                 break

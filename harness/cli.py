@@ -43,11 +43,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bootstrap)
 
     p = sub.add_parser("eval", help="pass@1 over k samples and mean output tokens for a checkpoint")
-    p.add_argument("checkpoint", help="checkpoint directory (save_pretrained format) or hub model id")
+    p.add_argument(
+        "checkpoint",
+        help="checkpoint directory (save_pretrained format), hub model id, or `base` for the profile's "
+        "bootstrapped base (built if missing; write ./base for a local folder of that name)",
+    )
     p.add_argument("--suites", default=None, help="comma-separated suites (default: all of the profile's)")
     p.add_argument("--out", default=None, help="write the JSON result here (atomically)")
     common(p)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("bench", help="benchmarks that print their figures")
+    p.add_argument("what", choices=["rollout"], help="rollout: generation throughput at several N")
+    p.add_argument("--checkpoint", default="base", help="model to generate with (default: the profile's base)")
+    p.add_argument("--n", default="16,512", help="comma-separated samples per prompt (default: 16,512)")
+    p.add_argument("--samples", type=int, default=2048, help="samples per measurement (prompts = samples / N)")
+    p.add_argument("--max-new-tokens", type=int, default=32, help="tokens generated per sample")
+    p.add_argument("--repeats", type=int, default=3, help="runs per measurement; the median is printed")
+    common(p)
+    p.set_defaults(func=cmd_bench)
     return parser
 
 
@@ -105,6 +119,10 @@ def cmd_eval(args) -> int:
     for name in names:
         if name not in SUITES:
             raise ConfigError(f"unknown suite '{name}' in --suites; valid: {', '.join(SUITES)}")
+    if args.checkpoint == "base":
+        from harness.bootstrap import bootstrap
+
+        args.checkpoint = str(bootstrap(cfg, progress=not args.quiet, log=_log))
     check_checkpoint(args.checkpoint)
 
     from harness import provenance
@@ -137,6 +155,41 @@ def cmd_eval(args) -> int:
         }
         write_json_atomic(args.out, record)
         print(f"wrote {args.out}")
+    return 0
+
+
+def _positive_ints(text: str, option: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise ConfigError(f"invalid value for {option}: {text!r}; expected comma-separated positive integers")
+    return values
+
+
+def cmd_bench(args) -> int:
+    cfg = _setup(args)
+    ns = _positive_ints(args.n, "--n")
+    _positive_ints(f"{args.samples},{args.max_new_tokens},{args.repeats}", "--samples/--max-new-tokens/--repeats")
+    from harness.bench import bench_rollout
+    from harness.checkpoint import check_checkpoint, load_policy
+    from suites import build_suite
+
+    path = args.checkpoint
+    if path == "base":
+        from harness.bootstrap import bootstrap
+
+        path = str(bootstrap(cfg, progress=not args.quiet, log=_log))
+    check_checkpoint(path)
+    model, tokenizer = load_policy(path, cfg.rollout.device, cfg.rollout.dtype)
+    prompts = [it.prompt for it in build_suite("reasoning_gym", cfg).items("eval", 64)]
+    import torch
+
+    print(f"rollout throughput: {path}, {args.samples} samples x {args.max_new_tokens} new tokens, "
+          f"median of {args.repeats}, device {model.device}, {torch.get_num_threads()} threads")
+    bench_rollout(model, tokenizer, prompts, ns, args.samples, args.max_new_tokens,
+                  cfg.rollout.max_batch_sequences, args.repeats)
     return 0
 
 

@@ -1,0 +1,31 @@
+"""Shared fixtures: a tiny tokenizer and random Qwen2 model built by the project itself."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harness.config import TinyModelConfig
+from harness.tiny_model import build_model, train_tokenizer
+
+torch.set_num_threads(2)
+
+
+def corpus() -> list[str]:
+    return [
+        f"user\nassistant\nWhat is {a} + {b}?\nGive your final answer inside <answer></answer> tags.\n<answer>{a + b}</answer>"
+        for a in range(30)
+        for b in range(30)
+    ]
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    return train_tokenizer(corpus(), vocab_size=400)
+
+
+@pytest.fixture(scope="session")
+def model(tokenizer):
+    cfg = TinyModelConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                          intermediate_size=128, max_position_embeddings=256)
+    return build_model(cfg, tokenizer, seed=0).eval()

@@ -1,0 +1,78 @@
+import pytest
+
+from harness.config import ConfigError, load_config
+from suites import build_suite
+from suites.reasoning_gym import ReasoningGymSuite, score
+
+TASKS = [
+    ("chain_sum", {"min_terms": 2, "max_terms": 3, "min_digits": 1, "max_digits": 2}),
+    ("count_bits", {"min_n": 1, "max_n": 1023}),
+]
+
+
+@pytest.fixture(scope="module")
+def suite():
+    return ReasoningGymSuite(TASKS, seed=0)
+
+
+def test_right_answer_in_tags_scores_one(suite):
+    item = suite.items("eval", 4)[0]
+    answer = item.reference["answer"]
+    result = score(f"Let me think. <answer>{answer}</answer>", item.reference)
+    assert result.reward == 1.0 and result.status == "correct" and result.extracted == answer
+    assert suite.score(f"<answer> {answer} </answer>", item).reward == 1.0
+
+
+def test_wrong_answer_scores_zero(suite):
+    item = suite.items("eval", 4)[0]
+    wrong = str(int(item.reference["answer"]) + 1)
+    result = score(f"<answer>{wrong}</answer>", item.reference)
+    assert result.reward == 0.0 and result.status == "wrong"
+
+
+def test_right_answer_in_prose_outside_the_tags_scores_zero(suite):
+    item = suite.items("eval", 4)[0]
+    answer = item.reference["answer"]
+    # reasoning-gym's own score_answer on this raw text gives partial credit: the trap we avoid
+    prose = f"The answer is {answer}, I am sure the result equals {answer}."
+    result = score(prose, item.reference)
+    assert result.reward == 0.0 and result.status == "no_answer"
+    assert score(prose + " <answer>nothing</answer>", item.reference).reward == 0.0
+
+
+def test_last_answer_tag_counts(suite):
+    item = suite.items("eval", 4)[0]
+    answer = item.reference["answer"]
+    assert score(f"<answer>0x</answer> no wait <answer>{answer}</answer>", item.reference).reward == 1.0
+
+
+def test_prompts_ask_for_answer_tags_and_targets_score_one(suite):
+    for item in suite.items("train", 20):
+        assert "<answer></answer>" in item.prompt
+        assert score(item.target, item.reference).reward == 1.0
+
+
+def test_splits_never_share_a_question_and_are_deterministic(suite):
+    train = {i.reference["question"] for i in suite.items("train", 4000)}
+    val = {i.reference["question"] for i in suite.items("validation", 40)}
+    held = suite.items("eval", 200)
+    eval_q = {i.reference["question"] for i in held}
+    assert len(eval_q) == 200  # unique
+    assert not train & eval_q and not train & val and not val & eval_q
+    again = ReasoningGymSuite(TASKS, seed=0).items("eval", 200)
+    assert [i.prompt for i in again] == [i.prompt for i in held]
+    other_seed = ReasoningGymSuite(TASKS, seed=1).items("eval", 200)
+    assert [i.prompt for i in other_seed] != [i.prompt for i in held]
+    assert {i.task for i in held} == {"chain_sum", "count_bits"}
+
+
+def test_too_small_question_space_is_a_clear_error():
+    small = ReasoningGymSuite([("count_bits", {"min_n": 1, "max_n": 8})], seed=0)
+    with pytest.raises(ConfigError, match="count_bits"):
+        small.items("eval", 50)
+
+
+def test_profile_builds_the_suite():
+    suite = build_suite("reasoning_gym", load_config("smoke"))
+    items = suite.items("eval", 10)
+    assert len(items) == 10 and all(i.id.startswith("reasoning_gym/") for i in items)
