@@ -26,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from harness import provenance
-from harness.checkpoint import render_prompt
+from harness.checkpoint import render_prompts
 from harness.config import Config
 from harness.evaluate import evaluate_suite
 from harness.files import write_json_atomic
@@ -186,17 +186,15 @@ def _build(cfg: Config, out: Path, progress: bool, log) -> dict:
 
 def _supervised_tensors(tokenizer, items):
     """Right-padded (input_ids, attention_mask, labels); labels cover the response only."""
-    prompts = tokenizer([render_prompt(tokenizer, it.prompt) for it in items], add_special_tokens=False)["input_ids"]
+    prompts = tokenizer(render_prompts(tokenizer, [it.prompt for it in items]), add_special_tokens=False)["input_ids"]
     targets = tokenizer([it.target for it in items], add_special_tokens=False)["input_ids"]
-    eos = tokenizer.eos_token_id
-    seqs = [(p, t + [eos]) for p, t in zip(prompts, targets)]
-    width = max(len(p) + len(t) for p, t in seqs)
-    input_ids = torch.full((len(seqs), width), tokenizer.pad_token_id, dtype=torch.long)
-    attention = torch.zeros((len(seqs), width), dtype=torch.long)
-    labels = torch.full((len(seqs), width), -100, dtype=torch.long)
-    for row, (p, t) in enumerate(seqs):
-        full = torch.tensor(p + t)
-        input_ids[row, : len(full)] = full
-        attention[row, : len(full)] = 1
-        labels[row, len(p): len(full)] = torch.tensor(t)
-    return input_ids, attention, labels
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    width = max(len(p) + len(t) + 1 for p, t in zip(prompts, targets))
+    ids_rows, mask_rows, label_rows = [], [], []
+    for p, t in zip(prompts, targets):
+        full = p + t + [eos]
+        gap = width - len(full)
+        ids_rows.append(full + [pad] * gap)
+        mask_rows.append([1] * len(full) + [0] * gap)
+        label_rows.append([-100] * len(p) + t + [eos] + [-100] * gap)
+    return torch.tensor(ids_rows), torch.tensor(mask_rows), torch.tensor(label_rows)

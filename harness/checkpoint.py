@@ -59,6 +59,22 @@ def load_policy(path: str, device: str = "auto", dtype: str = "float32"):
     return model.to(target).eval(), tokenizer
 
 
+def render_prompts(tokenizer, user_texts: list[str]) -> list[str]:
+    """`render_prompt` for many texts at once: the template is rendered once around a sentinel and
+    the texts spliced in, which is exact for templates that insert the content verbatim (checked
+    on the first text; otherwise each text is rendered on its own)."""
+    if not user_texts or not getattr(tokenizer, "chat_template", None):
+        return list(user_texts)
+    sentinel = "\x00HARNESS-PROMPT\x00"
+    frame = render_prompt(tokenizer, sentinel)
+    if frame.count(sentinel) == 1:
+        head, tail = frame.split(sentinel)
+        rendered = [head + text + tail for text in user_texts]
+        if rendered[0] == render_prompt(tokenizer, user_texts[0]):
+            return rendered
+    return [render_prompt(tokenizer, text) for text in user_texts]
+
+
 def render_prompt(tokenizer, user_text: str) -> str:
     """The string the model is given: its chat template around one user turn, if it has one."""
     if getattr(tokenizer, "chat_template", None):

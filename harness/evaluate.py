@@ -15,7 +15,7 @@ from typing import Sequence
 
 from tqdm.auto import tqdm
 
-from harness.checkpoint import render_prompt
+from harness.checkpoint import render_prompts
 from harness.rollout import RolloutEngine, SamplingParams
 from suites.base import Item, Suite
 
@@ -80,7 +80,7 @@ def evaluate_suite(
         call_sampling = sampling
         if sampling.seed is not None:  # a different, reproducible stream per call
             call_sampling = SamplingParams(**{**asdict(sampling), "seed": sampling.seed + start})
-        result = engine.generate([render_prompt(tokenizer, it.prompt) for it in batch], k, call_sampling)
+        result = engine.generate(render_prompts(tokenizer, [it.prompt for it in batch]), k, call_sampling)
         gen_s += result.generation_s
         for item, group in zip(batch, result.groups):
             rewards = []
