@@ -53,6 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.set_defaults(func=cmd_eval)
 
+    p = sub.add_parser("train", help="train one RL arm (a recipe: prorl, brorl, or a YAML path) from the profile's base")
+    p.add_argument("recipe", help="recipe name (prorl, brorl) or a YAML path; its train.trainer names the trainer")
+    p.add_argument("--out", default=None, help="output folder (default: results/runs/<timestamp>-<profile>-<recipe>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
+    p.add_argument("--base", default=None, help="start from this checkpoint instead of the profile's bootstrapped base")
+    common(p)
+    p.set_defaults(func=cmd_train)
+
     p = sub.add_parser("bench", help="benchmarks that print their figures")
     p.add_argument("what", choices=["rollout"], help="rollout: generation throughput at several N")
     p.add_argument("--checkpoint", default="base", help="model to generate with (default: the profile's base)")
@@ -85,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _setup(args) -> "Config":  # noqa: F821
-    cfg = load_config(args.profile, args.overrides)
+    cfg = load_config(args.profile, args.overrides, recipe=getattr(args, "profile_recipe", None))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
     import transformers
@@ -155,6 +163,33 @@ def cmd_eval(args) -> int:
         }
         write_json_atomic(args.out, record)
         print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from harness.config import available_recipes
+
+    known = available_recipes()
+    if args.recipe not in known and not args.recipe.endswith((".yaml", ".yml")):
+        raise ConfigError(f"unknown recipe '{args.recipe}'; valid: {', '.join(known)} (or a path to a .yaml file)")
+    args.profile_recipe = args.recipe
+    cfg = _setup(args)
+    import datetime
+    from pathlib import Path
+
+    from harness.checkpoint import check_checkpoint
+    from harness.train import run_training
+
+    if args.base is not None:
+        check_checkpoint(args.base)
+    if args.resume and args.out is None:
+        raise ConfigError("--resume needs --out: the folder of the run to continue")
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out) if args.out else Path("results/runs") / f"{stamp}-{cfg.profile}-{Path(args.recipe).stem}"
+    final = run_training(cfg, Path(args.recipe).stem, out, resume=args.resume, base=args.base,
+                         progress=not args.quiet, log=_log)
+    print(f"metrics: {out / 'metrics.jsonl'}")
+    print(final)
     return 0
 
 

@@ -169,6 +169,79 @@ class SuitesConfig:
 
 
 @dataclass
+class RolloutScalingConfig:
+    """How the rollout-scaling (BroRL) arm is derived from the shared step-scaling batch."""
+
+    n: PosInt = 512
+    """Rollouts per prompt in the rollout-scaling arm (paper: 512)."""
+    prompt_divisor: PosInt = 4
+    """Prompts per step = train.prompts_per_step / prompt_divisor (paper: 512 -> 128)."""
+    lr_rule: Literal["sqrt", "linear", "none"] = "sqrt"
+    """Learning-rate scaling with the samples-per-step ratio r = (n * prompts) / (train.n *
+    train.prompts_per_step): `sqrt` multiplies by sqrt(r) (the paper's rule, 2.83x at r=8),
+    `linear` by r, `none` keeps train.learning_rate."""
+
+
+@dataclass
+class TrainConfig:
+    """One RL arm's recipe. Both arms share every field; rollout_scaling derives n, prompts per step
+    and learning rate from them by `rollout_scaling` (recipes: harness/recipes/)."""
+
+    trainer: str = "step_scaling"
+    """Registered trainer name: step_scaling (ProRL), rollout_scaling (BroRL), or a plug-in's."""
+    steps: PosInt = 100
+    """RL steps to run (each: generate, filter, update)."""
+    n: PosInt = 16
+    """Rollouts per prompt of the step-scaling arm (paper: 16)."""
+    prompts_per_step: PosInt = 512
+    """Prompt groups kept per step after dynamic sampling, step-scaling arm (paper: 512)."""
+    mini_batches: PosInt = 4
+    """PPO mini-batches, i.e. optimizer steps, per RL step; the same for both arms."""
+    learning_rate: PosFloat = 1e-6
+    """AdamW learning rate of the step-scaling arm (OpenRLHF ProRLv2 port: 1e-6)."""
+    warmup_steps: NonNegInt = 0
+    """Optimizer steps of linear learning-rate warm-up; constant afterwards."""
+    weight_decay: NonNegFloat = 0.01
+    """AdamW weight decay."""
+    max_grad_norm: PosFloat = 1.0
+    """Gradient clipping norm per optimizer step."""
+    eps_low: NonNegFloat = 0.2
+    """PPO clip below: ratio >= 1 - eps_low."""
+    eps_high: NonNegFloat = 0.27
+    """PPO clip above (clip-higher): ratio <= 1 + eps_high (ProRLv2: 0.27; v1: 0.4)."""
+    kl_coef: NonNegFloat = 1e-4
+    """KL penalty coefficient to the reference policy; 0 disables the penalty."""
+    kl_estimator: Literal["k2", "low_var_kl"] = "k2"
+    """Per-token KL estimator."""
+    ref_reset_every: NonNegInt = 200
+    """Reset the reference policy to the current policy every this many RL steps; 0 never."""
+    reset_optimizer_with_ref: bool = False
+    """Also reset the optimizer state at each reference reset (ProRL v1 did; v2 does not)."""
+    tis: bool = False
+    """Truncated importance sampling against the rollout engine's logprobs (ICE-POP masking)."""
+    tis_low: PosFloat = 0.5
+    """Tokens whose trainer/rollout probability ratio is below this are masked out."""
+    tis_high: PosFloat = 5.0
+    """Tokens whose trainer/rollout probability ratio is above this are masked out."""
+    max_gen_rounds: PosInt = 4
+    """Dynamic sampling: at most this many generation rounds per step; then train on what was kept."""
+    temperature: PosFloat = 1.0
+    """Rollout sampling temperature (ProRL v1: 1.2; UNCONFIRMED for v2 / BroRL)."""
+    top_p: Annotated[float, Range(min=1e-6, max=1.0)] = 1.0
+    """Rollout nucleus mass."""
+    max_new_tokens: PosInt = 32
+    """Longest rollout response (paper: 16k)."""
+    micro_batch_tokens: PosInt = 16384
+    """Token budget of one forward/backward micro-batch (padded tokens); bounds peak memory in N."""
+    prompt_pool: PosInt = 20000
+    """Training prompts drawn per task from the suites' train split, cycled in seeded epochs."""
+    save_every: NonNegInt = 0
+    """Save a resumable checkpoint every this many steps (0: only at the end)."""
+    rollout_scaling: RolloutScalingConfig = field(default_factory=RolloutScalingConfig)
+    """Derivation rule for the rollout-scaling arm."""
+
+
+@dataclass
 class Config:
     """Everything a run needs; one profile YAML fills it."""
 
@@ -186,6 +259,8 @@ class Config:
     """Rollout engine settings."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """Evaluation protocol."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """RL recipe (a recipe file fills it, the profile scales it)."""
     suites: SuitesConfig = field(default_factory=SuitesConfig)
     """Suite definitions."""
 
@@ -207,33 +282,58 @@ def available_profiles() -> list[str]:
     return sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
 
 
-def load_config(profile: str, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Load a profile by name (or YAML path), apply dotted `key=value` overrides, validate."""
-    path = Path(profile)
+RECIPES_DIR = Path(__file__).parent / "recipes"
+
+
+def available_recipes() -> list[str]:
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+
+
+def load_config(profile: str, overrides: list[str] | tuple[str, ...] = (), recipe: str | None = None) -> Config:
+    """Load a profile by name (or YAML path), layered over a recipe if given, then apply dotted
+    `key=value` overrides and validate. Precedence: overrides > profile > recipe > defaults."""
+    path = _find(profile, PROFILES_DIR, "profile", available_profiles())
+    raw = _read_yaml(path)
+    name = path.stem
+    raw.setdefault("profile", name)
+    if recipe is not None:
+        raw = _merge(_read_yaml(_find(recipe, RECIPES_DIR, "recipe", available_recipes())), raw)
+    for item in overrides:
+        apply_override(raw, item)
+    return from_dict(Config, raw)
+
+
+def _find(name: str, folder: Path, kind: str, known: list[str]) -> Path:
+    """A named file in `folder`, or a YAML path given directly."""
+    path = Path(name)
     if path.suffix in (".yaml", ".yml"):
         if not path.is_file():
-            raise ConfigError(f"profile file '{profile}' does not exist")
-        name = path.stem
-    else:
-        path = PROFILES_DIR / f"{profile}.yaml"
-        name = profile
-        if not path.is_file():
-            raise ConfigError(
-                f"unknown profile '{profile}'; valid profiles: {', '.join(available_profiles())} "
-                "(or a path to a .yaml file)"
-            )
+            raise ConfigError(f"{kind} file '{name}' does not exist")
+        return path
+    path = folder / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown {kind} '{name}'; valid {kind}s: {', '.join(known)} (or a path to a .yaml file)")
+    return path
+
+
+def _read_yaml(path: Path) -> dict:
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"profile '{path}'{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        raise ConfigError(f"'{path}'{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"profile '{path}' must be a mapping of keys to values, got {type(raw).__name__}")
-    raw.setdefault("profile", name)
-    for item in overrides:
-        apply_override(raw, item)
-    return from_dict(Config, raw)
+        raise ConfigError(f"'{path}' must be a mapping of keys to values, got {type(raw).__name__}")
+    return raw
+
+
+def _merge(base: dict, top: dict) -> dict:
+    """`top` over `base`, recursively for mappings."""
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def apply_override(raw: dict, item: str) -> None:

@@ -1,0 +1,148 @@
+"""`harness train RECIPE`: one RL arm from the profile's base checkpoint, with exact resume.
+
+    harness train prorl --profile tiny --out runs/prorl          # train.steps=... to change the budget
+    harness train prorl --profile tiny --out runs/prorl --resume # continue after an interruption
+
+Writes, under the output folder:
+- `config.json`: the resolved config and the arm's derived settings (n, prompts, learning rate);
+- `metrics.jsonl`: one JSON line per RL step (the same scalars go to TensorBoard under `tb/`);
+- `checkpoints/step_NNNNNN/`: `save_pretrained` weights and tokenizer plus `trainer_state.pt`
+  (optimizer, scheduler, reference policy, RNG states, data position), every `train.save_every`
+  steps and at the end. Each checkpoint is written to a temporary folder and renamed, so a
+  checkpoint that exists is complete.
+
+`--resume` loads the newest checkpoint, drops metric lines written after it, and continues; the
+final weights and the non-timing metrics equal those of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from harness import provenance
+from harness.checkpoint import load_policy
+from harness.config import Config, ConfigError, to_dict
+from harness.files import write_json_atomic, write_text_atomic
+
+CHECKPOINTS = "checkpoints"
+STATE_FILE = "trainer_state.pt"
+METRICS_FILE = "metrics.jsonl"
+
+TIMING_KEYS = ("wall_s", "gen_s", "train_s", "step_s", "gen_samples_per_s", "train_tokens_per_s")
+"""Metric fields that measure time: they differ between otherwise identical runs."""
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step_{step:06d}"
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    """The newest complete checkpoint folder under out/checkpoints, if any."""
+    folder = out / CHECKPOINTS
+    if not folder.is_dir():
+        return None
+    done = sorted(p for p in folder.glob("step_*") if (p / STATE_FILE).is_file())
+    return done[-1] if done else None
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """Metric lines of a run; a torn last line (the process died mid-write) is ignored."""
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return rows
+
+
+def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base: str | None = None,
+                 progress: bool = True, log=print) -> Path:
+    """Train one arm to `cfg.train.steps`; returns the final checkpoint folder."""
+    from trainers.registry import get_builder
+
+    try:
+        builder = get_builder(cfg.train.trainer)
+    except ValueError as exc:
+        raise ConfigError(f"invalid value for 'train.trainer': {exc}") from None
+    metrics_path = out / METRICS_FILE
+    if metrics_path.exists() and not resume:
+        raise ConfigError(f"output folder '{out}' already holds a run; pass --resume to continue it, or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+
+    last = latest_checkpoint(out) if resume else None
+    if base is None:
+        from harness.bootstrap import bootstrap
+
+        base = str(bootstrap(cfg, progress=progress, log=log))
+    model, tokenizer = load_policy(str(last or base), cfg.rollout.device, cfg.rollout.dtype)
+    from suites import SUITES, build_suite
+
+    trainer = builder(cfg, model, tokenizer, [build_suite(name, cfg) for name in SUITES])
+    wall_before = 0.0
+    if last is not None:
+        state = torch.load(last / STATE_FILE, weights_only=False)
+        trainer.load_state_dict(state["trainer"])
+        wall_before = state["wall_s"]
+        log(f"resuming from {last} (step {trainer.step_count})")
+    kept = [row for row in read_metrics(metrics_path) if row["step"] <= trainer.step_count]
+    write_text_atomic(metrics_path, "".join(json.dumps(row) + "\n" for row in kept))
+    write_json_atomic(out / "config.json", {
+        "recipe": recipe,
+        "base_checkpoint": base,
+        "arm": trainer.settings(),
+        "config": to_dict(cfg),
+        "provenance": provenance.collect(seed=cfg.seed),
+    })
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(out / "tb"), purge_step=trainer.step_count + 1)
+    steps = cfg.train.steps
+    bar = tqdm(total=steps, initial=trainer.step_count, desc=f"train {recipe}", unit="step", disable=not progress)
+    started = time.perf_counter()
+    final = last
+    try:
+        with metrics_path.open("a") as sink:
+            while trainer.step_count < steps:
+                row = trainer.step()
+                row["wall_s"] = wall_before + time.perf_counter() - started
+                sink.write(json.dumps(row) + "\n")
+                sink.flush()
+                os.fsync(sink.fileno())
+                for key, value in row.items():
+                    if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "step":
+                        writer.add_scalar(key, value, row["step"])
+                bar.update(1)
+                bar.set_postfix(reward=f"{row['reward_mean']:.3f}", ds=f"{row['ds_pass_rate']:.2f}")
+                step = trainer.step_count
+                if step == steps or (cfg.train.save_every and step % cfg.train.save_every == 0):
+                    final = save_checkpoint(out, trainer, tokenizer, row["wall_s"])
+    finally:
+        bar.close()
+        writer.close()
+    return final if final is not None else save_checkpoint(out, trainer, tokenizer, wall_before)
+
+
+def save_checkpoint(out: Path, trainer, tokenizer, wall_s: float) -> Path:
+    """Weights (save_pretrained), tokenizer and trainer state, renamed into place when complete."""
+    folder = out / CHECKPOINTS
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / checkpoint_name(trainer.step_count)
+    work = folder / f".{target.name}.tmp"
+    shutil.rmtree(work, ignore_errors=True)
+    trainer.policy.save_pretrained(work)
+    tokenizer.save_pretrained(work)
+    torch.save({"trainer": trainer.state_dict(), "wall_s": wall_s}, work / STATE_FILE)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(work, target)
+    return target

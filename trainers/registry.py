@@ -1,0 +1,44 @@
+"""Trainers by name. Built-ins register here; third-party trainers join through the entry-point
+group `harness.trainers`, each entry point naming a builder with the signature of `TrainerBuilder`.
+
+    # in a plug-in's pyproject.toml
+    [project.entry-points."harness.trainers"]
+    my_trainer = "my_package.module:build"
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+from typing import Callable
+
+ENTRY_POINT_GROUP = "harness.trainers"
+
+TrainerBuilder = Callable[..., object]
+"""build(config, model, tokenizer, suites, out_dir) -> an object with the `trainers.base.Trainer` methods."""
+
+_BUILTIN: dict[str, str] = {
+    "step_scaling": "trainers.step_scaling:build",
+    "rollout_scaling": "trainers.rollout_scaling:build",
+}
+
+
+def available() -> dict[str, str]:
+    """Every trainer name with where its builder lives (built-ins first, then plug-ins)."""
+    names = dict(_BUILTIN)
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        names.setdefault(ep.name, ep.value)
+    return names
+
+
+def get_builder(name: str) -> TrainerBuilder:
+    """The builder registered as `name`; ValueError listing the valid names otherwise."""
+    known = available()
+    if name not in known:
+        raise ValueError(f"unknown trainer '{name}'; valid: {', '.join(sorted(known))}")
+    if name in _BUILTIN:
+        module, attr = _BUILTIN[name].split(":")
+        return getattr(__import__(module, fromlist=[attr]), attr)
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == name:
+            return ep.load()
+    raise AssertionError("unreachable")

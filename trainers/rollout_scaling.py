@@ -1,0 +1,39 @@
+"""`rollout_scaling` (BroRL): many more rollouts per prompt, derived from the shared recipe.
+
+From the step-scaling batch (train.n rollouts x train.prompts_per_step prompts, learning rate lr):
+N = rollout_scaling.n (512), prompts per step = train.prompts_per_step / prompt_divisor (4), and
+the learning rate scaled by the samples-per-step ratio r = (N x prompts) / (train.n x
+train.prompts_per_step) under `lr_rule` (sqrt: lr x sqrt(r), the paper's 2.83x at r = 8). The
+number of PPO mini-batches per step stays the same, so each optimizer step sees r times more
+samples. Everything else is the shared recipe.
+"""
+
+from __future__ import annotations
+
+import math
+
+from harness.config import Config, ConfigError
+from trainers.grpo import ArmSettings, GRPOTrainer
+
+
+def settings(config: Config) -> ArmSettings:
+    t = config.train
+    rule = t.rollout_scaling
+    prompts = t.prompts_per_step // rule.prompt_divisor
+    if prompts < 1:
+        raise ConfigError(
+            f"invalid value for 'train.rollout_scaling.prompt_divisor': {rule.prompt_divisor}; "
+            f"must be <= train.prompts_per_step ({t.prompts_per_step})"
+        )
+    ratio = (rule.n * prompts) / (t.n * t.prompts_per_step)
+    scale = {"sqrt": math.sqrt(ratio), "linear": ratio, "none": 1.0}[rule.lr_rule]
+    return ArmSettings(
+        n=rule.n,
+        prompts_per_step=prompts,
+        learning_rate=t.learning_rate * scale,
+        lr_rule=f"{rule.lr_rule}: {t.learning_rate:g} x {scale:.3f} (samples-per-step ratio {ratio:g})",
+    )
+
+
+def build(config: Config, model, tokenizer, suites) -> GRPOTrainer:
+    return GRPOTrainer("rollout_scaling", config, settings(config), model, tokenizer, suites)
