@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -29,3 +34,19 @@ def model(tokenizer):
     cfg = TinyModelConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                           intermediate_size=128, max_position_embeddings=256)
     return build_model(cfg, tokenizer, seed=0).eval()
+
+
+def run_cli(args, cache, timeout=900, **kwargs):
+    """`python -m harness.cli ARGS` with its own cache folder, as a user would run `harness ARGS`."""
+    env = {**os.environ, "HARNESS_CACHE": str(cache)}
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def smoke_base(tmp_path_factory):
+    """The smoke profile's bootstrapped base checkpoint: (path, cache folder)."""
+    cache = tmp_path_factory.mktemp("cache")
+    done = run_cli(["bootstrap", "--profile", "smoke", "--quiet"], cache)
+    assert done.returncode == 0, done.stderr
+    return Path(done.stdout.strip().splitlines()[-1]), cache  # the path is printed last

@@ -1,9 +1,6 @@
 """End to end on the `smoke` profile: bootstrap a base, evaluate it, as a user would from the CLI."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,22 +9,14 @@ from safetensors.torch import load_file
 
 from harness.bootstrap import bootstrap
 from harness.config import load_config
+from tests.conftest import run_cli as _cli
 
 pytestmark = pytest.mark.slow
 
 
-def _cli(args, cache):
-    env = {**os.environ, "HARNESS_CACHE": str(cache)}
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True, env=env, timeout=900)
-
-
 @pytest.fixture(scope="module")
-def smoke_checkpoint(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("cache")
-    done = _cli(["bootstrap", "--profile", "smoke", "--quiet"], cache)
-    assert done.returncode == 0, done.stderr
-    path = Path(done.stdout.strip().splitlines()[-1])  # the path is printed last
-    return path, cache
+def smoke_checkpoint(smoke_base):
+    return smoke_base
 
 
 def test_bootstrap_writes_a_plain_transformers_checkpoint(smoke_checkpoint):
