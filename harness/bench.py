@@ -1,15 +1,24 @@
 """Benchmarks that print their figures (never timed assertions in tests).
 
     harness bench rollout --profile tiny [--checkpoint PATH] [--samples 2048] [--n 16,512]
+    harness bench memory --profile tiny [key=value ...]
 
 `rollout`: generation throughput of the `hf` engine at several N for the same number of samples
 (prompts = samples / N), next to plain `model.generate(num_return_sequences=N)`, which re-encodes
 each prompt N times. Median of `--repeats` runs; prompts come from the profile's eval split.
+
+`memory`: peak memory of one RL step of each arm (prorl: N=16, brorl: N=512) under the same
+micro-batch token budget, each in a fresh process. On CPU: peak resident memory (ru_maxrss) and
+its growth during the step; on CUDA: torch.cuda.max_memory_allocated. Goal: N=512 <= 1.2x N=16.
 """
 
 from __future__ import annotations
 
+import json
+import resource
 import statistics
+import subprocess
+import sys
 import time
 
 import torch
@@ -67,3 +76,61 @@ def _bench_generate(model, tokenizer, prompts, n, max_new_tokens, max_batch_sequ
 
 def _row(r: dict) -> str:
     return f"{r['engine']:<24} N={r['n']:<5} prompts={r['prompts']:<5} {r['samples_per_s']:>9.1f} samples/s {r['tokens_per_s']:>10.1f} tokens/s"
+
+
+def bench_memory(profile: str, overrides: list[str], log=print) -> list[dict]:
+    """One training step per arm, each in its own process; rows of peak-memory figures."""
+    rows = []
+    for recipe in ("prorl", "brorl"):
+        done = subprocess.run(
+            [sys.executable, "-m", "harness.bench", "memory-child", profile, recipe, *overrides],
+            capture_output=True, text=True,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"memory benchmark of {recipe} failed: {done.stderr.strip().splitlines()[-1:]}")
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        r = rows[-1]
+        log(f"{recipe:<6} N={r['n']:<4} prompts={r['prompts_per_step']:<4} samples/step={r['samples']:<6} "
+            f"peak RSS {r['peak_rss_mb']:.0f} MB (step added {r['step_rss_growth_mb']:.0f} MB)"
+            + (f", CUDA peak {r['cuda_peak_mb']:.0f} MB" if r["cuda_peak_mb"] is not None else ""))
+    key = "cuda_peak_mb" if rows[0]["cuda_peak_mb"] is not None else "peak_rss_mb"
+    log(f"N=512 / N=16 peak ({key}): {rows[1][key] / rows[0][key]:.2f}x (goal <= 1.2x)")
+    return rows
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
+
+
+def _memory_child(profile: str, recipe: str, overrides: list[str]) -> None:
+    import torch
+    import transformers
+
+    from harness.bootstrap import bootstrap
+    from harness.checkpoint import load_policy
+    from harness.config import load_config
+    from suites import SUITES, build_suite
+    from trainers.registry import get_builder
+
+    transformers.utils.logging.disable_progress_bar()
+    cfg = load_config(profile, overrides, recipe=recipe)
+    model, tokenizer = load_policy(str(bootstrap(cfg, progress=False, log=lambda _: None)), cfg.rollout.device, cfg.rollout.dtype)
+    trainer = get_builder(cfg.train.trainer)(cfg, model, tokenizer, [build_suite(n, cfg) for n in SUITES])
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    before = _rss_mb()
+    row = trainer.step()
+    print(json.dumps({
+        "recipe": recipe,
+        "n": trainer.arm.n,
+        "prompts_per_step": trainer.arm.prompts_per_step,
+        "samples": row["samples_generated"],
+        "micro_batch_tokens": cfg.train.micro_batch_tokens,
+        "peak_rss_mb": _rss_mb(),
+        "step_rss_growth_mb": _rss_mb() - before,
+        "cuda_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None,
+    }))
+
+
+if __name__ == "__main__" and len(sys.argv) >= 4 and sys.argv[1] == "memory-child":
+    _memory_child(sys.argv[2], sys.argv[3], sys.argv[4:])

@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("bench", help="benchmarks that print their figures")
-    p.add_argument("what", choices=["rollout"], help="rollout: generation throughput at several N")
+    p.add_argument("what", choices=["rollout", "memory"],
+                   help="rollout: generation throughput at several N; memory: peak memory of one RL step at N=16 and N=512")
     p.add_argument("--checkpoint", default="base", help="model to generate with (default: the profile's base)")
     p.add_argument("--n", default="16,512", help="comma-separated samples per prompt (default: 16,512)")
     p.add_argument("--samples", type=int, default=2048, help="samples per measurement (prompts = samples / N)")
@@ -205,6 +206,12 @@ def _positive_ints(text: str, option: str) -> list[int]:
 
 def cmd_bench(args) -> int:
     cfg = _setup(args)
+    if args.what == "memory":
+        from harness.bench import bench_memory
+
+        print(f"one RL step per arm, profile {cfg.profile}, micro-batch budget {cfg.train.micro_batch_tokens} tokens")
+        bench_memory(args.profile, args.overrides)
+        return 0
     ns = _positive_ints(args.n, "--n")
     _positive_ints(f"{args.samples},{args.max_new_tokens},{args.repeats}", "--samples/--max-new-tokens/--repeats")
     from harness.bench import bench_rollout
