@@ -33,6 +33,7 @@ from harness.files import write_json_atomic
 from harness.rollout import SamplingParams, make_engine
 from harness.tiny_model import build_model, train_tokenizer
 from suites import build_suite
+from suites.bounded import shared_pool
 
 BOOTSTRAP_VERSION = 1
 """Bump when the bootstrap procedure changes, so cached checkpoints built by older code are not reused."""
@@ -116,6 +117,7 @@ def _build(cfg: Config, out: Path, progress: bool, log) -> dict:
         max_new_tokens=cfg.eval.max_new_tokens, seed=cfg.seed + 17,
     )
 
+    pool = shared_pool(cfg.scoring.workers, cfg.scoring.timeout_s)
     curve: list[dict] = []
     order = torch.empty(0, dtype=torch.long)
     cursor = 0
@@ -141,7 +143,7 @@ def _build(cfg: Config, out: Path, progress: bool, log) -> dict:
         running_loss += loss.item()
         bar.update(1)
         if step % b.check_every == 0 or step == b.max_steps:
-            val = evaluate_suite(engine, tokenizer, suite, val_items, b.check_k, sampling, progress=False)
+            val = evaluate_suite(engine, tokenizer, suite, val_items, b.check_k, sampling, pool, progress=False)
             model.train()
             point = {
                 "step": step,

@@ -147,12 +147,15 @@ def cmd_eval(args) -> int:
         max_new_tokens=cfg.eval.max_new_tokens,
         seed=cfg.seed + 1,
     )
+    from suites.bounded import shared_pool
+
+    pool = shared_pool(cfg.scoring.workers, cfg.scoring.timeout_s)
     results = {}
     for name in names:
         suite = build_suite(name, cfg)
         items = suite.items("eval", getattr(cfg.suites, name).eval_items)
         results[name] = evaluate_suite(
-            engine, tokenizer, suite, items, cfg.eval.k, sampling,
+            engine, tokenizer, suite, items, cfg.eval.k, sampling, pool,
             prompts_per_call=cfg.eval.prompts_per_call, progress=not args.quiet,
         )
     print(format_eval_table(results))

@@ -136,6 +136,16 @@ class EvalConfig:
 
 
 @dataclass
+class ScoringConfig:
+    """How scorer calls run: in worker processes, each under a wall-clock bound (suites/bounded.py)."""
+
+    workers: PosInt = 2
+    """Worker processes for scorer calls."""
+    timeout_s: PosFloat = 10.0
+    """Wall-clock bound per scorer call; a call past it is recorded as status `timeout`."""
+
+
+@dataclass
 class ReasoningGymTaskConfig:
     """One reasoning-gym dataset in the suite."""
 
@@ -234,7 +244,8 @@ class TrainConfig:
     micro_batch_tokens: PosInt = 16384
     """Token budget of one forward/backward micro-batch (padded tokens); bounds peak memory in N."""
     prompt_pool: PosInt = 20000
-    """Training prompts drawn per task from the suites' train split, cycled in seeded epochs."""
+    """Training prompts drawn from each suite's train split (its tasks in equal shares), cycled
+    in seeded epochs."""
     save_every: NonNegInt = 0
     """Save a resumable checkpoint every this many steps (0: only at the end)."""
     rollout_scaling: RolloutScalingConfig = field(default_factory=RolloutScalingConfig)
@@ -263,6 +274,8 @@ class Config:
     """RL recipe (a recipe file fills it, the profile scales it)."""
     suites: SuitesConfig = field(default_factory=SuitesConfig)
     """Suite definitions."""
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    """Bounded scorer execution."""
 
     def resolved_cache_dir(self) -> Path:
         if self.cache_dir:

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from harness.checkpoint import render_prompts
 from harness.rollout import RolloutEngine, SamplingParams
 from suites.base import Item, Suite
+from suites.bounded import ScorerPool
 
 
 @dataclass
@@ -60,10 +61,11 @@ def evaluate_suite(
     items: Sequence[Item],
     k: int,
     sampling: SamplingParams,
+    pool: ScorerPool,
     prompts_per_call: int = 64,
     progress: bool = True,
 ) -> SuiteScore:
-    """Generate k samples for every item, score them, and aggregate."""
+    """Generate k samples for every item, score them (bounded, in `pool`'s workers), and aggregate."""
     if not items:
         raise ValueError(f"suite '{suite.name}' has no items to evaluate")
     item_means: list[float] = []
@@ -82,10 +84,11 @@ def evaluate_suite(
             call_sampling = SamplingParams(**{**asdict(sampling), "seed": sampling.seed + start})
         result = engine.generate(render_prompts(tokenizer, [it.prompt for it in batch]), k, call_sampling)
         gen_s += result.generation_s
+        scores = iter(pool.map(suite.scorer, [(s.text, item.reference) for item, g in zip(batch, result.groups) for s in g.samples]))
         for item, group in zip(batch, result.groups):
             rewards = []
             for sample in group.samples:
-                scored = suite.score(sample.text, item)
+                scored = next(scores)
                 rewards.append(scored.reward)
                 statuses[scored.status] += 1
                 reasons[sample.finish_reason] += 1

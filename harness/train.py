@@ -13,6 +13,9 @@ Writes, under the output folder:
 
 `--resume` loads the newest checkpoint, drops metric lines written after it, and continues; the
 final weights and the non-timing metrics equal those of an uninterrupted run.
+
+SIGINT / SIGTERM: the first one lets the current step finish, saves a checkpoint and exits (130);
+a second one stops at once (the newest checkpoint is still complete, and resume starts there).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -63,6 +68,29 @@ def read_metrics(path: Path) -> list[dict]:
         except json.JSONDecodeError:
             break
     return rows
+
+
+class StopRequest:
+    """Turns the first SIGINT/SIGTERM into a request to stop after the current step."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
 
 def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base: str | None = None,
@@ -112,7 +140,7 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
     started = time.perf_counter()
     final = last
     try:
-        with metrics_path.open("a") as sink:
+        with StopRequest() as stop, metrics_path.open("a") as sink:
             while trainer.step_count < steps:
                 row = trainer.step()
                 row["wall_s"] = wall_before + time.perf_counter() - started
@@ -125,8 +153,11 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
                 bar.update(1)
                 bar.set_postfix(reward=f"{row['reward_mean']:.3f}", ds=f"{row['ds_pass_rate']:.2f}")
                 step = trainer.step_count
-                if step == steps or (cfg.train.save_every and step % cfg.train.save_every == 0):
+                if step == steps or stop.requested or (cfg.train.save_every and step % cfg.train.save_every == 0):
                     final = save_checkpoint(out, trainer, tokenizer, row["wall_s"])
+                if stop.requested and step < steps:
+                    log(f"stopped after step {step}: checkpoint {final}; continue with --resume")
+                    raise KeyboardInterrupt
     finally:
         bar.close()
         writer.close()

@@ -48,12 +48,16 @@ class Suite(Protocol):
     """A source of items and the scorer for them."""
 
     name: str
+    scorer: Any
+    """Module-level function (response, reference) -> ScoreResult; picklable, so it can run in a
+    bounded worker process (suites/bounded.py)."""
 
     def items(self, split: Split, n: int) -> list[Item]:
         """The first `n` items of a split, deterministic from the suite's seed."""
         ...
 
     def score(self, response: str, item: Item) -> ScoreResult:
-        """Reward for `response` to `item`."""
+        """Reward for `response` to `item` (in-process, unbounded: `scorer` through a ScorerPool
+        is what training and evaluation use)."""
         ...
 

@@ -92,6 +92,7 @@ class ReasoningGymSuite:
     """Items from a mix of reasoning-gym datasets, in equal shares, for a split and a seed."""
 
     name = NAME
+    scorer = staticmethod(score)
 
     def __init__(self, tasks: list[tuple[str, dict[str, Any]]], seed: int, heldout_fraction: float = 0.3):
         for task_name, _ in tasks:

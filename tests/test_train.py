@@ -173,3 +173,29 @@ def test_sigkill_then_resume_is_bitwise_identical(smoke_base, tmp_path):
     rows_a, rows_b = read_metrics(full / "metrics.jsonl"), read_metrics(cut / "metrics.jsonl")
     assert [r["step"] for r in rows_b] == [1, 2, 3, 4, 5, 6]
     assert strip(rows_a) == strip(rows_b)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_after_the_step_with_a_checkpoint_and_resumes(smoke_base, tmp_path, sig):
+    base, cache = smoke_base
+    out = tmp_path / "run"
+    args = ["train", "prorl", "--profile", "smoke", "--quiet", "--base", str(base), "--out", str(out)]
+    env = {**os.environ, "HARNESS_CACHE": str(cache)}
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", *args, "train.steps=500"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 600
+    while len(read_metrics(out / "metrics.jsonl")) < 2:
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 130, stderr
+    rows = read_metrics(out / "metrics.jsonl")
+    last = rows[-1]["step"]
+    assert [r["step"] for r in rows] == list(range(1, last + 1))
+    assert (out / "checkpoints" / f"step_{last:06d}" / "model.safetensors").is_file()
+    assert not list((out / "checkpoints").glob(".*tmp"))
+    resumed = run_cli(args + ["--resume", f"train.steps={last + 1}"], cache)
+    assert resumed.returncode == 0, resumed.stderr
+    assert [r["step"] for r in read_metrics(out / "metrics.jsonl")] == list(range(1, last + 2))

@@ -36,6 +36,7 @@ from harness.checkpoint import render_prompts
 from harness.config import Config
 from harness.rollout import SamplingParams, make_engine
 from suites.base import Item, Suite
+from suites.bounded import shared_pool
 from trainers.core import (
     group_advantages,
     kl_penalty,
@@ -82,12 +83,12 @@ class GRPOTrainer:
         self.policy.train()
         self.reference = copy.deepcopy(model).eval().requires_grad_(False)
         self.engine = make_engine(config.rollout.engine, model, tokenizer, config.rollout.max_batch_sequences)
+        self.scorer_pool = shared_pool(config.scoring.workers, config.scoring.timeout_s)
         self.optimizer = self._new_optimizer()
         self.scheduler = self._new_scheduler()
         self.pool: list[tuple[Suite, Item]] = []
         for suite in suites:
-            n_tasks = max(1, len(getattr(suite, "tasks", [None])))
-            self.pool.extend((suite, it) for it in suite.items("train", self.train_cfg.prompt_pool * n_tasks))
+            self.pool.extend((suite, it) for it in suite.items("train", self.train_cfg.prompt_pool))
         if not self.pool:
             raise ValueError("no training prompts: the profile's suites gave an empty train split")
         self.step_count = 0
@@ -128,6 +129,7 @@ class GRPOTrainer:
         gen_s = 0.0
         generated = groups_generated = groups_with_spread = 0
         reward_sum = 0.0
+        score_failures = 0
         response_tokens = 0
         rounds = 0
         while len(kept_groups) < self.arm.prompts_per_step and rounds < t.max_gen_rounds:
@@ -142,10 +144,11 @@ class GRPOTrainer:
             generated += result.num_samples
             groups_generated += len(result.groups)
             response_tokens += result.num_output_tokens
-            rewards = torch.tensor(
-                [[suite.score(s.text, item).reward for s in group.samples] for (suite, item), group in zip(batch, result.groups)],
-                dtype=torch.float32,
-            )
+            scored = self._score(batch, result.groups)
+            for r in scored:
+                if r.status in ("timeout",) or r.status.startswith("error"):
+                    score_failures += 1
+            rewards = torch.tensor([r.reward for r in scored], dtype=torch.float32).view(len(batch), self.arm.n)
             reward_sum += float(rewards.sum())
             flat = zero_spread_groups(rewards)
             for g, group in enumerate(result.groups):
@@ -164,6 +167,7 @@ class GRPOTrainer:
             "samples_generated": self.samples_generated,
             "gen_samples_per_s": generated / gen_s if gen_s > 0 else 0.0,
             "mean_response_tokens": response_tokens / generated,
+            "score_failures": score_failures,
             "gen_s": gen_s,
         }
         train_start = time.perf_counter()
@@ -183,6 +187,20 @@ class GRPOTrainer:
             metrics["ref_reset"] = True
         metrics["step_s"] = time.perf_counter() - start
         return metrics
+
+    def _score(self, batch: list[tuple[Suite, Item]], groups) -> list:
+        """Rewards in (prompt, sample) order, each scorer call bounded in a worker process."""
+        out: list = [None] * sum(len(g.samples) for g in groups)
+        by_scorer: dict[Any, list[tuple[int, tuple]]] = {}
+        k = 0
+        for (suite, item), group in zip(batch, groups):
+            for sample in group.samples:
+                by_scorer.setdefault(suite.scorer, []).append((k, (sample.text, item.reference)))
+                k += 1
+        for scorer, calls in by_scorer.items():
+            for (index, _), result in zip(calls, self.scorer_pool.map(scorer, [args for _, args in calls])):
+                out[index] = result
+        return out
 
     def _next_prompts(self, k: int) -> list[tuple[Suite, Item]]:
         out = []

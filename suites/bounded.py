@@ -1,0 +1,181 @@
+"""Scorer calls with a wall-clock bound each, in worker processes.
+
+A verifier can hang or explode on a pathological response (huge exponents for a CAS, deeply nested
+LaTeX, catastrophic regex backtracking on a megabyte of text). One such call must not stall a
+training step, and a failure must be recorded as such, never as a silent 0. math-verify's own
+timeout uses `signal.alarm`, which does nothing outside a main thread; here every call runs in
+the MAIN thread of a worker process, under two bounds:
+
+1. inside the worker, an interval timer (SIGALRM) interrupts Python code that runs past
+   `timeout_s`; the call's result is `ScoreResult(0.0, "timeout")`;
+2. in the parent, a deadline per batch of calls backstops code that never returns to the
+   interpreter (C loops ignore signals): the worker is killed and replaced, and the calls of that
+   batch that got no answer are retried one by one; one that stalls alone is a "timeout".
+
+Scorer functions must be module-level (picklable by name) and return a `ScoreResult`; any
+exception becomes `ScoreResult(0.0, "error: <ExceptionType>")`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import multiprocessing as mp
+import signal
+import time
+from collections import deque
+from multiprocessing.connection import Connection, wait
+from typing import Any, Callable, Sequence
+
+from suites.base import ScoreResult
+
+_CHUNK = 64
+"""Calls sent to a worker at once (amortises the inter-process round trip)."""
+
+
+class _Timeout(Exception):
+    pass
+
+
+def _alarm(signum, frame):
+    raise _Timeout()
+
+
+def _worker(conn: Connection, timeout_s: float) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
+    signal.signal(signal.SIGALRM, _alarm)
+    while True:
+        try:
+            task = conn.recv()
+        except EOFError:
+            return
+        if task is None:
+            return
+        fn, calls = task
+        out = []
+        for args in calls:
+            try:
+                signal.setitimer(signal.ITIMER_REAL, timeout_s)
+                try:
+                    result = fn(*args)
+                finally:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+                if not isinstance(result, ScoreResult):
+                    result = ScoreResult(0.0, f"error: scorer returned {type(result).__name__}")
+            except _Timeout:
+                result = ScoreResult(0.0, "timeout")
+            except Exception as exc:  # recorded, never a silent zero
+                result = ScoreResult(0.0, f"error: {type(exc).__name__}")
+            out.append(result)
+        conn.send(out)
+
+
+class _Slot:
+    def __init__(self, ctx, timeout_s: float):
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker, args=(child, timeout_s), daemon=True)
+        self.proc.start()
+        child.close()
+        self.task: list[int] | None = None
+        self.deadline = 0.0
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.join(timeout=5)
+        self.conn.close()
+
+
+class ScorerPool:
+    """Worker processes running scorer calls, each call bounded by `timeout_s` seconds."""
+
+    def __init__(self, workers: int = 2, timeout_s: float = 10.0):
+        if workers < 1 or timeout_s <= 0:
+            raise ValueError(f"need workers >= 1 and timeout_s > 0, got {workers} and {timeout_s}")
+        self.workers = workers
+        self.timeout_s = timeout_s
+        self._ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context("spawn")
+        self._slots: list[_Slot] = []
+
+    def _ensure(self) -> None:
+        while len(self._slots) < self.workers:
+            self._slots.append(_Slot(self._ctx, self.timeout_s))
+
+    def map(self, fn: Callable[..., ScoreResult], calls: Sequence[tuple[Any, ...]]) -> list[ScoreResult]:
+        """`fn(*args)` for every args tuple, in order; timeouts and errors come back as results."""
+        self._ensure()
+        results: list[ScoreResult | None] = [None] * len(calls)
+        queue: deque[list[int]] = deque(
+            list(range(i, min(i + _CHUNK, len(calls)))) for i in range(0, len(calls), _CHUNK)
+        )
+        busy: dict[int, _Slot] = {}
+        while queue or busy:
+            for index, slot in enumerate(self._slots):
+                if index not in busy and queue:
+                    slot.task = queue.popleft()
+                    slot.deadline = time.monotonic() + self.timeout_s * len(slot.task) + 1.0
+                    slot.conn.send((fn, [calls[i] for i in slot.task]))
+                    busy[index] = slot
+            soonest = min(s.deadline for s in busy.values())
+            ready = wait([s.conn for s in busy.values()], timeout=max(0.0, soonest - time.monotonic()))
+            for index, slot in list(busy.items()):
+                if slot.conn in ready:
+                    try:
+                        answers = slot.conn.recv()
+                    except (EOFError, OSError):  # the worker died (e.g. the scorer crashed the interpreter)
+                        self._replace(index)
+                        self._requeue_or_fail(slot.task, queue, results, "error: worker died")
+                    else:
+                        for i, answer in zip(slot.task, answers):
+                            results[i] = answer
+                    del busy[index]
+                elif time.monotonic() >= slot.deadline:
+                    self._replace(index)
+                    self._requeue_or_fail(slot.task, queue, results, "timeout")
+                    del busy[index]
+        return [r if r is not None else ScoreResult(0.0, "error: no result") for r in results]
+
+    def _replace(self, index: int) -> None:
+        self._slots[index].kill()
+        self._slots[index] = _Slot(self._ctx, self.timeout_s)
+
+    @staticmethod
+    def _requeue_or_fail(task: list[int], queue: deque, results: list, status: str) -> None:
+        """A batch that stalled is retried call by call; a single call that stalled has failed."""
+        if len(task) == 1:
+            results[task[0]] = ScoreResult(0.0, status)
+        else:
+            queue.extendleft([i] for i in reversed(task))
+
+    def close(self) -> None:
+        for slot in self._slots:
+            try:
+                slot.conn.send(None)
+            except (OSError, BrokenPipeError):
+                pass
+            slot.proc.join(timeout=1)
+            if slot.proc.is_alive():
+                slot.kill()
+        self._slots = []
+
+    def __enter__(self) -> "ScorerPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+_DEFAULT: dict[tuple[int, float], ScorerPool] = {}
+
+
+def shared_pool(workers: int, timeout_s: float) -> ScorerPool:
+    """One pool per (workers, timeout) for the process, closed at exit."""
+    key = (workers, timeout_s)
+    if key not in _DEFAULT:
+        _DEFAULT[key] = ScorerPool(workers, timeout_s)
+    return _DEFAULT[key]
+
+
+@atexit.register
+def _close_shared() -> None:
+    for pool in _DEFAULT.values():
+        pool.close()
+    _DEFAULT.clear()
