@@ -192,7 +192,12 @@ def cmd_train(args) -> int:
     out = Path(args.out) if args.out else Path("results/runs") / f"{stamp}-{cfg.profile}-{Path(args.recipe).stem}"
     final = run_training(cfg, Path(args.recipe).stem, out, resume=args.resume, base=args.base,
                          progress=not args.quiet, log=_log)
-    print(f"metrics: {out / 'metrics.jsonl'}")
+    from harness.train import METRICS_FILE, learning_summary, read_metrics
+
+    summary = learning_summary(read_metrics(out / METRICS_FILE))
+    print(f"metrics: {out / METRICS_FILE}")
+    print(f"mean reward, first {summary['window']} of {summary['steps']} steps: {summary['reward_first_20pct']:.3f}; "
+          f"last {summary['window']}: {summary['reward_last_20pct']:.3f}")
     print(final)
     return 0
 

@@ -164,6 +164,14 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
     return final if final is not None else save_checkpoint(out, trainer, tokenizer, wall_before)
 
 
+def learning_summary(rows: list[dict]) -> dict:
+    """Mean reward over the first and the last 20% of steps (at least one step each)."""
+    k = max(1, len(rows) // 5)
+    first = sum(r["reward_mean"] for r in rows[:k]) / k
+    last = sum(r["reward_mean"] for r in rows[-k:]) / k
+    return {"steps": len(rows), "window": k, "reward_first_20pct": first, "reward_last_20pct": last}
+
+
 def save_checkpoint(out: Path, trainer, tokenizer, wall_s: float) -> Path:
     """Weights (save_pretrained), tokenizer and trainer state, renamed into place when complete."""
     folder = out / CHECKPOINTS
