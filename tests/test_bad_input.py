@@ -1,0 +1,71 @@
+"""Bad input gets one clear line and exit code 2, and nothing half-written."""
+
+from pathlib import Path
+
+import pytest
+
+from suites.jsonl import DatasetError, read_jsonl
+from tests.conftest import run_cli
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def test_malformed_dataset_line_is_reported_with_its_number(tmp_path):
+    path = tmp_path / "set.jsonl"
+    path.write_text('{"problem": "1+1", "answer": "2"}\n\n{"problem": "2+2", "answer": \n')
+    with pytest.raises(DatasetError, match=r"set.jsonl:3: not valid JSON"):
+        read_jsonl(path, required=("problem", "answer"))
+    path.write_text('{"problem": "1+1"}\n')
+    with pytest.raises(DatasetError, match=r"set.jsonl:1: missing field\(s\) answer"):
+        read_jsonl(path, required=("problem", "answer"))
+    path.write_text('[1, 2]\n')
+    with pytest.raises(DatasetError, match=r":1: expected a JSON object"):
+        read_jsonl(path)
+    with pytest.raises(DatasetError, match="does not exist"):
+        read_jsonl(tmp_path / "nope.jsonl")
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason=f"{SHARED} is absent (the project's shared data folder)")
+def test_shared_data_files_read_cleanly():
+    assert len(read_jsonl(SHARED / "math" / "aime24.jsonl", required=("problem", "answer"))) == 30
+    code = read_jsonl(SHARED / "code" / "codeforces.jsonl", required=("problem", "tests"))
+    assert len(code) == 200 and all(isinstance(r["tests"], list) for r in code)
+
+
+def _one_line_exit_2(done, *fragments):
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_malformed_profile_yaml(tmp_path):
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("eval:\n  k: [16,\n")
+    _one_line_exit_2(run_cli(["bootstrap", "--profile", str(bad)], tmp_path), "broken.yaml", "not valid YAML")
+
+
+def test_unknown_profile_trainer_and_suite(tmp_path):
+    _one_line_exit_2(run_cli(["bootstrap", "--profile", "huge"], tmp_path), "unknown profile 'huge'", "smoke")
+    _one_line_exit_2(run_cli(["train", "prorl", "--profile", "smoke", "--out", str(tmp_path / "r"), "train.trainer=ppo"], tmp_path),
+                     "ppo", "step_scaling")
+    _one_line_exit_2(run_cli(["eval", str(tmp_path), "--profile", "smoke", "--suites", "chess"], tmp_path), "chess")
+
+
+def test_corrupt_checkpoints(tmp_path, smoke_base):
+    import shutil
+
+    base, cache = smoke_base
+    truncated = tmp_path / "truncated"
+    shutil.copytree(base, truncated)
+    with open(truncated / "model.safetensors", "r+b") as fh:
+        fh.truncate(1000)
+    _one_line_exit_2(run_cli(["eval", str(truncated), "--profile", "smoke"], cache), "truncated", "SafetensorError")
+    no_weights = tmp_path / "no_weights"
+    shutil.copytree(base, no_weights)
+    (no_weights / "model.safetensors").unlink()
+    _one_line_exit_2(run_cli(["eval", str(no_weights), "--profile", "smoke"], cache), "no model weights")
+    _one_line_exit_2(run_cli(["train", "prorl", "--profile", "smoke", "--base", str(tmp_path), "--out", str(tmp_path / "r")], cache),
+                     "no config.json")
+    assert not (tmp_path / "r").exists()  # nothing half-written
