@@ -26,7 +26,9 @@ import shutil
 import signal
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from tqdm.auto import tqdm
@@ -93,11 +95,30 @@ class StopRequest:
             signal.signal(sig, handler)
 
 
+@dataclass(frozen=True)
+class Budget:
+    """How much an arm may spend: RL steps, wall-clock seconds, generated samples or tokens."""
+
+    kind: Literal["steps", "wall_s", "samples", "tokens"]
+    amount: float
+
+    def used(self, row: dict | None) -> float:
+        """Spent so far, read off the newest metrics row."""
+        if row is None:
+            return 0.0
+        key = {"steps": "step", "wall_s": "wall_s", "samples": "samples_generated", "tokens": "tokens_generated"}[self.kind]
+        return float(row[key])
+
+
 def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base: str | None = None,
-                 progress: bool = True, log=print) -> Path:
-    """Train one arm to `cfg.train.steps`; returns the final checkpoint folder."""
+                 progress: bool = True, log=print, budget: Budget | None = None,
+                 checkpoint_fractions: tuple[float, ...] = ()) -> Path:
+    """Train one arm until its budget is spent (default: `cfg.train.steps` steps); returns the final
+    checkpoint folder. A checkpoint is also saved the first time the spend crosses each of
+    `checkpoint_fractions` x budget (evaluation points for `harness compare`)."""
     from trainers.registry import get_builder
 
+    budget = budget or Budget("steps", cfg.train.steps)
     try:
         builder = get_builder(cfg.train.trainer)
     except ValueError as exc:
@@ -128,6 +149,7 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
         "recipe": recipe,
         "base_checkpoint": base,
         "arm": trainer.settings(),
+        "budget": {"kind": budget.kind, "amount": budget.amount},
         "config": to_dict(cfg),
         "provenance": provenance.collect(seed=cfg.seed),
     })
@@ -135,13 +157,15 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(str(out / "tb"), purge_step=trainer.step_count + 1)
-    steps = cfg.train.steps
-    bar = tqdm(total=steps, initial=trainer.step_count, desc=f"train {recipe}", unit="step", disable=not progress)
+    marks = sorted(f * budget.amount for f in checkpoint_fractions if 0 < f < 1)
+    spent = budget.used(kept[-1] if kept else None)
+    bar = tqdm(total=budget.amount, initial=spent, desc=f"train {recipe}", unit=budget.kind,
+               disable=not progress, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} [{elapsed}<{remaining}]")
     started = time.perf_counter()
     final = last
     try:
         with StopRequest() as stop, metrics_path.open("a") as sink:
-            while trainer.step_count < steps:
+            while spent < budget.amount:
                 row = trainer.step()
                 row["wall_s"] = wall_before + time.perf_counter() - started
                 sink.write(json.dumps(row) + "\n")
@@ -150,12 +174,15 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
                 for key, value in row.items():
                     if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "step":
                         writer.add_scalar(key, value, row["step"])
-                bar.update(1)
-                bar.set_postfix(reward=f"{row['reward_mean']:.3f}", ds=f"{row['ds_pass_rate']:.2f}")
+                before, spent = spent, budget.used(row)
+                bar.update(min(spent, budget.amount) - min(before, budget.amount))
+                bar.set_postfix(step=row["step"], reward=f"{row['reward_mean']:.3f}", ds=f"{row['ds_pass_rate']:.2f}")
                 step = trainer.step_count
-                if step == steps or stop.requested or (cfg.train.save_every and step % cfg.train.save_every == 0):
+                crossed = any(before < m <= spent for m in marks)
+                periodic = cfg.train.save_every and step % cfg.train.save_every == 0
+                if spent >= budget.amount or stop.requested or crossed or periodic:
                     final = save_checkpoint(out, trainer, tokenizer, row["wall_s"])
-                if stop.requested and step < steps:
+                if stop.requested and spent < budget.amount:
                     log(f"stopped after step {step}: checkpoint {final}; continue with --resume")
                     raise KeyboardInterrupt
     finally:

@@ -95,6 +95,7 @@ class GRPOTrainer:
         self.epoch = 0
         self.cursor = 0
         self.samples_generated = 0
+        self.tokens_generated = 0
         self.order = self._epoch_order(0)
 
     # ------------------------------------------------------------------------------------------
@@ -157,6 +158,7 @@ class GRPOTrainer:
                     if len(kept_groups) < self.arm.prompts_per_step:
                         kept_groups.append((group.prompt_ids, group.samples, rewards[g]))
         self.samples_generated += generated
+        self.tokens_generated += response_tokens
         metrics: dict[str, Any] = {
             "step": self.step_count,
             "reward_mean": reward_sum / generated,
@@ -165,6 +167,7 @@ class GRPOTrainer:
             "kept_groups": len(kept_groups),
             "ds_cap_hit": len(kept_groups) < self.arm.prompts_per_step,
             "samples_generated": self.samples_generated,
+            "tokens_generated": self.tokens_generated,
             "gen_samples_per_s": generated / gen_s if gen_s > 0 else 0.0,
             "mean_response_tokens": response_tokens / generated,
             "score_failures": score_failures,
@@ -332,6 +335,7 @@ class GRPOTrainer:
             "epoch": self.epoch,
             "cursor": self.cursor,
             "samples_generated": self.samples_generated,
+            "tokens_generated": self.tokens_generated,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "reference": self.reference.state_dict(),
@@ -350,6 +354,7 @@ class GRPOTrainer:
         self.epoch = state["epoch"]
         self.cursor = state["cursor"]
         self.samples_generated = state["samples_generated"]
+        self.tokens_generated = state["tokens_generated"]
         self.order = self._epoch_order(self.epoch)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
