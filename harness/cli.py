@@ -61,6 +61,18 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("compare", help="train two arms from one base under the same budget, evaluate, write Tables 2-4 and the figure")
+    p.add_argument("arms", nargs="+", metavar="ARM", help="two recipes (prorl brorl) or registered trainer names")
+    p.add_argument("--out", default=None, help="output folder (default: results/runs/<timestamp>-<profile>)")
+    p.add_argument("--resume", action="store_true", help="continue the comparison in --out")
+    common(p)
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("report", help="re-render tables.md, figure1.png and summary.json of a comparison folder")
+    p.add_argument("folder", help="a `harness compare` output folder (finished or interrupted)")
+    p.add_argument("--quiet", action="store_true", help="do not print the tables")
+    p.set_defaults(func=cmd_report, overrides=[])
+
     p = sub.add_parser("bench", help="benchmarks that print their figures")
     p.add_argument("what", choices=["rollout", "memory"],
                    help="rollout: generation throughput at several N; memory: peak memory of one RL step at N=16 and N=512")
@@ -121,8 +133,8 @@ def cmd_bootstrap(args) -> int:
 
 def cmd_eval(args) -> int:
     cfg = _setup(args)
-    from harness.checkpoint import check_checkpoint, load_policy
-    from suites import SUITES, build_suite
+    from harness.checkpoint import check_checkpoint
+    from suites import SUITES
 
     names = [s.strip() for s in (args.suites or ",".join(SUITES)).split(",") if s.strip()]
     for name in names:
@@ -135,29 +147,10 @@ def cmd_eval(args) -> int:
     check_checkpoint(args.checkpoint)
 
     from harness import provenance
-    from harness.evaluate import evaluate_suite
+    from harness.evaluate import evaluate_checkpoint, format_eval_table
     from harness.files import write_json_atomic
-    from harness.rollout import SamplingParams, make_engine
 
-    model, tokenizer = load_policy(args.checkpoint, cfg.rollout.device, cfg.rollout.dtype)
-    engine = make_engine(cfg.rollout.engine, model, tokenizer, cfg.rollout.max_batch_sequences)
-    sampling = SamplingParams(
-        temperature=cfg.eval.temperature,
-        top_p=cfg.eval.top_p,
-        max_new_tokens=cfg.eval.max_new_tokens,
-        seed=cfg.seed + 1,
-    )
-    from suites.bounded import shared_pool
-
-    pool = shared_pool(cfg.scoring.workers, cfg.scoring.timeout_s)
-    results = {}
-    for name in names:
-        suite = build_suite(name, cfg)
-        items = suite.items("eval", getattr(cfg.suites, name).eval_items)
-        results[name] = evaluate_suite(
-            engine, tokenizer, suite, items, cfg.eval.k, sampling, pool,
-            prompts_per_call=cfg.eval.prompts_per_call, progress=not args.quiet,
-        )
+    results = evaluate_checkpoint(cfg, args.checkpoint, names, progress=not args.quiet)
     print(format_eval_table(results))
     if args.out:
         record = {
@@ -202,6 +195,39 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    import datetime
+    from pathlib import Path
+
+    from harness.compare import arm_configs, run_compare
+
+    cfg = _setup(args)
+    arm_configs(args.profile, args.arms, args.overrides)  # validate both arms before any work
+    if args.resume and args.out is None:
+        raise ConfigError("--resume needs --out: the folder of the comparison to continue")
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out) if args.out else Path("results/runs") / f"{stamp}-{cfg.profile}"
+    run_compare(args.profile, args.arms, out, args.overrides, resume=args.resume, progress=not args.quiet, log=_log)
+    print((out / "tables.md").read_text())
+    print(f"wrote {out / 'summary.json'}, {out / 'tables.md'}, {out / 'figure1.png'}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from pathlib import Path
+
+    from harness.report import ReportError, render
+
+    try:
+        render(Path(args.folder))
+    except ReportError as exc:
+        raise ConfigError(str(exc)) from None
+    if not args.quiet:
+        print((Path(args.folder) / "tables.md").read_text())
+    print(f"wrote {Path(args.folder) / 'tables.md'}")
+    return 0
+
+
 def _positive_ints(text: str, option: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
@@ -241,21 +267,6 @@ def cmd_bench(args) -> int:
     bench_rollout(model, tokenizer, prompts, ns, args.samples, args.max_new_tokens,
                   cfg.rollout.max_batch_sequences, args.repeats)
     return 0
-
-
-def format_eval_table(results: dict) -> str:
-    header = f"{'suite / task':<24} {'pass@1':>7} {'95% CI':>15} {'k':>4} {'items':>6} {'out tokens':>10} {'samples/s':>10}"
-    lines = [header, "-" * len(header)]
-    for name, s in results.items():
-        ci = f"[{s.ci95[0]:.3f}, {s.ci95[1]:.3f}]"
-        lines.append(
-            f"{name:<24} {s.pass_at_1:>7.3f} {ci:>15} {s.k:>4} {s.n_items:>6} "
-            f"{s.mean_output_tokens:>10.1f} {s.samples_per_s:>10.1f}"
-        )
-        if len(s.per_task) > 1:
-            for task, value in s.per_task.items():
-                lines.append(f"  {task:<22} {value:>7.3f}")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -253,6 +253,19 @@ class TrainConfig:
 
 
 @dataclass
+class CompareConfig:
+    """The equal-budget comparison of `harness compare`."""
+
+    budget_kind: Literal["wall_s", "samples", "tokens", "steps"] = "wall_s"
+    """What each arm may spend: wall-clock seconds of training (the paper compares hours),
+    generated samples, generated tokens, or RL steps. `samples` and `tokens` are deterministic."""
+    budget: PosFloat = 240.0
+    """How much of it each arm gets."""
+    eval_points: list[Annotated[float, Range(min=0.01, max=1.0)]] = field(default_factory=lambda: [0.5, 1.0])
+    """Fractions of the budget at which each arm is checkpointed and evaluated (1.0 = the end)."""
+
+
+@dataclass
 class Config:
     """Everything a run needs; one profile YAML fills it."""
 
@@ -272,6 +285,8 @@ class Config:
     """Evaluation protocol."""
     train: TrainConfig = field(default_factory=TrainConfig)
     """RL recipe (a recipe file fills it, the profile scales it)."""
+    compare: CompareConfig = field(default_factory=CompareConfig)
+    """Budget and evaluation points of `harness compare`."""
     suites: SuitesConfig = field(default_factory=SuitesConfig)
     """Suite definitions."""
     scoring: ScoringConfig = field(default_factory=ScoringConfig)

@@ -117,3 +117,43 @@ def evaluate_suite(
         samples_per_s=samples / gen_s if gen_s > 0 else 0.0,
         item_scores=item_scores,
     )
+
+
+def evaluate_checkpoint(cfg, checkpoint: str, suite_names: Sequence[str], progress: bool = True) -> dict[str, SuiteScore]:
+    """Every named suite's held-out eval split on one checkpoint, with the profile's protocol."""
+    from harness.checkpoint import load_policy
+    from harness.rollout import make_engine
+    from suites import build_suite
+    from suites.bounded import shared_pool
+
+    model, tokenizer = load_policy(checkpoint, cfg.rollout.device, cfg.rollout.dtype)
+    engine = make_engine(cfg.rollout.engine, model, tokenizer, cfg.rollout.max_batch_sequences)
+    sampling = SamplingParams(
+        temperature=cfg.eval.temperature, top_p=cfg.eval.top_p, max_new_tokens=cfg.eval.max_new_tokens, seed=cfg.seed + 1,
+    )
+    pool = shared_pool(cfg.scoring.workers, cfg.scoring.timeout_s)
+    results = {}
+    for name in suite_names:
+        suite = build_suite(name, cfg)
+        items = suite.items("eval", getattr(cfg.suites, name).eval_items)
+        results[name] = evaluate_suite(
+            engine, tokenizer, suite, items, cfg.eval.k, sampling, pool,
+            prompts_per_call=cfg.eval.prompts_per_call, progress=progress,
+        )
+    return results
+
+
+def format_eval_table(results: dict[str, SuiteScore]) -> str:
+    """A plain-text table of suite scores (and per-task scores where a suite has several)."""
+    header = f"{'suite / task':<24} {'pass@1':>7} {'95% CI':>15} {'k':>4} {'items':>6} {'out tokens':>10} {'samples/s':>10}"
+    lines = [header, "-" * len(header)]
+    for name, s in results.items():
+        ci = f"[{s.ci95[0]:.3f}, {s.ci95[1]:.3f}]"
+        lines.append(
+            f"{name:<24} {s.pass_at_1:>7.3f} {ci:>15} {s.k:>4} {s.n_items:>6} "
+            f"{s.mean_output_tokens:>10.1f} {s.samples_per_s:>10.1f}"
+        )
+        if len(s.per_task) > 1:
+            for task, value in s.per_task.items():
+                lines.append(f"  {task:<22} {value:>7.3f}")
+    return "\n".join(lines)
