@@ -73,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="do not print the tables")
     p.set_defaults(func=cmd_report, overrides=[])
 
+    p = sub.add_parser("regress", help="run the profile's comparison and check it against results/baselines/<profile>.json")
+    p.add_argument("--update", action="store_true", help="write the baseline from this run instead of checking (on purpose)")
+    p.add_argument("--out", default=None, help="keep the comparison folder here (default: a temporary folder)")
+    common(p)
+    p.set_defaults(func=cmd_regress)
+
     p = sub.add_parser("bench", help="benchmarks that print their figures")
     p.add_argument("what", choices=["rollout", "memory"],
                    help="rollout: generation throughput at several N; memory: peak memory of one RL step at N=16 and N=512")
@@ -226,6 +232,16 @@ def cmd_report(args) -> int:
         print((Path(args.folder) / "tables.md").read_text())
     print(f"wrote {Path(args.folder) / 'tables.md'}")
     return 0
+
+
+def cmd_regress(args) -> int:
+    from pathlib import Path
+
+    from harness.regress import run_regress
+
+    _setup(args)
+    return run_regress(args.profile, args.overrides, args.update, Path(args.out) if args.out else None,
+                       progress=not args.quiet, log=_log)
 
 
 def _positive_ints(text: str, option: str) -> list[int]:

@@ -1,0 +1,106 @@
+"""`harness regress`: the science guard. Runs the profile's comparison and checks its numbers
+against a committed baseline, so a change that silently breaks the trainer or a scorer fails CI.
+
+    harness regress --profile smoke            # compare with results/baselines/smoke.json
+    harness regress --profile smoke --update   # refresh the baseline ON PURPOSE (commit it, say why)
+
+Checked: every evaluated row's score and mean output tokens per suite, and each arm's
+dynamic-sampling pass rate and step count. Never timings. The comparison must use a deterministic
+budget (samples, tokens or steps), so the same code on the same kind of machine gives the same
+numbers; the tolerances (stored in the baseline file) absorb floating-point differences between
+machines, not behaviour changes. Any difference beyond them fails, an improvement included:
+a change that moves the science should refresh the baseline deliberately.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from harness.config import ConfigError, load_config
+from harness.files import write_json_atomic
+from results import BASELINES
+
+TOLERANCES = {"score": 0.02, "mean_output_tokens": 0.5, "ds_pass_rate": 0.05, "steps": 1}
+"""Absolute tolerances written into a new baseline: pass@1 fraction, tokens, pass-rate fraction, RL steps."""
+
+
+def measurements(summary: dict) -> dict[str, float]:
+    """The checked numbers of a comparison summary, flat: name -> value."""
+    out: dict[str, float] = {}
+    for row in summary["rows"]:
+        label = f"{row['method']}@{row['step']}"
+        for suite, value in row["scores"].items():
+            out[f"score {label} {suite}"] = value
+        for suite, value in row["mean_output_tokens"].items():
+            out[f"mean_output_tokens {label} {suite}"] = value
+    for arm, e in summary["efficiency"].items():
+        out[f"ds_pass_rate {arm}"] = e["ds_pass_rate"]
+        out[f"steps {arm}"] = e["steps"]
+    return out
+
+
+def diff(baseline: dict, summary: dict) -> tuple[list[dict], bool]:
+    """Rows (quantity, baseline, now, diff, tolerance, ok) and whether everything is within tolerance."""
+    expected, tolerances = baseline["measurements"], baseline["tolerances"]
+    now = measurements(summary)
+    rows, ok = [], True
+    for name in sorted(set(expected) | set(now)):
+        kind = name.split(" ")[0]
+        tol = tolerances[kind]
+        a, b = expected.get(name), now.get(name)
+        good = a is not None and b is not None and abs(b - a) <= tol
+        ok &= good
+        rows.append({"quantity": name, "baseline": a, "now": b, "diff": None if a is None or b is None else b - a,
+                     "tolerance": tol, "ok": good})
+    return rows, ok
+
+
+def format_diff(rows: list[dict]) -> str:
+    fmt = lambda v: "missing" if v is None else f"{v:.4f}"
+    width = max(len(r["quantity"]) for r in rows)
+    lines = [f"{'quantity':<{width}}  {'baseline':>10}  {'now':>10}  {'diff':>10}  {'tolerance':>9}  status",
+             "-" * (width + 60)]
+    for r in rows:
+        lines.append(f"{r['quantity']:<{width}}  {fmt(r['baseline']):>10}  {fmt(r['now']):>10}  {fmt(r['diff']):>10}  "
+                     f"{r['tolerance']:>9g}  {'ok' if r['ok'] else 'REGRESSION'}")
+    return "\n".join(lines)
+
+
+def run_regress(profile: str, overrides: list[str], update: bool, out: Path | None, progress: bool, log=print) -> int:
+    """0 when within tolerance (or after --update), 1 on a regression."""
+    from harness.compare import run_compare
+    from harness.report import build_summary
+
+    cfg = load_config(profile, overrides)
+    if cfg.compare.budget_kind == "wall_s":
+        raise ConfigError(
+            f"invalid value for 'compare.budget_kind': 'wall_s'; regression checks need a deterministic budget: samples, tokens or steps"
+        )
+    baseline_path = BASELINES / f"{cfg.profile}.json"
+    if not update and not baseline_path.is_file():
+        raise ConfigError(f"no baseline for profile '{cfg.profile}' at {baseline_path}; create it with: harness regress --profile {profile} --update")
+    folder = out or Path(tempfile.mkdtemp(prefix=f"regress-{cfg.profile}-"))
+    run_compare(profile, ["prorl", "brorl"], folder, overrides, progress=progress, log=log)
+    summary = build_summary(folder)
+    if update:
+        write_json_atomic(baseline_path, {
+            "profile": cfg.profile,
+            "refresh_with": f"harness regress --profile {profile} --update",
+            "tolerances": TOLERANCES,
+            "measurements": measurements(summary),
+            "provenance": summary["provenance"],
+        })
+        log(f"baseline written: {baseline_path} (commit it and say what moved)")
+        return 0
+    rows, ok = diff(json.loads(baseline_path.read_text()), summary)
+    print(format_diff(rows))
+    print(f"comparison folder: {folder}")
+    if ok:
+        print(f"regression check passed: {len(rows)} quantities within tolerance of {baseline_path.name}")
+        return 0
+    bad = sum(not r["ok"] for r in rows)
+    print(f"REGRESSION: {bad} of {len(rows)} quantities moved beyond tolerance. If the change is intended, "
+          f"refresh the baseline on purpose: harness regress --profile {profile} --update")
+    return 1
