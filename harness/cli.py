@@ -80,8 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_regress)
 
     p = sub.add_parser("bench", help="benchmarks that print their figures")
-    p.add_argument("what", choices=["rollout", "memory"],
-                   help="rollout: generation throughput at several N; memory: peak memory of one RL step at N=16 and N=512")
+    p.add_argument("what", choices=["rollout", "memory", "sandbox"],
+                   help="rollout: generation throughput at several N; memory: peak memory of one RL step at N=16 "
+                   "and N=512; sandbox: executions/s of trivial programs in the code sandbox")
     p.add_argument("--checkpoint", default="base", help="model to generate with (default: the profile's base)")
     p.add_argument("--n", default="16,512", help="comma-separated samples per prompt (default: 16,512)")
     p.add_argument("--samples", type=int, default=2048, help="samples per measurement (prompts = samples / N)")
@@ -256,6 +257,13 @@ def _positive_ints(text: str, option: str) -> list[int]:
 
 def cmd_bench(args) -> int:
     cfg = _setup(args)
+    if args.what == "sandbox":
+        from suites.sandbox import benchmark
+
+        result = benchmark(n=max(1, args.samples // 4))
+        print(f"sandbox: {result['executions']} trivial programs on {result['workers']} workers in "
+              f"{result['seconds']:.1f} s: {result['executions_per_s']:.1f} executions/s")
+        return 0
     if args.what == "memory":
         from harness.bench import bench_memory
 
