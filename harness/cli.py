@@ -101,10 +101,11 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unrecognized argument '{item}' (config overrides are key=value)")
     args.overrides = extra
     from harness.checkpoint import CheckpointError
+    from suites.jsonl import DatasetError
 
     try:
         return args.func(args)
-    except (ConfigError, CheckpointError) as exc:
+    except (ConfigError, CheckpointError, DatasetError) as exc:
         print(f"harness: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
