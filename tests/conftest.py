@@ -45,8 +45,9 @@ def run_cli(args, cache, timeout=900, **kwargs):
 
 @pytest.fixture(scope="session")
 def smoke_base(tmp_path_factory):
-    """The smoke profile's bootstrapped base checkpoint: (path, cache folder)."""
-    cache = tmp_path_factory.mktemp("cache")
+    """The smoke profile's bootstrapped base checkpoint: (path, cache folder). Under tox the cache is
+    tox's own (HARNESS_CACHE), so CI's `harness regress` afterwards reuses the same base."""
+    cache = Path(os.environ["HARNESS_CACHE"]) if os.environ.get("HARNESS_CACHE") else tmp_path_factory.mktemp("cache")
     done = run_cli(["bootstrap", "--profile", "smoke", "--quiet"], cache)
     assert done.returncode == 0, done.stderr
     return Path(done.stdout.strip().splitlines()[-1]), cache  # the path is printed last
