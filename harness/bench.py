@@ -52,7 +52,7 @@ def bench_rollout(model, tokenizer, prompts: list[str], ns: list[int], samples: 
 def _bench_generate(model, tokenizer, prompts, n, max_new_tokens, max_batch_sequences, repeats) -> dict:
     """Plain transformers generate with num_return_sequences=n, batched to the same sequence budget."""
     per_call = max(1, max_batch_sequences // n)
-    tokenizer.padding_side = "left"
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"  # generate needs left padding
     rates, token_rates = [], []
     for rep in range(repeats):
         torch.manual_seed(rep)
@@ -70,6 +70,7 @@ def _bench_generate(model, tokenizer, prompts, n, max_new_tokens, max_batch_sequ
         elapsed = time.perf_counter() - start
         rates.append(produced / elapsed)
         token_rates.append(tokens / elapsed)
+    tokenizer.padding_side = side
     return {"engine": "transformers generate", "n": n, "prompts": len(prompts),
             "samples_per_s": statistics.median(rates), "tokens_per_s": statistics.median(token_rates)}
 

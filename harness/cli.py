@@ -113,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _setup(args) -> "Config":  # noqa: F821
-    cfg = load_config(args.profile, args.overrides, recipe=getattr(args, "profile_recipe", None))
+def _setup(args, recipe: str | None = None):
+    """The validated config of a command, and the process set up for it (threads, quiet logs)."""
+    cfg = load_config(args.profile, args.overrides, recipe=recipe)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
     import transformers
@@ -124,6 +125,18 @@ def _setup(args) -> "Config":  # noqa: F821
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
     return cfg
+
+
+def _checkpoint(cfg, path: str, quiet: bool) -> str:
+    """A checked checkpoint path; `base` means the profile's bootstrapped base (built if missing)."""
+    from harness.checkpoint import check_checkpoint
+
+    if path == "base":
+        from harness.bootstrap import bootstrap
+
+        path = str(bootstrap(cfg, progress=not quiet, log=_log))
+    check_checkpoint(path)
+    return path
 
 
 def _log(message: str) -> None:
@@ -141,18 +154,13 @@ def cmd_bootstrap(args) -> int:
 
 def cmd_eval(args) -> int:
     cfg = _setup(args)
-    from harness.checkpoint import check_checkpoint
     from suites import SUITES
 
     names = [s.strip() for s in (args.suites or ",".join(SUITES)).split(",") if s.strip()]
     for name in names:
         if name not in SUITES:
             raise ConfigError(f"unknown suite '{name}' in --suites; valid: {', '.join(SUITES)}")
-    if args.checkpoint == "base":
-        from harness.bootstrap import bootstrap
-
-        args.checkpoint = str(bootstrap(cfg, progress=not args.quiet, log=_log))
-    check_checkpoint(args.checkpoint)
+    args.checkpoint = _checkpoint(cfg, args.checkpoint, args.quiet)
 
     from harness import provenance
     from harness.evaluate import evaluate_checkpoint, format_eval_table
@@ -177,8 +185,7 @@ def cmd_train(args) -> int:
     known = available_recipes()
     if args.recipe not in known and not args.recipe.endswith((".yaml", ".yml")):
         raise ConfigError(f"unknown recipe '{args.recipe}'; valid: {', '.join(known)} (or a path to a .yaml file)")
-    args.profile_recipe = args.recipe
-    cfg = _setup(args)
+    cfg = _setup(args, recipe=args.recipe)
     import datetime
     from pathlib import Path
 
@@ -274,15 +281,10 @@ def cmd_bench(args) -> int:
     ns = _positive_ints(args.n, "--n")
     _positive_ints(f"{args.samples},{args.max_new_tokens},{args.repeats}", "--samples/--max-new-tokens/--repeats")
     from harness.bench import bench_rollout
-    from harness.checkpoint import check_checkpoint, load_policy
+    from harness.checkpoint import load_policy
     from suites import build_suite
 
-    path = args.checkpoint
-    if path == "base":
-        from harness.bootstrap import bootstrap
-
-        path = str(bootstrap(cfg, progress=not args.quiet, log=_log))
-    check_checkpoint(path)
+    path = _checkpoint(cfg, args.checkpoint, args.quiet)
     model, tokenizer = load_policy(path, cfg.rollout.device, cfg.rollout.dtype)
     prompts = [it.prompt for it in build_suite("reasoning_gym", cfg).items("eval", 64)]
     import torch

@@ -18,7 +18,6 @@ their newest checkpoint.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from harness import provenance
@@ -100,7 +99,3 @@ def run_compare(profile: str, arms: list[str], out: Path, overrides: list[str], 
             evaluate(f"{arm}-{checkpoint.name}", cfg, str(checkpoint), {"method": arm, "step": step})
     render(out)
     return out
-
-
-def read_json(path: Path) -> dict:
-    return json.loads(path.read_text())

@@ -76,7 +76,7 @@ def run_regress(profile: str, overrides: list[str], update: bool, out: Path | No
     cfg = load_config(profile, overrides)
     if cfg.compare.budget_kind == "wall_s":
         raise ConfigError(
-            f"invalid value for 'compare.budget_kind': 'wall_s'; regression checks need a deterministic budget: samples, tokens or steps"
+            "invalid value for 'compare.budget_kind': 'wall_s'; regression checks need a deterministic budget: samples, tokens or steps"
         )
     baseline_path = BASELINES / f"{cfg.profile}.json"
     if not update and not baseline_path.is_file():

@@ -23,7 +23,6 @@ later issue); one PPO epoch per step.
 from __future__ import annotations
 
 import copy
-import math
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -147,7 +146,7 @@ class GRPOTrainer:
             response_tokens += result.num_output_tokens
             scored = self._score(batch, result.groups)
             for r in scored:
-                if r.status in ("timeout",) or r.status.startswith("error"):
+                if r.status == "timeout" or r.status.startswith("error"):
                     score_failures += 1
             rewards = torch.tensor([r.reward for r in scored], dtype=torch.float32).view(len(batch), self.arm.n)
             reward_sum += float(rewards.sum())
