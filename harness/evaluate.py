@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from harness.checkpoint import render_prompts
 from harness.rollout import RolloutEngine, SamplingParams
-from suites.base import Item, Suite
+from suites.base import Item, Suite, suite_timeout
 from suites.bounded import ScorerPool
 
 
@@ -84,7 +84,10 @@ def evaluate_suite(
             call_sampling = SamplingParams(**{**asdict(sampling), "seed": sampling.seed + start})
         result = engine.generate(render_prompts(tokenizer, [it.prompt for it in batch]), k, call_sampling)
         gen_s += result.generation_s
-        scores = iter(pool.map(suite.scorer, [(s.text, item.reference) for item, g in zip(batch, result.groups) for s in g.samples]))
+        scores = iter(pool.map(
+            suite.scorer, [(s.text, item.reference) for item, g in zip(batch, result.groups) for s in g.samples],
+            suite_timeout(suite),
+        ))
         for item, group in zip(batch, result.groups):
             rewards = []
             for sample in group.samples:

@@ -52,6 +52,10 @@ class Suite(Protocol):
     """Module-level function (response, reference) -> ScoreResult; picklable, so it can run in a
     bounded worker process (suites/bounded.py)."""
 
+    scorer_timeout_s: float | None
+    """Wall-clock bound per scorer call, or None for the profile's `scoring.timeout_s` (a code
+    item runs many tests, each with its own limit, so its call needs a larger bound)."""
+
     def items(self, split: Split, n: int) -> list[Item]:
         """The first `n` items of a split, deterministic from the suite's seed."""
         ...
@@ -61,3 +65,8 @@ class Suite(Protocol):
         is what training and evaluation use)."""
         ...
 
+
+
+def suite_timeout(suite: Suite) -> float | None:
+    """The suite's own per-call scorer bound, if it declares one."""
+    return getattr(suite, "scorer_timeout_s", None)

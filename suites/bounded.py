@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import multiprocessing as mp
+import pickle
 import signal
 import time
 from collections import deque
@@ -40,7 +41,7 @@ def _alarm(signum, frame):
     raise _Timeout()
 
 
-def _worker(conn: Connection, timeout_s: float) -> None:
+def _worker(conn: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
     signal.signal(signal.SIGALRM, _alarm)
     while True:
@@ -50,7 +51,7 @@ def _worker(conn: Connection, timeout_s: float) -> None:
             return
         if task is None:
             return
-        fn, calls = task
+        fn, calls, timeout_s = task
         out = []
         for args in calls:
             try:
@@ -70,9 +71,9 @@ def _worker(conn: Connection, timeout_s: float) -> None:
 
 
 class _Slot:
-    def __init__(self, ctx, timeout_s: float):
+    def __init__(self, ctx):
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker, args=(child, timeout_s), daemon=True)
+        self.proc = ctx.Process(target=_worker, args=(child,), daemon=True)
         self.proc.start()
         child.close()
         self.task: list[int] | None = None
@@ -97,10 +98,30 @@ class ScorerPool:
 
     def _ensure(self) -> None:
         while len(self._slots) < self.workers:
-            self._slots.append(_Slot(self._ctx, self.timeout_s))
+            self._slots.append(_Slot(self._ctx))
 
-    def map(self, fn: Callable[..., ScoreResult], calls: Sequence[tuple[Any, ...]]) -> list[ScoreResult]:
-        """`fn(*args)` for every args tuple, in order; timeouts and errors come back as results."""
+    def map(
+        self, fn: Callable[..., ScoreResult], calls: Sequence[tuple[Any, ...]], timeout_s: float | None = None
+    ) -> list[ScoreResult]:
+        """`fn(*args)` for every args tuple, in order; timeouts and errors come back as results.
+
+        `timeout_s` overrides the pool's bound per call (a code item with many tests needs more).
+        Identical calls are made once: scorers are pure, and with N=512 samples of a small model
+        many responses repeat.
+        """
+        unique: dict[bytes, int] = {}
+        first_of: list[int] = []
+        distinct: list[tuple[Any, ...]] = []
+        for args in calls:
+            key = pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL)
+            if key not in unique:
+                unique[key] = len(distinct)
+                distinct.append(args)
+            first_of.append(unique[key])
+        answers = self._map_distinct(fn, distinct, timeout_s or self.timeout_s)
+        return [answers[i] for i in first_of]
+
+    def _map_distinct(self, fn, calls: Sequence[tuple[Any, ...]], timeout_s: float) -> list[ScoreResult]:
         self._ensure()
         results: list[ScoreResult | None] = [None] * len(calls)
         queue: deque[list[int]] = deque(
@@ -111,8 +132,8 @@ class ScorerPool:
             for index, slot in enumerate(self._slots):
                 if index not in busy and queue:
                     slot.task = queue.popleft()
-                    slot.deadline = time.monotonic() + self.timeout_s * len(slot.task) + 1.0
-                    slot.conn.send((fn, [calls[i] for i in slot.task]))
+                    slot.deadline = time.monotonic() + timeout_s * len(slot.task) + 1.0
+                    slot.conn.send((fn, [calls[i] for i in slot.task], timeout_s))
                     busy[index] = slot
             soonest = min(s.deadline for s in busy.values())
             ready = wait([s.conn for s in busy.values()], timeout=max(0.0, soonest - time.monotonic()))
@@ -135,7 +156,7 @@ class ScorerPool:
 
     def _replace(self, index: int) -> None:
         self._slots[index].kill()
-        self._slots[index] = _Slot(self._ctx, self.timeout_s)
+        self._slots[index] = _Slot(self._ctx)
 
     @staticmethod
     def _requeue_or_fail(task: list[int], queue: deque, results: list, status: str) -> None:

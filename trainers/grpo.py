@@ -34,7 +34,7 @@ import torch
 from harness.checkpoint import render_prompts
 from harness.config import Config
 from harness.rollout import SamplingParams, make_engine
-from suites.base import Item, Suite
+from suites.base import Item, Suite, suite_timeout
 from suites.bounded import shared_pool
 from trainers.core import (
     group_advantages,
@@ -193,14 +193,15 @@ class GRPOTrainer:
     def _score(self, batch: list[tuple[Suite, Item]], groups) -> list:
         """Rewards in (prompt, sample) order, each scorer call bounded in a worker process."""
         out: list = [None] * sum(len(g.samples) for g in groups)
-        by_scorer: dict[Any, list[tuple[int, tuple]]] = {}
+        by_suite: dict[str, tuple[Suite, list[tuple[int, tuple]]]] = {}
         k = 0
         for (suite, item), group in zip(batch, groups):
             for sample in group.samples:
-                by_scorer.setdefault(suite.scorer, []).append((k, (sample.text, item.reference)))
+                by_suite.setdefault(suite.name, (suite, []))[1].append((k, (sample.text, item.reference)))
                 k += 1
-        for scorer, calls in by_scorer.items():
-            for (index, _), result in zip(calls, self.scorer_pool.map(scorer, [args for _, args in calls])):
+        for suite, calls in by_suite.values():
+            results = self.scorer_pool.map(suite.scorer, [args for _, args in calls], suite_timeout(suite))
+            for (index, _), result in zip(calls, results):
                 out[index] = result
         return out
 
