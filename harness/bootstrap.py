@@ -1,14 +1,22 @@
-"""Build the tiny base checkpoint: tokenizer, Qwen2 model, supervised warm-up to an unsaturated pass rate.
+"""Build the tiny base checkpoint: a plateaued step-scaling model, the tiny analogue of ProRLv2.
 
     harness bootstrap --profile tiny      # prints the checkpoint path last
 
-Steps: draw training items from the profile's suites (train split only), train a byte-level BPE on
-them, build a Qwen2ForCausalLM, then supervised-train it on (prompt -> correct answer) pairs,
-checking pass@1 on a validation split every `check_every` steps. It stops as soon as validation
-pass@1 reaches `target_pass_at_1` (RL needs a base that is right sometimes, not always), or at
-`max_steps`. The result is saved with `save_pretrained` (safetensors; plain transformers loads it)
-under the cache directory, keyed by a hash of everything that shapes it, and reused next time.
-Deterministic from the seed on a given machine and thread count.
+The paper's arms continue from ProRLv2, a model whose step-scaling RL had stalled after ~3,000
+steps; the claim is about what to do next. So the tiny base is built in two phases:
+
+1. Supervised warm-up: draw training items from the profile's suites (train split only), train a
+   byte-level BPE on them, build a Qwen2ForCausalLM, and train it on (prompt -> worked solution)
+   pairs until validation pass@1 reaches `target_pass_at_1` or `max_steps`.
+2. RL to a plateau: the step-scaling recipe (the profile's `train` section, N=16) until held-out
+   validation pass@1 stops improving (`bootstrap.plateau`: `patience` checks without a gain of
+   `min_delta`), detected as ProRL did, not a fixed step count. The curve is kept in
+   bootstrap.json, and a second checkpoint from earlier on the curve (`early/`) gives the other
+   baseline row (the paper reports its base at 2,000 and 3,000 steps).
+
+Saved with `save_pretrained` (safetensors; plain transformers loads it) under the cache directory,
+keyed by a hash of everything that shapes it, and reused next time. Deterministic from the seed on
+a given machine and thread count.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -35,13 +43,17 @@ from harness.tiny_model import build_model, train_tokenizer
 from suites import build_suite
 from suites.bounded import shared_pool
 
-BOOTSTRAP_VERSION = 1
+BOOTSTRAP_VERSION = 2
 """Bump when the bootstrap procedure changes, so cached checkpoints built by older code are not reused."""
 
-SUITE = "reasoning_gym"
-"""Suites whose training items the base is warmed up on."""
+EARLY = "early"
+"""Subfolder with the RL phase's earlier checkpoint (the first baseline row, as the paper's 2,000
+steps beside 3,000)."""
 
 INFO_FILE = "bootstrap.json"
+
+RL_PHASE_SEED = 1_000_000
+"""`train.seed` of the RL phase: its prompt order and sampling differ from every arm's (seeds 0..K-1)."""
 
 
 def cache_key(cfg: Config) -> str:
@@ -50,7 +62,9 @@ def cache_key(cfg: Config) -> str:
         "version": BOOTSTRAP_VERSION,
         "seed": cfg.seed,
         "bootstrap": asdict(cfg.bootstrap),
-        "suite": asdict(cfg.suites.reasoning_gym),
+        "suites": asdict(cfg.suites),
+        "train": {k: v for k, v in asdict(cfg.train).items()
+                  if k not in ("trainer", "seed", "steps", "save_every", "rollout_scaling")},
         "eval": {k: getattr(cfg.eval, k) for k in ("temperature", "top_p", "max_new_tokens")},
     }
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
@@ -88,18 +102,85 @@ def _build(cfg: Config, out: Path, progress: bool, log) -> dict:
     b = cfg.bootstrap
     started = time.perf_counter()
     torch.manual_seed(cfg.seed)
-    suite = build_suite(SUITE, cfg)
-    n_tasks = len(cfg.suites.reasoning_gym.tasks)
-    train_items = suite.items("train", b.train_items_per_task * n_tasks)
-    val_items = suite.items("validation", b.check_items)
-
+    suites = [build_suite(name, cfg) for name in cfg.suites.enabled]
+    train_items = [it for s in suites for it in s.items("train", b.train_items_per_task * len(s.tasks))]
     corpus = [f"user\nassistant\n{it.prompt}\n{it.target}" for it in train_items]
     tokenizer = train_tokenizer(corpus, b.model.vocab_size)
     model = build_model(b.model, tokenizer, cfg.seed)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"tiny Qwen2: {n_params / 1e6:.2f}M parameters, vocabulary {len(tokenizer)}, "
-        f"{len(train_items)} training items from {n_tasks} task(s)")
+        f"{len(train_items)} training items from {', '.join(s.name for s in suites)}")
+    validation = Validation(cfg, model, tokenizer, suites)
 
+    curve, stopped = _supervised(cfg, model, tokenizer, train_items, validation, started, progress, log)
+    sft = curve[-1]
+    log(f"supervised warm-up stopped at step {sft['step']} ({stopped}): validation pass@1 "
+        f"{sft['val_pass_at_1']:.3f} after {sft['seconds']:.0f} s")
+    if not 0.05 <= sft["val_pass_at_1"] <= 0.85:
+        log(f"WARNING: validation pass@1 {sft['val_pass_at_1']:.3f} is outside 0.05-0.85; RL from this base "
+            "has little room (too high) or little signal (too low); adjust the profile's bootstrap section")
+
+    rl_curve, early, plateau = _rl_to_plateau(cfg, model, tokenizer, suites, validation, curve, started, progress, log)
+    model.eval()
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    if early is not None:
+        step, state = early
+        early_model = build_model(b.model, tokenizer, cfg.seed)
+        early_model.load_state_dict(state)
+        early_model.save_pretrained(out / EARLY)
+        tokenizer.save_pretrained(out / EARLY)
+    final = (rl_curve or curve)[-1]
+    seconds = time.perf_counter() - started
+    return {
+        "profile": cfg.profile,
+        "cache_key": cache_key(cfg),
+        "bootstrap_version": BOOTSTRAP_VERSION,
+        "parameters": n_params,
+        "vocab_size": len(tokenizer),
+        "train_items": len(train_items),
+        "sft_steps": sft["step"],
+        "sft_stopped": stopped,
+        "rl_steps": rl_curve[-1]["step"] if rl_curve else 0,
+        "rl_stopped": plateau,
+        "early_rl_step": early[0] if early is not None else None,
+        "val_pass_at_1": final["val_pass_at_1"],
+        "seconds": seconds,
+        "curve": curve + rl_curve,
+        "config": asdict(cfg),
+        "provenance": provenance.collect(seed=cfg.seed),
+    }
+
+
+class Validation:
+    """Validation pass@1 per suite on fixed validation items (never training or eval items)."""
+
+    def __init__(self, cfg: Config, model, tokenizer, suites):
+        self.tokenizer = tokenizer
+        self.engine = make_engine(cfg.rollout.engine, model, tokenizer, cfg.rollout.max_batch_sequences)
+        self.pool = shared_pool(cfg.scoring.workers, cfg.scoring.timeout_s)
+        self.sampling = SamplingParams(temperature=cfg.eval.temperature, top_p=cfg.eval.top_p,
+                                       max_new_tokens=cfg.eval.max_new_tokens, seed=cfg.seed + 17)
+        self.suites = suites
+        n = max(cfg.bootstrap.check_items, cfg.bootstrap.plateau.check_items)
+        self.items = {s.name: s.items("validation", -(-n // len(suites))) for s in suites}
+
+    def __call__(self, n_items: int, k: int) -> dict[str, float]:
+        """Pass@1 of each suite on its first n_items / len(suites) items, and their mean as `all`."""
+        share = -(-n_items // len(self.suites))
+        out = {}
+        for suite in self.suites:
+            score = evaluate_suite(self.engine, self.tokenizer, suite, self.items[suite.name][:share], k,
+                                   self.sampling, self.pool, progress=False)
+            out[suite.name] = score.pass_at_1
+        out["all"] = sum(out.values()) / len(self.suites)
+        return out
+
+
+def _supervised(cfg: Config, model, tokenizer, train_items, validation: Validation, started: float,
+                progress: bool, log) -> tuple[list[dict], str]:
+    """Supervised warm-up until validation pass@1 reaches the target or max_steps."""
+    b = cfg.bootstrap
     input_ids, attention, labels = _supervised_tensors(tokenizer, train_items)
     if input_ids.shape[1] > b.model.max_position_embeddings:
         raise ValueError(
@@ -111,19 +192,12 @@ def _build(cfg: Config, out: Path, progress: bool, log) -> dict:
         optimizer, lambda step: min(1.0, (step + 1) / b.warmup_steps) if b.warmup_steps else 1.0
     )
     order_gen = torch.Generator().manual_seed(cfg.seed)
-    engine = make_engine(cfg.rollout.engine, model, tokenizer, cfg.rollout.max_batch_sequences)
-    sampling = SamplingParams(
-        temperature=cfg.eval.temperature, top_p=cfg.eval.top_p,
-        max_new_tokens=cfg.eval.max_new_tokens, seed=cfg.seed + 17,
-    )
-
-    pool = shared_pool(cfg.scoring.workers, cfg.scoring.timeout_s)
     curve: list[dict] = []
     order = torch.empty(0, dtype=torch.long)
     cursor = 0
     stopped = "max_steps"
     running_loss = 0.0
-    bar = tqdm(total=b.max_steps, desc="bootstrap", unit="step", disable=not progress)
+    bar = tqdm(total=b.max_steps, desc="bootstrap: supervised", unit="step", disable=not progress)
     model.train()
     for step in range(1, b.max_steps + 1):
         if cursor + b.batch_size > len(order):
@@ -143,46 +217,92 @@ def _build(cfg: Config, out: Path, progress: bool, log) -> dict:
         running_loss += loss.item()
         bar.update(1)
         if step % b.check_every == 0 or step == b.max_steps:
-            val = evaluate_suite(engine, tokenizer, suite, val_items, b.check_k, sampling, pool, progress=False)
+            val = validation(b.check_items, b.check_k)
             model.train()
             point = {
+                "phase": "sft",
                 "step": step,
                 "loss": running_loss / (step - (curve[-1]["step"] if curve else 0)),
-                "val_pass_at_1": val.pass_at_1,
+                "val_pass_at_1": val["all"],
+                "val_per_suite": {k: v for k, v in val.items() if k != "all"},
                 "seconds": time.perf_counter() - started,
             }
             running_loss = 0.0
             curve.append(point)
-            line = f"step {step}: loss {point['loss']:.3f}, validation pass@1 {val.pass_at_1:.3f}, {point['seconds']:.0f} s"
+            line = f"sft step {step}: loss {point['loss']:.3f}, validation pass@1 {val['all']:.3f}, {point['seconds']:.0f} s"
             bar.write(line, file=sys.stderr) if progress else log(line)
-            if val.pass_at_1 >= b.target_pass_at_1:
+            if val["all"] >= b.target_pass_at_1:
                 stopped = "target"
                 break
     bar.close()
+    return curve, stopped
+
+
+def _rl_to_plateau(cfg: Config, model, tokenizer, suites, validation: Validation, sft_curve: list[dict],
+                   started: float, progress: bool, log):
+    """Step-scaling RL (the profile's train section, trainer step_scaling) until validation stalls.
+
+    Returns (curve, (early step, early weights) or None, why it stopped). A plateau is `patience`
+    checks in a row that do not beat the best validation pass@1 so far by `min_delta`; the weights
+    at every check are kept in memory (the tiny model is a few MB) so that the early baseline
+    point can be chosen once the final step is known.
+    """
+    from trainers.registry import get_builder
+
+    p = cfg.bootstrap.plateau
+    if p.max_steps == 0:
+        return [], None, "skipped"
+    rl_cfg = replace(cfg, train=replace(cfg.train, trainer="step_scaling", seed=RL_PHASE_SEED))
+    trainer = get_builder("step_scaling")(rl_cfg, model, tokenizer, suites)
+    first = validation(p.check_items, p.check_k)
+    best, since_best = first["all"], 0
+    offset = sft_curve[-1]["step"]
+    snapshots: dict[int, dict] = {0: _weights(model)}
+    curve = [_rl_point(0, offset, first, None, started)]
+    stopped = "max_steps"
+    rewards: list[float] = []
+    bar = tqdm(total=p.max_steps, desc="bootstrap: RL to plateau", unit="step", disable=not progress)
+    for step in range(1, p.max_steps + 1):
+        rewards.append(trainer.step()["reward_mean"])
+        bar.update(1)
+        if step % p.check_every and step != p.max_steps:
+            continue
+        val = validation(p.check_items, p.check_k)
+        model.train()
+        snapshots[step] = _weights(model)
+        curve.append(_rl_point(step, offset, val, sum(rewards) / len(rewards), started))
+        rewards = []
+        line = f"rl step {step}: validation pass@1 {val['all']:.3f} (best {max(best, val['all']):.3f}), {curve[-1]['seconds']:.0f} s"
+        bar.write(line, file=sys.stderr) if progress else log(line)
+        if val["all"] > best + p.min_delta:
+            best, since_best = val["all"], 0
+        else:
+            since_best += 1
+        if since_best >= p.patience:
+            stopped = "plateau"
+            break
+    bar.close()
     model.eval()
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    final = curve[-1]
-    seconds = time.perf_counter() - started
-    log(f"supervised warm-up stopped at step {final['step']} ({stopped}): validation pass@1 "
-        f"{final['val_pass_at_1']:.3f} after {seconds:.0f} s")
-    if not 0.15 <= final["val_pass_at_1"] <= 0.85:
-        log(f"WARNING: validation pass@1 {final['val_pass_at_1']:.3f} is outside 0.15-0.85; RL from this base "
-            "has little room (too high) or little signal (too low); adjust the profile's bootstrap section")
+    final_step = curve[-1]["rl_step"]
+    early_step = min(snapshots, key=lambda s: abs(s - p.early_fraction * final_step))
+    log(f"RL phase stopped at step {final_step} ({stopped}): validation pass@1 {curve[-1]['val_pass_at_1']:.3f}; "
+        f"early baseline point: step {early_step}")
+    return curve, (early_step, snapshots[early_step]), stopped
+
+
+def _weights(model) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _rl_point(rl_step: int, offset: int, val: dict, reward: float | None, started: float) -> dict:
     return {
-        "profile": cfg.profile,
-        "cache_key": cache_key(cfg),
-        "bootstrap_version": BOOTSTRAP_VERSION,
-        "parameters": n_params,
-        "vocab_size": len(tokenizer),
-        "train_items": len(train_items),
-        "steps": final["step"],
-        "stopped": stopped,
-        "val_pass_at_1": final["val_pass_at_1"],
-        "seconds": seconds,
-        "curve": curve,
-        "config": asdict(cfg),
-        "provenance": provenance.collect(seed=cfg.seed),
+        "phase": "rl",
+        "step": offset + rl_step,
+        "rl_step": rl_step,
+        "reward_mean": reward,
+        "val_pass_at_1": val["all"],
+        "val_per_suite": {k: v for k, v in val.items() if k != "all"},
+        "seconds": time.perf_counter() - started,
     }
 
 

@@ -78,13 +78,35 @@ class TinyModelConfig:
 
 
 @dataclass
+class PlateauConfig:
+    """Step-scaling RL after the supervised warm-up, until held-out validation stalls. The paper's
+    arms continue from ProRLv2, whose step-scaling RL had plateaued; this is its tiny analogue."""
+
+    max_steps: NonNegInt = 300
+    """Cap on RL steps whatever validation does; 0 skips the RL phase (the base is the SFT model)."""
+    check_every: PosInt = 10
+    """RL steps between validation checks."""
+    check_items: PosInt = 192
+    """Validation items per check, split evenly across the suites (never eval items)."""
+    check_k: PosInt = 4
+    """Samples per validation item (evaluation temperature and top_p)."""
+    patience: PosInt = 3
+    """Plateau: this many checks in a row without beating the best validation pass@1 by min_delta."""
+    min_delta: NonNegFloat = 0.01
+    """Improvement in validation pass@1 that counts as progress."""
+    early_fraction: Annotated[float, Range(min=0.1, max=0.95)] = 0.667
+    """The second baseline point is the RL checkpoint nearest this fraction of the final step (the
+    paper's baseline rows: 2,000 and 3,000 steps)."""
+
+
+@dataclass
 class BootstrapConfig:
     """Supervised warm-up that turns a random tiny model into an RL-ready base checkpoint."""
 
     model: TinyModelConfig = field(default_factory=TinyModelConfig)
     """Architecture of the model built from scratch."""
     train_items_per_task: PosInt = 20000
-    """Procedurally generated training items per reasoning-gym task (train seeds only)."""
+    """Procedurally generated supervised items per task of each suite (train split only)."""
     batch_size: PosInt = 128
     """Sequences per supervised step."""
     learning_rate: PosFloat = 1e-3
@@ -100,9 +122,11 @@ class BootstrapConfig:
     target_pass_at_1: Fraction = 0.35
     """Stop as soon as validation pass@1 reaches this: a real but unsaturated base leaves RL room."""
     check_items: PosInt = 96
-    """Validation items per check (drawn from seeds disjoint from both training and evaluation)."""
+    """Validation items per check, split evenly across the suites (never training or eval items)."""
     check_k: PosInt = 4
     """Samples per validation item (evaluation temperature and top_p)."""
+    plateau: PlateauConfig = field(default_factory=PlateauConfig)
+    """RL phase after the warm-up: step-scaling RL until validation stalls."""
 
 
 @dataclass
@@ -171,9 +195,77 @@ class ReasoningGymSuiteConfig:
 
 
 @dataclass
+class ProceduralTaskConfig:
+    """One seeded generator task of a tiny math or code suite (suites/tiny_math.py, tiny_code.py)."""
+
+    name: str = ""
+    """Task name in that module's TASKS."""
+    config: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments of the generator (difficulty knobs); the seed is set by the suite."""
+
+
+MATH_BENCHMARKS = ["aime24", "aime25", "amc", "math500", "minerva", "olympiadbench"]
+CODE_BENCHMARKS = ["apps", "codecontests", "codeforces", "taco"]
+
+
+@dataclass
+class MathSuiteConfig:
+    """Math: answers in \\boxed{}, verified by math-verify (suites/math.py). Either the paper's six
+    benchmarks (evaluation only) or seeded tiny problems (training and evaluation)."""
+
+    source: Literal["benchmarks", "procedural"] = "benchmarks"
+    """`benchmarks`: the public sets below, loaded from `data_dir` or the hub; `procedural`: `tasks`."""
+    benchmarks: list[str] = field(default_factory=lambda: list(MATH_BENCHMARKS))
+    """Benchmarks averaged (unweighted) into the domain score (paper: the six defaults)."""
+    data_dir: str = ""
+    """Folder holding `<benchmark>.jsonl` files (e.g. ../shared/data/math); empty loads the hub ids
+    listed in suites/math.py (BENCHMARKS)."""
+    tasks: list[ProceduralTaskConfig] = field(default_factory=lambda: [
+        ProceduralTaskConfig("arithmetic"), ProceduralTaskConfig("linear_equation")])
+    """Tiny generator tasks, in equal shares (source `procedural`)."""
+    eval_items: NonNegInt = 0
+    """Held-out items: for `procedural` the total, split evenly across tasks; for `benchmarks` a cap
+    per benchmark (0 = every item, the paper's protocol)."""
+    heldout_fraction: Annotated[float, Range(min=0.01, max=0.9)] = 0.3
+    """Share of each procedural task's question space reserved for validation + eval."""
+
+
+@dataclass
+class CodeSuiteConfig:
+    """Code: a fenced Python program run in the sandbox on input/output tests; reward = fraction of
+    tests passed (suites/code.py). Either the paper's four sets or seeded tiny problems."""
+
+    source: Literal["benchmarks", "procedural"] = "benchmarks"
+    """`benchmarks`: the public sets below, loaded from `data_dir` or the hub; `procedural`: `tasks`."""
+    benchmarks: list[str] = field(default_factory=lambda: list(CODE_BENCHMARKS))
+    """Benchmarks averaged (unweighted) into the domain score (BroRL: the four defaults)."""
+    data_dir: str = ""
+    """Folder holding `<benchmark>.jsonl` files (e.g. ../shared/data/code); empty loads the hub."""
+    tasks: list[ProceduralTaskConfig] = field(default_factory=lambda: [
+        ProceduralTaskConfig("affine"), ProceduralTaskConfig("list_stat"), ProceduralTaskConfig("string_op")])
+    """Tiny generator tasks, in equal shares (source `procedural`)."""
+    eval_items: NonNegInt = 0
+    """Held-out items: for `procedural` the total; for `benchmarks` a cap per benchmark (0 = all)."""
+    heldout_fraction: Annotated[float, Range(min=0.01, max=0.9)] = 0.3
+    """Share of each procedural task's question space reserved for validation + eval."""
+    test_timeout_s: PosFloat = 5.0
+    """Wall-clock limit per test run in the sandbox (paper: 5 s)."""
+
+
+SUITE_NAMES = ("math", "code", "reasoning_gym")
+"""The three domains of Table 2, in its column order."""
+
+
+@dataclass
 class SuitesConfig:
     """Evaluation / reward suites of a profile."""
 
+    enabled: list[Literal["math", "code", "reasoning_gym"]] = field(default_factory=lambda: list(SUITE_NAMES))
+    """Suites the profile trains on and evaluates (Table 2's columns)."""
+    math: MathSuiteConfig = field(default_factory=MathSuiteConfig)
+    """The math suite."""
+    code: CodeSuiteConfig = field(default_factory=CodeSuiteConfig)
+    """The code suite."""
     reasoning_gym: ReasoningGymSuiteConfig = field(default_factory=ReasoningGymSuiteConfig)
     """The reasoning-gym suite."""
 
@@ -199,6 +291,10 @@ class TrainConfig:
 
     trainer: str = "step_scaling"
     """Registered trainer name: step_scaling (ProRL), rollout_scaling (BroRL), or a plug-in's."""
+    seed: NonNegInt = 0
+    """The arm's own seed for its RL randomness (prompt order, sampling, mini-batch shuffles), on top
+    of the master seed, which also fixes the base and the data splits. `harness compare --seeds K`
+    runs each arm with seeds 0..K-1 from the same base and evaluates on the same items."""
     steps: PosInt = 100
     """RL steps to run (each: generate, filter, update)."""
     n: PosInt = 16
@@ -317,15 +413,20 @@ def available_recipes() -> list[str]:
     return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
 
 
+DEFAULT_RECIPE = "prorl"
+"""Recipe under every config that names none: the step-scaling recipe, which is also what the
+tiny base's RL phase runs (harness/bootstrap.py)."""
+
+
 def load_config(profile: str, overrides: list[str] | tuple[str, ...] = (), recipe: str | None = None) -> Config:
-    """Load a profile by name (or YAML path), layered over a recipe if given, then apply dotted
-    `key=value` overrides and validate. Precedence: overrides > profile > recipe > defaults."""
+    """Load a profile by name (or YAML path), layered over a recipe (default: DEFAULT_RECIPE), then
+    apply dotted `key=value` overrides and validate. Precedence: overrides > profile > recipe > defaults."""
     path = _find(profile, PROFILES_DIR, "profile", available_profiles())
     raw = _read_yaml(path)
     name = path.stem
     raw.setdefault("profile", name)
-    if recipe is not None:
-        raw = _merge(_read_yaml(_find(recipe, RECIPES_DIR, "recipe", available_recipes())), raw)
+    recipe = recipe or DEFAULT_RECIPE
+    raw = _merge(_read_yaml(_find(recipe, RECIPES_DIR, "recipe", available_recipes())), raw)
     for item in overrides:
         apply_override(raw, item)
     return from_dict(Config, raw)
@@ -526,6 +627,24 @@ def _check_consistency(obj: Any) -> None:
         check_task_name(obj.name)
     if isinstance(obj, ReasoningGymSuiteConfig) and not obj.tasks:
         raise ConfigError("invalid value for 'suites.reasoning_gym.tasks': []; give at least one task")
+    if isinstance(obj, (MathSuiteConfig, CodeSuiteConfig)):
+        domain = "math" if isinstance(obj, MathSuiteConfig) else "code"
+        known = MATH_BENCHMARKS if domain == "math" else CODE_BENCHMARKS
+        bad = [b for b in obj.benchmarks if b not in known]
+        if bad or not obj.benchmarks:
+            raise ConfigError(f"invalid value for 'suites.{domain}.benchmarks': {obj.benchmarks!r}; "
+                              f"valid: a non-empty list of {', '.join(known)}")
+        if not obj.tasks:
+            raise ConfigError(f"invalid value for 'suites.{domain}.tasks': []; give at least one task")
+        from suites import procedural_registry
+
+        registry = procedural_registry(domain)
+        for i, task in enumerate(obj.tasks):
+            if task.name not in registry:
+                raise ConfigError(f"invalid value for 'suites.{domain}.tasks[{i}].name': {task.name!r}; "
+                                  f"valid: {', '.join(registry)}")
+    if isinstance(obj, SuitesConfig) and not obj.enabled:
+        raise ConfigError(f"invalid value for 'suites.enabled': []; valid: a non-empty list of {', '.join(SUITE_NAMES)}")
 
 
 def to_dict(cfg: Any) -> dict:

@@ -1,9 +1,11 @@
 """Evaluation: pass@1 averaged over k samples per item, and mean output tokens, per suite.
 
 pass@1 here is the paper's protocol: draw k samples per item (temperature 0.6, top_p 0.95 by
-default), score each with the suite's scorer, average the k rewards of an item, then average over
-items. For continuous rewards (reasoning gym) that is the mean verifier reward. The standard error
-is over items (the k samples of one item are not independent evidence about the suite).
+default), score each with the suite's scorer, average the k rewards of an item, average over a
+task's (benchmark's) items, then take the unweighted mean over tasks: the paper's domain score
+(math = mean of six benchmarks). For continuous rewards (reasoning gym) that is the mean verifier
+reward. The standard error is over items (the k samples of one item are not independent evidence
+about the suite).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ class SuiteScore:
     """One suite's evaluation result."""
 
     pass_at_1: float
-    """Mean over items of the mean reward over k samples."""
+    """Unweighted mean over tasks (benchmarks) of the mean over their items of the mean reward over
+    k samples (the paper's domain score; with equal items per task, the plain mean over items)."""
     k: int
     """Samples per item."""
     n_items: int
@@ -34,7 +37,7 @@ class SuiteScore:
     mean_output_tokens: float
     """Mean generated tokens per response (stop token included)."""
     stderr: float
-    """Standard error of pass_at_1 over items."""
+    """Standard error of pass_at_1 (items within a task as independent draws)."""
     ci95: tuple[float, float]
     """Normal-approximation 95% interval for pass_at_1."""
     per_task: dict[str, float] = field(default_factory=dict)
@@ -103,14 +106,11 @@ def evaluate_suite(
             samples += len(group.samples)
         bar.update(len(batch) * k)
     bar.close()
-    n = len(item_means)
-    mean = sum(item_means) / n
-    var = sum((x - mean) ** 2 for x in item_means) / (n - 1) if n > 1 else 0.0
-    se = math.sqrt(var / n)
+    mean, se = task_mean_and_stderr(by_task)
     return SuiteScore(
         pass_at_1=mean,
         k=k,
-        n_items=n,
+        n_items=len(item_means),
         mean_output_tokens=tokens / samples,
         stderr=se,
         ci95=(max(0.0, mean - 1.96 * se), min(1.0, mean + 1.96 * se)),
@@ -120,6 +120,18 @@ def evaluate_suite(
         samples_per_s=samples / gen_s if gen_s > 0 else 0.0,
         item_scores=item_scores,
     )
+
+
+def task_mean_and_stderr(by_task: dict[str, list[float]]) -> tuple[float, float]:
+    """Unweighted mean of the task means, and its standard error from each task's item variance."""
+    means, variances = [], []
+    for values in by_task.values():
+        n = len(values)
+        m = sum(values) / n
+        means.append(m)
+        variances.append(sum((x - m) ** 2 for x in values) / (n - 1) / n if n > 1 else 0.0)
+    t = len(means)
+    return sum(means) / t, math.sqrt(sum(variances)) / t
 
 
 def evaluate_checkpoint(cfg, checkpoint: str, suite_names: Sequence[str], progress: bool = True) -> dict[str, SuiteScore]:

@@ -134,9 +134,9 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
 
         base = str(bootstrap(cfg, progress=progress, log=log))
     model, tokenizer = load_policy(str(last or base), cfg.rollout.device, cfg.rollout.dtype)
-    from suites import SUITES, build_suite
+    from suites import build_suite
 
-    trainer = builder(cfg, model, tokenizer, [build_suite(name, cfg) for name in SUITES])
+    trainer = builder(cfg, model, tokenizer, [build_suite(name, cfg) for name in cfg.suites.enabled])
     wall_before = 0.0
     if last is not None:
         state = torch.load(last / STATE_FILE, weights_only=False)

@@ -8,9 +8,9 @@ the MAIN thread of a worker process, under two bounds:
 
 1. inside the worker, an interval timer (SIGALRM) interrupts Python code that runs past
    `timeout_s`; the call's result is `ScoreResult(0.0, "timeout")`;
-2. in the parent, a deadline per batch of calls backstops code that never returns to the
-   interpreter (C loops ignore signals): the worker is killed and replaced, and the calls of that
-   batch that got no answer are retried one by one; one that stalls alone is a "timeout".
+2. in the parent, a deadline per call (results stream back one by one) backstops code that never
+   returns to the interpreter (C loops ignore signals): the worker is killed and replaced, the
+   call in progress is a "timeout", and the rest of its batch is queued again.
 
 Scorer functions must be module-level (picklable by name) and return a `ScoreResult`; any
 exception becomes `ScoreResult(0.0, "error: <ExceptionType>")`.
@@ -33,8 +33,8 @@ _CHUNK = 64
 """Calls sent to a worker at once (amortises the inter-process round trip)."""
 
 
-class _Timeout(Exception):
-    pass
+class _Timeout(BaseException):
+    """A BaseException, so that a scorer's own broad `except Exception` cannot swallow it."""
 
 
 def _alarm(signum, frame):
@@ -52,7 +52,6 @@ def _worker(conn: Connection) -> None:
         if task is None:
             return
         fn, calls, timeout_s = task
-        out = []
         for args in calls:
             try:
                 signal.setitimer(signal.ITIMER_REAL, timeout_s)
@@ -66,8 +65,7 @@ def _worker(conn: Connection) -> None:
                 result = ScoreResult(0.0, "timeout")
             except Exception as exc:  # recorded, never a silent zero
                 result = ScoreResult(0.0, f"error: {type(exc).__name__}")
-            out.append(result)
-        conn.send(out)
+            conn.send(result)  # one at a time: the parent's deadline is per call
 
 
 class _Slot:
@@ -76,7 +74,9 @@ class _Slot:
         self.proc = ctx.Process(target=_worker, args=(child,), daemon=True)
         self.proc.start()
         child.close()
-        self.task: list[int] | None = None
+        self.task: list[int] = []
+        self.done = 0
+        """Calls of `task` answered so far; the next one is in progress."""
         self.deadline = 0.0
 
     def kill(self) -> None:
@@ -131,40 +131,38 @@ class ScorerPool:
         while queue or busy:
             for index, slot in enumerate(self._slots):
                 if index not in busy and queue:
-                    slot.task = queue.popleft()
-                    slot.deadline = time.monotonic() + timeout_s * len(slot.task) + 1.0
+                    slot.task, slot.done = queue.popleft(), 0
+                    slot.deadline = time.monotonic() + timeout_s + 1.0
                     slot.conn.send((fn, [calls[i] for i in slot.task], timeout_s))
                     busy[index] = slot
             soonest = min(s.deadline for s in busy.values())
             ready = wait([s.conn for s in busy.values()], timeout=max(0.0, soonest - time.monotonic()))
             for index, slot in list(busy.items()):
+                failure = None
                 if slot.conn in ready:
                     try:
-                        answers = slot.conn.recv()
+                        while slot.done < len(slot.task) and slot.conn.poll():
+                            results[slot.task[slot.done]] = slot.conn.recv()
+                            slot.done += 1
+                            slot.deadline = time.monotonic() + timeout_s + 1.0
                     except (EOFError, OSError):  # the worker died (e.g. the scorer crashed the interpreter)
-                        self._replace(index)
-                        self._requeue_or_fail(slot.task, queue, results, "error: worker died")
-                    else:
-                        for i, answer in zip(slot.task, answers):
-                            results[i] = answer
-                    del busy[index]
+                        failure = "error: worker died"
                 elif time.monotonic() >= slot.deadline:
+                    failure = "timeout"
+                if failure is not None:
+                    # The call in progress is the culprit; the rest of its chunk goes back in the queue.
+                    results[slot.task[slot.done]] = ScoreResult(0.0, failure)
+                    if slot.done + 1 < len(slot.task):
+                        queue.appendleft(slot.task[slot.done + 1:])
                     self._replace(index)
-                    self._requeue_or_fail(slot.task, queue, results, "timeout")
+                    del busy[index]
+                elif slot.done == len(slot.task):
                     del busy[index]
         return [r if r is not None else ScoreResult(0.0, "error: no result") for r in results]
 
     def _replace(self, index: int) -> None:
         self._slots[index].kill()
         self._slots[index] = _Slot(self._ctx)
-
-    @staticmethod
-    def _requeue_or_fail(task: list[int], queue: deque, results: list, status: str) -> None:
-        """A batch that stalled is retried call by call; a single call that stalled has failed."""
-        if len(task) == 1:
-            results[task[0]] = ScoreResult(0.0, status)
-        else:
-            queue.extendleft([i] for i in reversed(task))
 
     def close(self) -> None:
         for slot in self._slots:
