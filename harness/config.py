@@ -186,7 +186,10 @@ class ReasoningGymSuiteConfig:
     tasks: list[ReasoningGymTaskConfig] = field(
         default_factory=lambda: [ReasoningGymTaskConfig(name="chain_sum")]
     )
-    """Datasets mixed into the suite, in equal shares."""
+    """Datasets mixed into the suite, in equal shares (ignored when `preset` is set)."""
+    preset: Literal["", "prorl96"] = ""
+    """`prorl96`: the paper's 96 ProRL tasks with default configs, 100 held-out items each at full
+    scale (list and provenance: suites/reasoning_gym_tasks.py); empty: use `tasks`."""
     eval_items: PosInt = 300
     """Held-out evaluation items, split evenly across tasks, unique by question text."""
     heldout_fraction: Annotated[float, Range(min=0.01, max=0.9)] = 0.3

@@ -70,12 +70,15 @@ class ProceduralSuite:
         seed: int,
         heldout_fraction: float = 0.3,
         scorer_timeout_s: float | None = None,
+        task_heldout: dict[str, float] | None = None,
     ):
         if not tasks:
             raise ValueError(f"suite '{self.name}' needs at least one task")
         self.tasks = tasks
         self.seed = seed
         self.heldout_fraction = heldout_fraction
+        self.task_heldout = task_heldout or {}
+        """Per-task overrides of heldout_fraction (tasks with a small question space)."""
         self.scorer_timeout_s = scorer_timeout_s
 
     def items(self, split: Split, n: int, unique: bool | None = None) -> list[Item]:
@@ -98,11 +101,12 @@ class ProceduralSuite:
         task_name, generate = self.tasks[task_index]
         seed = self.seed * 7919 + task_index * 104_729 + _SPLIT_SEED_OFFSET[split]
         max_draws = max(1000, 200 * n)
+        heldout = self.task_heldout.get(task_name, self.heldout_fraction)
         seen: set[str] = set()
         out: list[Item] = []
         for _, draw in zip(range(max_draws), generate(seed)):
             q = draw.question
-            if split_of(q, self.heldout_fraction) != split or (unique and q in seen):
+            if split_of(q, heldout) != split or (unique and q in seen):
                 continue
             seen.add(q)
             out.append(Item(

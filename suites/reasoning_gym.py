@@ -67,18 +67,30 @@ def format_target(answer: str) -> str:
     return f"<answer>{answer}</answer>"
 
 
+_CHUNK = 10_000
+"""Items per virtual dataset; the stream moves to a fresh seed after each (some datasets, e.g.
+word_ladder, refuse large sizes)."""
+
+
 def task_generator(name: str, task_config: dict[str, Any]):
-    """A reasoning-gym dataset as a procedural task (suites/procedural.py)."""
+    """A reasoning-gym dataset as a procedural task (suites/procedural.py).
+
+    A draw whose generator raises (maze does, about once in 1,500) is skipped: the stream stays
+    deterministic and the item count is what was asked for.
+    """
 
     def generate(seed: int) -> Iterator[Draw]:
-        # The dataset is virtual (items made on access), so a large size costs nothing.
-        dataset = reasoning_gym.create_dataset(name, seed=seed, size=10**7, **task_config)
-        for idx in range(10**7):
-            entry = dataset[idx]
-            yield Draw(
-                question=entry["question"], prompt=format_prompt(entry["question"]),
-                reference=_plain(entry), target=format_target(str(entry["answer"])),
-            )
+        for chunk in range(10**6):
+            dataset = reasoning_gym.create_dataset(name, seed=seed + chunk * 1_000_033, size=_CHUNK, **task_config)
+            for idx in range(_CHUNK):
+                try:
+                    entry = dataset[idx]
+                except Exception:
+                    continue
+                yield Draw(
+                    question=entry["question"], prompt=format_prompt(entry["question"]),
+                    reference=_plain(entry), target=format_target(str(entry["answer"])),
+                )
 
     return generate
 
@@ -89,14 +101,21 @@ class ReasoningGymSuite(ProceduralSuite):
     name = NAME
     scorer = staticmethod(score)
 
-    def __init__(self, tasks: list[tuple[str, dict[str, Any]]], seed: int, heldout_fraction: float = 0.3):
+    def __init__(self, tasks: list[tuple[str, dict[str, Any]]], seed: int, heldout_fraction: float = 0.3,
+                 task_heldout: dict[str, float] | None = None):
         for task_name, _ in tasks:
             check_task_name(task_name)
-        super().__init__([(n, task_generator(n, c)) for n, c in tasks], seed, heldout_fraction)
+        super().__init__([(n, task_generator(n, c)) for n, c in tasks], seed, heldout_fraction,
+                         task_heldout=task_heldout)
 
     @classmethod
     def from_config(cls, cfg, seed: int) -> "ReasoningGymSuite":
-        """Build from a `ReasoningGymSuiteConfig`."""
+        """Build from a `ReasoningGymSuiteConfig` (preset `prorl96`: the 96 ProRL tasks, default
+        configs, with the held-out overrides of suites/reasoning_gym_tasks.py)."""
+        if cfg.preset == "prorl96":
+            from suites.reasoning_gym_tasks import HELDOUT_FRACTION, PRORL_TASKS
+
+            return cls([(name, {}) for name in PRORL_TASKS], seed, cfg.heldout_fraction, dict(HELDOUT_FRACTION))
         return cls([(t.name, dict(t.config)) for t in cfg.tasks], seed, cfg.heldout_fraction)
 
 
