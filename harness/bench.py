@@ -2,6 +2,7 @@
 
     harness bench rollout --profile tiny [--checkpoint PATH] [--samples 2048] [--n 16,512]
     harness bench memory --profile tiny [key=value ...]
+    harness bench update --profile smoke [--repeats 3] [key=value ...]
 
 `rollout`: generation throughput of the `hf` engine at several N for the same number of samples
 (prompts = samples / N), next to plain `model.generate(num_return_sequences=N)`, which re-encodes
@@ -10,10 +11,16 @@ each prompt N times. Median of `--repeats` runs; prompts come from the profile's
 `memory`: peak memory of one RL step of each arm (prorl: N=16, brorl: N=512) under the same
 micro-batch token budget, each in a fresh process. On CPU: peak resident memory (ru_maxrss) and
 its growth during the step; on CUDA: torch.cuda.max_memory_allocated. Goal: N=512 <= 1.2x N=16.
+
+`update`: wall time of one policy update of each arm (prorl: N=16, brorl: N=512) on the same kept
+groups from the same weights, computed per sample (each of the N rows recomputes its prompt: the
+trainer's former update, kept here as the baseline) and with the trainer's shared-prompt forward
+(each prompt once per micro-batch), and the speed-up.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import resource
 import statistics
@@ -131,6 +138,114 @@ def _memory_child(profile: str, recipe: str, overrides: list[str]) -> None:
         "step_rss_growth_mb": _rss_mb() - before,
         "cuda_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None,
     }))
+
+
+# ----------------------------------------------------------------------------------------------
+# update: the per-sample computation (the baseline) against the shared-prompt one
+
+
+def per_sample_micro_batches(seqs, members: list[int], budget: int) -> list[list[int]]:
+    """The per-sample update's packing: consecutive members while rows x longest (prompt +
+    response) stays within the token budget."""
+    out: list[list[int]] = []
+    current: list[int] = []
+    longest = 0
+    for i in members:
+        length = len(seqs[i].ids)
+        if current and (len(current) + 1) * max(longest, length) > budget:
+            out.append(current)
+            current, longest = [], 0
+        current.append(i)
+        longest = max(longest, length)
+    if current:
+        out.append(current)
+    return out
+
+
+def per_sample_forward(model, seqs, rows: list[int], pad_id: int, temperature: float):
+    """The per-sample update's forward: every row is its own prompt + response, right-padded, so a
+    group's prompt is recomputed for each of its N samples. Returns the same response-aligned
+    (logits, targets, mask) as the trainer's shared-prompt forward: row r's response token j at
+    [r, j]. (The pre-shared-prompt trainer also took log-softmax and entropy over the prompt
+    positions; this baseline slices them off first, so the speed-up it shows is if anything low.)"""
+    device = model.device
+    full = max(len(seqs[i].ids) for i in rows)
+    width = max(1, max(len(seqs[i].ids) - seqs[i].prompt_len for i in rows))
+    ids = torch.full((len(rows), full), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(rows), full), dtype=torch.long)
+    where = torch.zeros((len(rows), width), dtype=torch.long)  # logits[:, :-1] column predicting token j
+    mask = torch.zeros((len(rows), width))
+    for r, i in enumerate(rows):
+        s = seqs[i]
+        n = len(s.ids) - s.prompt_len
+        ids[r, : len(s.ids)] = torch.tensor(s.ids)
+        attn[r, : len(s.ids)] = 1
+        where[r] = (torch.arange(width) + s.prompt_len - 1).clamp(max=full - 2)
+        mask[r, :n] = 1.0
+    ids, attn, where = ids.to(device), attn.to(device), where.to(device)
+    logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1]
+    logits = logits.gather(1, where.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
+    targets = ids[:, 1:].gather(1, where)
+    return logits.float() / temperature, targets, mask.to(device)
+
+
+def bench_update(profile: str, overrides: list[str], repeats: int, log=print) -> list[dict]:
+    """Wall time of one policy update per arm (prorl: N=16, brorl: N=512), per-sample vs shared-prompt.
+
+    Each arm's kept groups are sampled once by the rollout engine from the profile's base (rewards
+    are a fixed 0/1 pattern with spread: the update's cost does not depend on their values), then
+    every timed update starts from the same weights and a fresh optimizer. After one untimed round,
+    the two computations alternate; each prints the median of `repeats`."""
+    import transformers
+
+    from harness.bootstrap import bootstrap
+    from harness.checkpoint import load_policy, render_prompts
+    from harness.config import load_config
+    from harness.rollout import SamplingParams
+    from suites import build_suite
+    from trainers.grpo import SHARED_PROMPT, UpdateLayout
+    from trainers.registry import get_builder
+
+    transformers.utils.logging.disable_progress_bar()
+    per_sample = UpdateLayout(micro_batches=per_sample_micro_batches, forward=per_sample_forward)
+    rows = []
+    for recipe in ("prorl", "brorl"):
+        cfg = load_config(profile, overrides, recipe=recipe)
+        model, tokenizer = load_policy(str(bootstrap(cfg, progress=False, log=lambda _: None)),
+                                       cfg.rollout.device, cfg.rollout.dtype)
+        trainer = get_builder(cfg.train.trainer)(cfg, model, tokenizer,
+                                                 [build_suite(name, cfg) for name in cfg.suites.enabled])
+        n, k = trainer.arm.n, trainer.arm.prompts_per_step
+        batch = trainer._next_prompts(k)
+        sampling = SamplingParams(temperature=cfg.train.temperature, top_p=cfg.train.top_p,
+                                  max_new_tokens=cfg.train.max_new_tokens, seed=cfg.seed)
+        result = trainer.engine.generate(render_prompts(tokenizer, [it.prompt for _, it in batch]), n, sampling)
+        rewards = (torch.arange(n) % 2).float()
+        kept = [(g.prompt_ids, g.samples, rewards.roll(j)) for j, g in enumerate(result.groups)]
+        weights = copy.deepcopy(trainer.policy.state_dict())
+        layouts = {"per-sample": per_sample, "shared-prompt": SHARED_PROMPT}
+        runs: dict[str, list[float]] = {name: [] for name in layouts}
+        for rep in range(repeats + 1):  # the first round warms up and is not counted
+            for name, layout in layouts.items():  # alternated, so load drift hits both alike
+                trainer.policy.load_state_dict(weights)
+                trainer.optimizer = trainer._new_optimizer()
+                trainer.scheduler = trainer._new_scheduler()
+                start = time.perf_counter()
+                trainer._update(kept, layout=layout)
+                if rep:
+                    runs[name].append(time.perf_counter() - start)
+        timings = {name: statistics.median(r) for name, r in runs.items()}
+        prompt_tokens = statistics.mean(len(g.prompt_ids) for g in result.groups)
+        response_tokens = result.num_output_tokens / result.num_samples
+        rows.append({"recipe": recipe, "n": n, "prompts": k, "samples": result.num_samples,
+                     "mean_prompt_tokens": prompt_tokens, "mean_response_tokens": response_tokens,
+                     "per_sample_s": timings["per-sample"], "shared_prompt_s": timings["shared-prompt"],
+                     "speedup": timings["per-sample"] / timings["shared-prompt"]})
+        r = rows[-1]
+        log(f"{recipe:<6} N={n:<4} prompts={k:<3} samples={r['samples']:<5} prompt {prompt_tokens:.0f} / "
+            f"response {response_tokens:.1f} tokens: per-sample {r['per_sample_s']:.2f} s, "
+            f"shared-prompt {r['shared_prompt_s']:.2f} s, speed-up {r['speedup']:.2f}x")
+    return rows
 
 
 if __name__ == "__main__" and len(sys.argv) >= 4 and sys.argv[1] == "memory-child":

@@ -43,7 +43,7 @@ from harness.tiny_model import build_model, train_tokenizer
 from suites import build_suite
 from suites.bounded import shared_pool
 
-BOOTSTRAP_VERSION = 2
+BOOTSTRAP_VERSION = 3
 """Bump when the bootstrap procedure changes, so cached checkpoints built by older code are not reused."""
 
 EARLY = "early"

@@ -64,7 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="train two arms from one base under the same budget, evaluate, write Tables 2-4 and the figure")
     p.add_argument("arms", nargs="+", metavar="ARM", help="two recipes (prorl brorl) or registered trainer names")
     p.add_argument("--out", default=None, help="output folder (default: results/runs/<timestamp>-<profile>)")
-    p.add_argument("--resume", action="store_true", help="continue the comparison in --out")
+    p.add_argument("--resume", action="store_true", help="continue the comparison in --out (with the same --seeds)")
+    p.add_argument("--seeds", type=int, default=None, metavar="K",
+                   help="train each arm K times from the same base with train.seed = 0..K-1 (offset by a configured "
+                   "train.seed); tables show means over seeds with 95%% intervals over seeds (default: 1, or on "
+                   "--resume the K the comparison was started with; a different K is refused)")
     common(p)
     p.set_defaults(func=cmd_compare)
 
@@ -80,9 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_regress)
 
     p = sub.add_parser("bench", help="benchmarks that print their figures")
-    p.add_argument("what", choices=["rollout", "memory", "sandbox"],
+    p.add_argument("what", choices=["rollout", "memory", "update", "sandbox"],
                    help="rollout: generation throughput at several N; memory: peak memory of one RL step at N=16 "
-                   "and N=512; sandbox: executions/s of trivial programs in the code sandbox")
+                   "and N=512; update: one policy update at N=16 and N=512, per-sample vs shared-prompt; "
+                   "sandbox: executions/s of trivial programs in the code sandbox")
     p.add_argument("--checkpoint", default="base", help="model to generate with (default: the profile's base)")
     p.add_argument("--n", default="16,512", help="comma-separated samples per prompt (default: 16,512)")
     p.add_argument("--samples", type=int, default=2048, help="samples per measurement (prompts = samples / N)")
@@ -156,7 +161,7 @@ def cmd_eval(args) -> int:
     cfg = _setup(args)
     from suites import SUITES
 
-    names = [s.strip() for s in (args.suites or ",".join(SUITES)).split(",") if s.strip()]
+    names = [s.strip() for s in (args.suites or ",".join(cfg.suites.enabled)).split(",") if s.strip()]
     for name in names:
         if name not in SUITES:
             raise ConfigError(f"unknown suite '{name}' in --suites; valid: {', '.join(SUITES)}")
@@ -214,15 +219,16 @@ def cmd_compare(args) -> int:
     import datetime
     from pathlib import Path
 
-    from harness.compare import arm_configs, run_compare
+    from harness.compare import arm_configs, run_compare, run_seeds
 
     cfg = _setup(args)
-    arm_configs(args.profile, args.arms, args.overrides)  # validate both arms before any work
+    run_seeds(arm_configs(args.profile, args.arms, args.overrides), 1 if args.seeds is None else args.seeds)  # validate first
     if args.resume and args.out is None:
         raise ConfigError("--resume needs --out: the folder of the comparison to continue")
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.out) if args.out else Path("results/runs") / f"{stamp}-{cfg.profile}"
-    run_compare(args.profile, args.arms, out, args.overrides, resume=args.resume, progress=not args.quiet, log=_log)
+    run_compare(args.profile, args.arms, out, args.overrides, resume=args.resume, progress=not args.quiet, log=_log,
+                seeds=args.seeds)
     print((out / "tables.md").read_text())
     print(f"wrote {out / 'summary.json'}, {out / 'tables.md'}, {out / 'figure1.png'}")
     return 0
@@ -277,6 +283,16 @@ def cmd_bench(args) -> int:
 
         print(f"one RL step per arm, profile {cfg.profile}, micro-batch budget {cfg.train.micro_batch_tokens} tokens")
         bench_memory(args.profile, args.overrides)
+        return 0
+    if args.what == "update":
+        _positive_ints(str(args.repeats), "--repeats")
+        import torch
+
+        from harness.bench import bench_update
+
+        print(f"one policy update per arm, profile {cfg.profile}, micro-batch budget {cfg.train.micro_batch_tokens} "
+              f"tokens, median of {args.repeats}, {torch.get_num_threads()} threads")
+        bench_update(args.profile, args.overrides, args.repeats)
         return 0
     ns = _positive_ints(args.n, "--n")
     _positive_ints(f"{args.samples},{args.max_new_tokens},{args.repeats}", "--samples/--max-new-tokens/--repeats")

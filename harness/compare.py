@@ -1,32 +1,58 @@
 """`harness compare A B`: two RL arms from one base checkpoint under the same budget, evaluated.
 
-    harness compare prorl brorl --profile tiny [--out DIR] [--resume] [key=value ...]
+    harness compare prorl brorl --profile tiny [--seeds K] [--out DIR] [--resume] [key=value ...]
 
-1. Bootstrap (or reuse) the profile's base checkpoint and evaluate it: the "baseline" rows.
-2. Train each arm from that base until it has spent `compare.budget` (wall-clock training
-   seconds by default, as the paper compares hours; or generated samples, tokens, steps),
-   saving a checkpoint the first time it crosses each of `compare.eval_points` x budget.
-3. Evaluate every such checkpoint on every suite of the profile.
-4. Render summary.json, tables.md and figure1.png (harness/report.py), next to the paper's rows.
+1. Bootstrap (or reuse) the profile's base checkpoint and evaluate it, and the earlier checkpoint
+   of its RL curve when the bootstrap kept one (`early/`): the "baseline" rows, labelled with their
+   RL step (the paper's base at 2,000 and 3,000 steps).
+2. Train each arm K times from that same base, with `train.seed` = s, s+1, ..., s+K-1 (s is the
+   configured `train.seed`, 0 by default): the arm's own RL randomness (prompt order, sampling,
+   mini-batch shuffles). The master `seed` fixes the base and the data splits, so every run is
+   evaluated on the same items. Each run spends `compare.budget` (wall-clock training seconds by
+   default, as the paper compares hours; or generated samples, tokens, steps) and is checkpointed
+   the first time it crosses each of `compare.eval_points` x budget, and at the end.
+3. Evaluate each of those checkpoints on every suite of the profile (a checkpoint that serves two
+   evaluation points is evaluated once).
+4. Render summary.json, tables.md and figure1.png (harness/report.py): means over seeds with
+   their intervals, next to the paper's rows.
 
-Layout of DIR: `config.json` (resolved configs of both arms, provenance), `evals/<label>.json`
-(one per evaluated checkpoint), `arms/<arm>/` (the arm's `harness train` folder: metrics.jsonl,
-config.json, checkpoints/, tb/), and the rendered reports. Everything is written atomically and an
-interrupted comparison continues with `--resume`: finished evaluations are kept, arms resume from
-their newest checkpoint.
+Layout of DIR:
+
+    config.json                      arms, seeds, budget, base checkpoints, resolved configs, provenance
+    bootstrap.json                   copy of the base's training record (its RL curve, for the figure)
+    evals/baseline-rl<step>.json     one per base checkpoint (final and early), by RL step
+    evals/<arm>-seed<k>-step_<n>.json  one per evaluated checkpoint of each run
+    arms/<arm>/seed<k>/              that run's `harness train` folder: metrics.jsonl, config.json,
+                                     checkpoints/, tb/
+    summary.json, tables.md, figure1.png
+
+Everything is written atomically, and an interrupted comparison continues with `--resume`:
+finished evaluations are kept, runs resume from their newest checkpoint. What defines the
+comparison (profile, arms, seeds, budget, base, and the arms' resolved configs except run-time knobs
+such as threads or device: RUNTIME_KEYS) cannot change on `--resume`; that is refused in one line.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from harness import provenance
 from harness.config import Config, ConfigError, available_recipes, load_config, to_dict
 from harness.files import write_json_atomic
-from harness.train import CHECKPOINTS, Budget, run_training
+from harness.train import (
+    CHECKPOINTS,
+    METRICS_FILE,
+    Budget,
+    checkpoint_name,
+    read_metrics,
+    run_training,
+)
 
 ARMS = "arms"
 EVALS = "evals"
+BASE_RECORD = "bootstrap.json"
+"""The base checkpoint's training record (rl_steps, early_rl_step, its curve); the comparison keeps a copy."""
 
 
 def resolve_arm(name: str) -> tuple[str, list[str]]:
@@ -43,40 +69,156 @@ def resolve_arm(name: str) -> tuple[str, list[str]]:
     )
 
 
-def arm_configs(profile: str, arms: list[str], overrides: list[str]) -> dict[str, Config]:
+def arm_configs(profile: str, arms: list[str], overrides: list[str], seed: int | None = None) -> dict[str, Config]:
+    """Each arm's config; with `seed`, its `train.seed` is that value (one run of `--seeds`)."""
     if len(arms) != 2 or arms[0] == arms[1]:
         raise ConfigError(f"compare needs two different arms, got {' '.join(arms) or 'none'}")
     out = {}
     for arm in arms:
         recipe, extra = resolve_arm(arm)
-        out[arm] = load_config(profile, overrides + extra + ["train.save_every=0"], recipe=recipe)
+        pinned = [] if seed is None else [f"train.seed={seed}"]
+        out[arm] = load_config(profile, overrides + extra + ["train.save_every=0"] + pinned, recipe=recipe)
     return out
 
 
+def run_seeds(configs: dict[str, Config], k: int) -> list[int]:
+    """The `train.seed` values of the K runs per arm: the configured train.seed and the K-1 after it."""
+    if k < 1:
+        raise ConfigError(f"invalid value for --seeds: {k}; expected a positive integer")
+    firsts = {cfg.train.seed for cfg in configs.values()}
+    if len(firsts) != 1:
+        raise ConfigError(f"the arms resolve to different train.seed values ({sorted(firsts)}); set train.seed once for both")
+    first = firsts.pop()
+    return list(range(first, first + k))
+
+
+def run_dir(out: Path, arm: str, seed: int) -> Path:
+    return out / ARMS / arm / f"seed{seed}"
+
+
+def eval_points(fractions) -> list[float]:
+    """The budget fractions evaluated: the configured ones and always the end (1.0), ascending."""
+    return sorted({float(f) for f in fractions} | {1.0})
+
+
+def point_steps(rows: list[dict], budget: Budget, fractions) -> dict[float, int | None]:
+    """RL step of each evaluation point of one run, from its metrics: the first step whose spend
+    reached fraction x budget (where `run_training` saved a checkpoint); None if not reached yet."""
+    out: dict[float, int | None] = {}
+    for f in eval_points(fractions):
+        mark = f * budget.amount
+        out[f] = next((row["step"] for row in rows if budget.used(row) >= mark), None)
+    return out
+
+
+def base_info(base: Path) -> dict:
+    """The base checkpoint(s) of a comparison: final and (if the bootstrap kept one) early, with RL steps."""
+    from harness.bootstrap import EARLY
+
+    record = json.loads((base / BASE_RECORD).read_text()) if (base / BASE_RECORD).is_file() else {}
+    early = base / EARLY
+    early_step = record.get("early_rl_step")
+    has_early = (early / "config.json").is_file() and early_step is not None
+    rl_points = [p for p in record.get("curve", []) if p.get("phase") == "rl" and p.get("rl_step") is not None]
+    # the curve's own RL step counter is authoritative (`rl_steps` has also been written as the global step)
+    rl_steps = rl_points[-1]["rl_step"] if rl_points else record.get("rl_steps")
+    return {
+        "checkpoint": str(base),
+        "rl_steps": int(rl_steps or 0),
+        "sft_steps": record.get("sft_steps"),
+        "early_checkpoint": str(early) if has_early else None,
+        "early_rl_step": int(early_step) if has_early else None,
+    }
+
+
+RUNTIME_KEYS = {"torch_threads", "cache_dir", "rollout.device", "rollout.max_batch_sequences", "eval.prompts_per_call",
+                "scoring.workers", "train.micro_batch_tokens"}
+"""Config keys that may change on --resume: where and how fast it runs, not what it computes."""
+
+
+def config_changes(old, new, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two resolved configs (as dicts), run-time knobs aside."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in sorted(set(old) | set(new)):
+            out += config_changes(old.get(key), new.get(key), f"{prefix}{key}.")
+        return out
+    key = prefix.rstrip(".")
+    return [] if old == new or key in RUNTIME_KEYS else [key]
+
+
+def _check_resume(out: Path, stored: dict, now: dict) -> None:
+    """Refuse to continue a comparison under a different definition (one line)."""
+    if "seeds" not in stored:
+        raise ConfigError(f"'{out}' was written by an older harness (no seeds recorded, layout arms/<arm>/); "
+                          "re-render it with `harness report`, or start a new comparison with another --out")
+    if stored["seeds"] != now["seeds"]:
+        raise ConfigError(
+            f"cannot --resume '{out}' with --seeds {len(now['seeds'])} (train.seed {now['seeds']}): it was started with "
+            f"--seeds {len(stored['seeds'])} (train.seed {stored['seeds']}); resume with that K (or without --seeds), "
+            "or start another --out"
+        )
+    def refuse(key: str, what: str) -> None:
+        if stored.get(key) != now[key]:
+            raise ConfigError(
+                f"cannot --resume '{out}': {what} changed: it was started with {stored.get(key)!r}, now {now[key]!r}; "
+                "use the original settings, or another --out"
+            )
+
+    refuse("profile", "the profile")
+    refuse("arms", "the arms")
+    refuse("budget", "the budget (compare.budget, budget_kind, eval_points)")
+    for arm, cfg in now["configs"].items():
+        changed = config_changes(stored.get("configs", {}).get(arm), cfg)
+        if changed:
+            raise ConfigError(
+                f"cannot --resume '{out}': the config of arm '{arm}' changed ({', '.join(changed[:5])}"
+                f"{', ...' if len(changed) > 5 else ''}); resume with the original profile and overrides, or use another --out"
+            )
+    refuse("base_key", "the base checkpoint (the code or settings that build it)")
+
+
 def run_compare(profile: str, arms: list[str], out: Path, overrides: list[str], resume: bool = False,
-                progress: bool = True, log=print) -> Path:
-    """Run (or continue) a comparison in `out`; returns `out`."""
-    from harness.bootstrap import bootstrap
+                progress: bool = True, log=print, seeds: int | None = None) -> Path:
+    """Run (or continue) a comparison in `out` with K = `seeds` runs per arm (default: 1, or on resume
+    the K it was started with); returns `out`."""
+    from harness.bootstrap import bootstrap, checkpoint_dir
     from harness.evaluate import evaluate_checkpoint
     from harness.report import render
-    from suites import SUITES
 
-    configs = arm_configs(profile, arms, overrides)
-    base_cfg = load_config(profile, overrides)
     if (out / "config.json").exists() and not resume:
         raise ConfigError(f"output folder '{out}' already holds a comparison; pass --resume to continue it, or choose another --out")
+    stored = json.loads((out / "config.json").read_text()) if resume and (out / "config.json").is_file() else None
+    if seeds is None:
+        seeds = len(stored["seeds"]) if stored and isinstance(stored.get("seeds"), list) else 1
+    run_seed_values = run_seeds(arm_configs(profile, arms, overrides), seeds)
+    base_cfg = load_config(profile, overrides)
     c = base_cfg.compare
     budget = Budget(c.budget_kind, c.budget)
-    base = str(bootstrap(base_cfg, progress=progress, log=log))
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "config.json", {
+    identity = {
         "profile": base_cfg.profile,
-        "arms": arms,
-        "base_checkpoint": base,
+        "arms": list(arms),
+        "seeds": run_seed_values,
         "budget": {"kind": budget.kind, "amount": budget.amount, "eval_points": list(c.eval_points)},
-        "suites": list(SUITES),
+        "base_key": checkpoint_dir(base_cfg).name,
+    }
+    configs = arm_configs(profile, arms, overrides, seed=run_seed_values[0])
+    if stored is not None:
+        _check_resume(out, stored, {**identity, "configs": {arm: to_dict(cfg) for arm, cfg in configs.items()}})
+    base_path = bootstrap(base_cfg, progress=progress, log=log)
+    base = base_info(base_path)
+    out.mkdir(parents=True, exist_ok=True)
+    if (base_path / BASE_RECORD).is_file():
+        write_json_atomic(out / BASE_RECORD, json.loads((base_path / BASE_RECORD).read_text()))
+    write_json_atomic(out / "config.json", {
+        **identity,
+        "n_seeds": len(run_seed_values),
+        "base_checkpoint": base["checkpoint"],
+        "base": base,
+        "suites": list(base_cfg.suites.enabled),
         "configs": {arm: to_dict(cfg) for arm, cfg in configs.items()},
-        "provenance": provenance.collect(seed=base_cfg.seed, base_checkpoint=base),
+        "configs_note": f"resolved config of each arm's first run; run k differs only in train.seed = {run_seed_values}",
+        "provenance": provenance.collect(seed=base_cfg.seed, base_checkpoint=base["checkpoint"]),
     })
 
     def evaluate(label: str, cfg: Config, checkpoint: str, extra: dict) -> None:
@@ -84,18 +226,35 @@ def run_compare(profile: str, arms: list[str], out: Path, overrides: list[str], 
         if target.exists():
             return
         log(f"evaluating {label}")
-        scores = evaluate_checkpoint(cfg, checkpoint, SUITES, progress=progress)
+        scores = evaluate_checkpoint(cfg, checkpoint, cfg.suites.enabled, progress=progress)
         write_json_atomic(target, {"checkpoint": checkpoint, **extra,
                                    "suites": {name: s.to_json() for name, s in scores.items()}})
 
-    evaluate("baseline", base_cfg, base, {"method": "baseline", "step": 0})
-    for arm, cfg in configs.items():
-        arm_dir = out / ARMS / arm
-        log(f"training {arm}: {budget.amount:g} {budget.kind}")
-        run_training(cfg, arm, arm_dir, resume=(arm_dir / "metrics.jsonl").exists(), base=base, progress=progress,
-                     log=log, budget=budget, checkpoint_fractions=tuple(c.eval_points))
-        for checkpoint in sorted((arm_dir / CHECKPOINTS).glob("step_*")):
-            step = int(checkpoint.name.split("_")[1])
-            evaluate(f"{arm}-{checkpoint.name}", cfg, str(checkpoint), {"method": arm, "step": step})
+    baselines = [(base["rl_steps"], base["checkpoint"], "final")]
+    if base["early_checkpoint"] is not None and base["early_rl_step"] != base["rl_steps"]:
+        baselines.insert(0, (base["early_rl_step"], base["early_checkpoint"], "early"))
+    for rl_step, checkpoint, role in baselines:
+        evaluate(f"baseline-rl{rl_step}", base_cfg, checkpoint,
+                 {"method": "baseline", "step": rl_step, "rl_step": rl_step, "base": role})
+    for seed in run_seed_values:  # seed-major: an interrupted comparison has whole pairs of runs
+        configs = arm_configs(profile, arms, overrides, seed=seed)
+        for arm, cfg in configs.items():
+            folder = run_dir(out, arm, seed)
+            rows = read_metrics(folder / METRICS_FILE)
+            if rows and budget.used(rows[-1]) >= budget.amount and (folder / CHECKPOINTS / checkpoint_name(rows[-1]["step"])).is_dir():
+                log(f"{arm} (train.seed={seed}): budget already spent, {rows[-1]['step']} steps")
+            else:
+                log(f"training {arm} (train.seed={seed}): {budget.amount:g} {budget.kind}")
+                run_training(cfg, arm, folder, resume=(folder / METRICS_FILE).exists(), base=base["checkpoint"],
+                             progress=progress, log=log, budget=budget, checkpoint_fractions=tuple(c.eval_points))
+                rows = read_metrics(folder / METRICS_FILE)
+            steps = point_steps(rows, budget, c.eval_points)
+            for step in sorted({s for s in steps.values() if s is not None}):
+                checkpoint = folder / CHECKPOINTS / checkpoint_name(step)
+                if not checkpoint.is_dir():
+                    log(f"WARNING: no checkpoint {checkpoint} for an evaluation point of {arm} seed {seed}; skipped")
+                    continue
+                evaluate(f"{arm}-seed{seed}-{checkpoint.name}", cfg, str(checkpoint),
+                         {"method": arm, "seed": seed, "step": step})
     render(out)
     return out

@@ -4,7 +4,9 @@ against a committed baseline, so a change that silently breaks the trainer or a 
     harness regress --profile smoke            # compare with results/baselines/smoke.json
     harness regress --profile smoke --update   # refresh the baseline ON PURPOSE (commit it, say why)
 
-Checked: every evaluated row's score and mean output tokens per suite, and each arm's
+Checked: every evaluated row's score and mean output tokens per suite (the mean over seeds; regress
+runs one seed), named by the row's label (`baseline@<RL step>` for the base checkpoints,
+`<arm>@<base RL steps>+<arm steps>` for the arms, as Table 2 writes steps), and each arm's
 dynamic-sampling pass rate and step count. Never timings. The comparison must use a deterministic
 budget (samples, tokens or steps), so the same code on the same kind of machine gives the same
 numbers; the tolerances (stored in the baseline file) absorb floating-point differences between
@@ -30,7 +32,7 @@ def measurements(summary: dict) -> dict[str, float]:
     """The checked numbers of a comparison summary, flat: name -> value."""
     out: dict[str, float] = {}
     for row in summary["rows"]:
-        label = f"{row['method']}@{row['step']}"
+        label = row.get("label") or f"{row['method']}@{row['step']}"
         for suite, value in row["scores"].items():
             out[f"score {label} {suite}"] = value
         for suite, value in row["mean_output_tokens"].items():
@@ -82,7 +84,7 @@ def run_regress(profile: str, overrides: list[str], update: bool, out: Path | No
     if not update and not baseline_path.is_file():
         raise ConfigError(f"no baseline for profile '{cfg.profile}' at {baseline_path}; create it with: harness regress --profile {profile} --update")
     folder = out or Path(tempfile.mkdtemp(prefix=f"regress-{cfg.profile}-"))
-    run_compare(profile, ["prorl", "brorl"], folder, overrides, progress=progress, log=log)
+    run_compare(profile, ["prorl", "brorl"], folder, overrides, progress=progress, log=log, seeds=1)
     summary = build_summary(folder)
     if update:
         write_json_atomic(baseline_path, {

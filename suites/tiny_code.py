@@ -58,7 +58,7 @@ def list_stat(seed: int, stats: str = "sum,max,min,even,squares", max_len: int =
     rng = random.Random(seed)
     while True:
         what, line = _STATS[rng.choice(names)]
-        scale, shift = rng.randint(2, 9), rng.randint(0, 9)
+        scale, shift = rng.randint(2, 12), rng.randint(1, 40)
         question = (f"Read integers separated by spaces from one line, replace each x by {scale} * x + {shift}, "
                     f"and print {what}.")
         body = f"a = [{scale} * int(x) + {shift} for x in input().split()]\n{line}"
@@ -97,10 +97,15 @@ def task_generator(name: str, config: dict[str, Any]):
     return task_from_registry("tiny code", TASKS, name, config)
 
 
+INSTRUCTION = "Answer with a Python program in a ```python code block."
+"""Shorter than the full-scale instruction (suites/code.py): the tiny model's context is short and
+the prompt is re-read in every sequence of training; the response format is the same."""
+
+
 def _draw(question: str, body: str, inputs: list[str]) -> Draw:
     """Tests come from running the reference program in-process (it is ours, not a model's)."""
     tests = [{"input": x, "output": _run_reference(body, x)} for x in inputs]
-    return Draw(question=question, prompt=code.format_prompt(question), reference=tests,
+    return Draw(question=question, prompt=f"{question}\n{INSTRUCTION}", reference=tests,
                 target=f"```python\n{body}\n```")
 
 

@@ -9,80 +9,157 @@ import textwrap
 
 import pytest
 
-from harness.compare import resolve_arm
+from harness.compare import eval_points, point_steps, resolve_arm
 from harness.config import ConfigError
 from harness.regress import diff, measurements
-from harness.report import paired_test
+from harness.report import paired_test, spread, welch_test
+from harness.train import TIMING_KEYS, Budget, read_metrics
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow
+
+
+SEEDS = 2
+BUDGET = 1024
+"""The shared smoke comparison: two seeds per arm at half the smoke profile's samples budget, and 8
+samples per eval item instead of 16 (CI time: it trains 4 runs and evaluates 8-10 checkpoints)."""
 
 
 @pytest.fixture(scope="module")
 def comparison(smoke_base, tmp_path_factory):
     _, cache = smoke_base
     out = tmp_path_factory.mktemp("compare") / "run"
-    done = run_cli(["compare", "prorl", "brorl", "--profile", "smoke", "--out", str(out), "--quiet"], cache)
+    done = run_cli(["compare", "prorl", "brorl", "--profile", "smoke", "--seeds", str(SEEDS), "--out", str(out), "--quiet",
+                    f"compare.budget={BUDGET}", "eval.k=8"], cache)
     assert done.returncode == 0, done.stderr
     return out, cache, done.stdout
 
 
-def test_compare_writes_every_file(comparison):
+def test_compare_writes_every_file_in_the_seeded_layout(comparison):
     out, _, stdout = comparison
-    for name in ("summary.json", "tables.md", "figure1.png", "config.json"):
+    for name in ("summary.json", "tables.md", "figure1.png", "config.json", "bootstrap.json"):
         assert (out / name).is_file(), name
+    config = json.loads((out / "config.json").read_text())
+    assert config["seeds"] == [0, 1] and config["n_seeds"] == SEEDS
     for arm in ("prorl", "brorl"):
-        assert (out / "arms" / arm / "metrics.jsonl").is_file()
-        assert (out / "arms" / arm / "config.json").is_file()
+        assert sorted(p.name for p in (out / "arms" / arm).iterdir()) == ["seed0", "seed1"]
+        for seed in range(SEEDS):
+            run = out / "arms" / arm / f"seed{seed}"
+            assert (run / "metrics.jsonl").is_file()
+            assert json.loads((run / "config.json").read_text())["config"]["train"]["seed"] == seed
+            evals = sorted((out / "evals").glob(f"{arm}-seed{seed}-step_*.json"))
+            assert evals and all((run / "checkpoints" / p.stem.split("-")[-1]).is_dir() for p in evals)
+    # the two seeds of an arm really differ (their own RL randomness), from the same base
+    untimed = [[{k: v for k, v in row.items() if k not in TIMING_KEYS}
+                for row in read_metrics(out / "arms" / "prorl" / f"seed{seed}" / "metrics.jsonl")] for seed in range(SEEDS)]
+    assert untimed[0] != untimed[1]
+    baselines = sorted(p.name for p in (out / "evals").glob("baseline-*.json"))
+    base = config["base"]
+    expected = {f"baseline-rl{base['rl_steps']}.json"} | (
+        {f"baseline-rl{base['early_rl_step']}.json"} if base["early_checkpoint"] else set())
+    assert set(baselines) == expected
     assert (out / "figure1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "figure1.png").stat().st_size > 20_000  # a drawn plot, not an empty canvas
     assert "## Table 2" in stdout and "## Table 3" in stdout and "## Table 4" in stdout
 
 
-def test_summary_follows_the_documented_shape(comparison):
+def test_summary_rows_are_means_over_seeds_with_intervals(comparison):
     out, _, _ = comparison
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["profile"] == "smoke"
-    assert summary["budget"]["kind"] == "samples"
-    methods = [r["method"] for r in summary["rows"]]
-    assert methods[0] == "baseline" and methods.count("prorl") >= 2 and methods.count("brorl") >= 2
-    for row in summary["rows"]:
-        assert set(row) >= {"method", "n", "step", "hours", "samples", "scores", "mean_output_tokens"}
-        assert 0.0 <= row["scores"]["reasoning_gym"] <= 1.0
-    assert {r["n"] for r in summary["rows"] if r["method"] == "brorl"} == {512}
-    assert {r["n"] for r in summary["rows"] if r["method"] == "prorl"} == {16}
-    # equal budget: both arms end having generated at least the budget, neither much more
-    budget = summary["budget"]["amount"]
-    for arm in ("prorl", "brorl"):
-        final = max((r for r in summary["rows"] if r["method"] == arm), key=lambda r: r["step"])
-        assert budget <= final["samples"] < budget + 4 * 1024
-    for arm in ("prorl", "brorl"):
-        assert 0 <= summary["efficiency"][arm]["ds_pass_rate"] <= 1 and summary["efficiency"][arm]["gen_samples_per_s"] > 0
-    sig = summary["significance"]["reasoning_gym"]
-    assert sig["test"] == "paired t-test" and sig["n_items"] == 60 and sig["p_value"] is not None
+    assert summary["profile"] == "smoke" and summary["complete"]
+    assert summary["budget"]["kind"] == "samples" and summary["seeds"] == [0, 1] and summary["n_seeds"] == SEEDS
+    rows = summary["rows"]
+    base_rl = summary["base"]["rl_steps"]
+    baselines = [r for r in rows if r["method"] == "baseline"]
+    assert rows[:len(baselines)] == baselines and baselines[-1]["step"] == base_rl
+    assert len(baselines) == (2 if summary["base"]["early_rl_step"] is not None else 1)
+    for row in rows:
+        assert set(row) >= {"method", "n", "label", "step", "step_label", "hours", "samples", "scores", "ci95", "ci_kind",
+                            "mean_output_tokens"}
+        for suite in ("math", "code", "reasoning_gym"):
+            assert 0.0 <= row["scores"][suite] <= 1.0
+    for arm, n in (("prorl", 16), ("brorl", 512)):
+        arm_rows = [r for r in rows if r["method"] == arm]
+        assert arm_rows and {r["n"] for r in arm_rows} == {n}
+        assert sorted(f for r in arm_rows for f in r["eval_points"]) == [0.5, 1.0]
+        for r in arm_rows:
+            assert r["seeds"] == [0, 1] and r["ci_kind"] == "seeds"
+            assert r["step_label"].startswith(f"{base_rl}+") and r["label"] == f"{arm}@{r['step_label']}"
+            for suite, per_seed in r["scores_per_seed"].items():
+                assert len(per_seed) == SEEDS and r["scores"][suite] == pytest.approx(sum(per_seed) / SEEDS)
+                lo, hi = r["ci95"][suite]
+                assert lo <= r["scores"][suite] <= hi
+                if r["sd"][suite]:  # the t-interval over two seeds: mean +- 12.706 sd / sqrt(2)
+                    assert hi - r["scores"][suite] == pytest.approx(12.706 * r["sd"][suite] / 2 ** 0.5, rel=1e-3)
+        # equal budget: every run ends having generated at least the budget, none much more
+        final = next(r for r in arm_rows if 1.0 in r["eval_points"])
+        assert all(BUDGET <= s < BUDGET + 4 * 1024 for s in final["samples_per_seed"])
+        e = summary["efficiency"][arm]
+        assert 0 <= e["ds_pass_rate"] <= 1 and e["gen_samples_per_s"] > 0
+        assert e["seeds"] == [0, 1] and len(e["per_seed"]["ds_pass_rate"]) == SEEDS
+    for suite in ("math", "code", "reasoning_gym"):
+        sig = summary["significance"][suite]
+        assert sig["paired_items"]["test"] == "paired t-test" and sig["paired_items"]["p_value"] is not None
+        assert sig["paired_items"]["n_items"] > 0 and sig["seeds"] == {"prorl": [0, 1], "brorl": [0, 1]}
+        assert sig["welch_seeds"]["test"] == "Welch t-test" and sig["welch_seeds"]["n"] == [SEEDS, SEEDS]
+        assert sig["welch_seeds"]["p_value"] is not None
     assert set(summary["provenance"]) >= {"git_commit", "packages", "machine", "seed"}
+    assert summary["arm_settings"]["brorl"]["lr_rule"].startswith("sqrt")
     tables = (out / "tables.md").read_text()
     assert "62.08" in tables and "72.4" in tables  # the paper's rows beside ours
+    assert "K=2 runs per arm" in tables and "learning-rate rule: sqrt" in tables and "1024 samples" in tables
+    assert "Welch" in tables and f"| {base_rl}+" in tables
 
 
-def test_report_rerenders_without_rerunning(comparison, tmp_path):
+def test_report_rerenders_identically_from_files(comparison, tmp_path):
     out, cache, _ = comparison
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
     for name in ("summary.json", "tables.md", "figure1.png"):
         (copy / name).unlink()
-    shutil.rmtree(copy / "arms" / "prorl" / "checkpoints")  # no model needed to re-render
+    for checkpoints in (copy / "arms").glob("*/seed*/checkpoints"):
+        shutil.rmtree(checkpoints)  # no model needed to re-render
     done = run_cli(["report", str(copy), "--quiet"], cache)
     assert done.returncode == 0, done.stderr
-    assert json.loads((copy / "summary.json").read_text())["rows"] == json.loads((out / "summary.json").read_text())["rows"]
+    assert (copy / "summary.json").read_text() == (out / "summary.json").read_text()
+    assert (copy / "tables.md").read_text() == (out / "tables.md").read_text()
     assert (copy / "figure1.png").is_file()
-    # an interrupted run (no evaluation of one arm yet) still renders, and says so
-    for ev in (copy / "evals").glob("brorl-*.json"):
+    # an interrupted run (no evaluation of one seed of one arm yet) still renders, and says so
+    for ev in (copy / "evals").glob("brorl-seed1-*.json"):
         ev.unlink()
     done = run_cli(["report", str(copy), "--quiet"], cache)
-    assert done.returncode == 0 and "Incomplete run" in (copy / "tables.md").read_text()
+    assert done.returncode == 0, done.stderr
+    assert "Incomplete run" in (copy / "tables.md").read_text()
+    summary = json.loads((copy / "summary.json").read_text())
+    assert {tuple(r["seeds"]) for r in summary["rows"] if r["method"] == "brorl"} == {(0,)}
+    assert all(r["ci_kind"] == "items" for r in summary["rows"] if r["method"] == "brorl")
+    assert summary["significance"]["reasoning_gym"]["welch_seeds"] is None
     done = run_cli(["report", str(tmp_path)], cache)
     assert done.returncode == 2 and "not a comparison folder" in done.stderr
+
+
+def test_resume_keeps_finished_work_and_refuses_another_k_or_config(comparison):
+    out, cache, _ = comparison
+    done = run_cli(["compare", "prorl", "brorl", "--profile", "smoke", "--seeds", "3", "--out", str(out), "--resume",
+                    f"compare.budget={BUDGET}", "eval.k=8"], cache)
+    assert done.returncode == 2 and "--seeds 3" in done.stderr and "--seeds 2" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    done = run_cli(["compare", "prorl", "brorl", "--profile", "smoke", "--out", str(out), "--resume", "eval.k=8"], cache)
+    assert done.returncode == 2 and "the budget (compare.budget" in done.stderr  # the budget defines it too
+    done = run_cli(["compare", "prorl", "brorl", "--profile", "smoke", "--out", str(out), "--resume",
+                    f"compare.budget={BUDGET}", "eval.k=8", "train.learning_rate=0.001"], cache)
+    assert done.returncode == 2 and "changed (train.learning_rate)" in done.stderr
+    evals = {p.name: p.stat().st_mtime_ns for p in (out / "evals").glob("*.json")}
+    redo = max((out / "evals").glob("prorl-seed1-*.json"))  # as if interrupted before its last evaluation
+    redo.unlink()
+    done = run_cli(["compare", "prorl", "brorl", "--profile", "smoke", "--out", str(out), "--resume", "--quiet",
+                    f"compare.budget={BUDGET}", "eval.k=8"], cache)  # K from config.json
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("evaluating") == 1 and f"evaluating {redo.stem}" in done.stderr
+    assert done.stderr.count("budget already spent") == 2 * SEEDS and "training" not in done.stderr
+    now = {p.name: p.stat().st_mtime_ns for p in (out / "evals").glob("*.json")}
+    assert set(now) == set(evals) and all(now[k] == v for k, v in evals.items() if k != redo.name)
+    assert json.loads((out / "summary.json").read_text())["complete"]
 
 
 def test_bad_arms_are_rejected():
@@ -90,6 +167,26 @@ def test_bad_arms_are_rejected():
     assert resolve_arm("rollout_scaling") == ("prorl", ["train.trainer=rollout_scaling"])
     with pytest.raises(ConfigError, match="unknown arm 'grpo'"):
         resolve_arm("grpo")
+
+
+def test_eval_points_map_to_the_step_that_crossed_them():
+    rows = [{"step": i, "samples_generated": 600 * i} for i in range(1, 5)]
+    assert point_steps(rows, Budget("samples", 2048), [0.5]) == {0.5: 2, 1.0: 4}
+    assert point_steps(rows[:2], Budget("samples", 2048), [0.25, 0.5]) == {0.25: 1, 0.5: 2, 1.0: None}
+    assert eval_points([1.0, 0.5, 0.5]) == [0.5, 1.0]
+
+
+def test_seed_statistics_by_hand():
+    s = spread([0.30, 0.40])
+    # mean 0.35, sd 0.0707; t(0.975, 1) = 12.706: half width 12.706 * 0.0707 / sqrt(2) = 0.6353
+    assert s["mean"] == pytest.approx(0.35) and s["sd"] == pytest.approx(0.070711, abs=1e-6)
+    assert s["ci95"] == pytest.approx([0.35 - 0.63531, 0.35 + 0.63531], abs=1e-4)
+    assert spread([0.3])["ci95"] is None
+    w = welch_test([0.30, 0.32, 0.34], [0.40, 0.44, 0.48])
+    # diff 0.12; se = sqrt(0.0004/3 + 0.0016/3) = 0.02582; t = 4.648; df = 2.94 -> p = 0.0196
+    assert w["mean_diff"] == pytest.approx(0.12) and w["t"] == pytest.approx(4.648, abs=1e-3)
+    assert w["df"] == pytest.approx(2.941, abs=1e-2) and w["p_value"] == pytest.approx(0.0196, abs=2e-3)
+    assert welch_test([0.3], [0.4, 0.5])["p_value"] is None
 
 
 def test_paired_test_by_hand():
@@ -102,14 +199,19 @@ def test_paired_test_by_hand():
 
 
 def test_regress_diff_flags_moves_beyond_tolerance():
-    summary = {"rows": [{"method": "baseline", "step": 0, "scores": {"rg": 0.5}, "mean_output_tokens": {"rg": 7.0}}],
+    summary = {"rows": [{"method": "baseline", "label": "baseline@6", "step": 6, "scores": {"rg": 0.5},
+                         "mean_output_tokens": {"rg": 7.0}},
+                        {"method": "prorl", "label": "prorl@6+13", "step": 13, "scores": {"rg": 0.55},
+                         "mean_output_tokens": {"rg": 7.1}}],
                "efficiency": {"prorl": {"ds_pass_rate": 0.8, "steps": 10}}}
+    assert set(measurements(summary)) == {"score baseline@6 rg", "mean_output_tokens baseline@6 rg", "score prorl@6+13 rg",
+                                          "mean_output_tokens prorl@6+13 rg", "ds_pass_rate prorl", "steps prorl"}
     baseline = {"measurements": measurements(summary), "tolerances": {"score": 0.02, "mean_output_tokens": 0.5,
                                                                       "ds_pass_rate": 0.05, "steps": 1}}
     assert diff(baseline, summary)[1]
     summary["rows"][0]["scores"]["rg"] = 0.45
     rows, ok = diff(baseline, summary)
-    assert not ok and [r["quantity"] for r in rows if not r["ok"]] == ["score baseline@0 rg"]
+    assert not ok and [r["quantity"] for r in rows if not r["ok"]] == ["score baseline@6 rg"]
 
 
 BROKEN = {

@@ -11,6 +11,7 @@ logprobs, and dynamic sampling that drops groups without reward spread.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -92,3 +93,41 @@ def token_entropy(logits: torch.Tensor) -> torch.Tensor:
     """Entropy of each position's next-token distribution. [..., vocab] -> [...]."""
     logp = torch.log_softmax(logits.float(), dim=-1)
     return -(logp.exp() * logp).sum(-1)
+
+
+def shared_prompt_micro_batches(
+    members: Sequence[int],
+    group: Sequence[int],
+    prompt_len: Sequence[int],
+    response_len: Sequence[int],
+    budget: int,
+) -> list[list[int]]:
+    """Micro-batches for a forward that computes each prompt once per micro-batch.
+
+    `group`, `prompt_len` and `response_len` are indexed by sequence: its prompt group, the tokens
+    its group's prompt forward holds, the tokens its response forward holds. The members are taken
+    in (group, response length, index) order, so each group's rows are consecutive and responses
+    of similar length share a micro-batch (little padding when N=512 responses of one prompt are
+    cut into slices), and packed while the padded size of the micro-batch, groups x longest prompt
+    + rows x longest response, stays within `budget` tokens: a prompt counts once per micro-batch
+    however many of its responses ride along. A group too large for one micro-batch is split over
+    several (each recomputes its prompt); a sequence that alone exceeds the budget gets a
+    micro-batch of its own."""
+    out: list[list[int]] = []
+    current: list[int] = []
+    groups: set[int] = set()
+    longest_prompt = longest_response = 0
+    for i in sorted(members, key=lambda i: (group[i], response_len[i], i)):
+        prompt = max(longest_prompt, prompt_len[i])
+        response = max(longest_response, response_len[i])
+        cost = (len(groups) + (group[i] not in groups)) * prompt + (len(current) + 1) * response
+        if current and cost > budget:
+            out.append(current)
+            current, groups = [], set()
+            prompt, response = prompt_len[i], response_len[i]
+        current.append(i)
+        groups.add(group[i])
+        longest_prompt, longest_response = prompt, response
+    if current:
+        out.append(current)
+    return out

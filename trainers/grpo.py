@@ -16,20 +16,24 @@ One step:
 All randomness derives from (seed, step): the prompt order from (seed, epoch), sampling seeds from
 (seed, step, round), mini-batch shuffles from (seed, step), so a resumed run repeats exactly.
 
-Left out for now: the prompt is recomputed per sample in the update (shared-prompt updates are a
-later issue); one PPO epoch per step.
+The update computes each prompt once per micro-batch and runs its responses against the prompt's
+key/value cache (`_pad` explains the layout), so N=512 does not pay for its prompts 512 times.
+Left out for now: one PPO epoch per step.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
+from transformers import DynamicCache
 
 from harness.checkpoint import render_prompts
 from harness.config import Config
@@ -41,6 +45,7 @@ from trainers.core import (
     kl_penalty,
     masked_token_mean,
     ppo_clip_objective,
+    shared_prompt_micro_batches,
     token_entropy,
     truncated_is_weights,
     zero_spread_groups,
@@ -65,6 +70,7 @@ class ArmSettings:
 class _Sequence:
     ids: list[int]
     prompt_len: int
+    group: int
     rollout_logp: list[float]
     advantage: float
 
@@ -77,6 +83,8 @@ class GRPOTrainer:
         self.config = config
         self.train_cfg = config.train
         self.arm = arm
+        # Root of the arm's randomness: the master seed and the arm's own `train.seed`.
+        self.rl_seed = config.seed * 7_919 + config.train.seed
         self.policy = model
         self.tokenizer = tokenizer
         self.policy.train()
@@ -112,7 +120,7 @@ class GRPOTrainer:
         )
 
     def _epoch_order(self, epoch: int) -> list[int]:
-        g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
+        g = torch.Generator().manual_seed(self.rl_seed * 1_000_003 + epoch)
         return torch.randperm(len(self.pool), generator=g).tolist()
 
     def settings(self) -> dict[str, Any]:
@@ -137,7 +145,7 @@ class GRPOTrainer:
             batch = self._next_prompts(self.arm.prompts_per_step)
             sampling = SamplingParams(
                 temperature=t.temperature, top_p=t.top_p, max_new_tokens=t.max_new_tokens,
-                seed=(self.config.seed * 1_000_003 + self.step_count) * 101 + rounds,
+                seed=(self.rl_seed * 1_000_003 + self.step_count) * 101 + rounds,
             )
             result = self.engine.generate(render_prompts(self.tokenizer, [it.prompt for _, it in batch]), self.arm.n, sampling)
             gen_s += result.generation_s
@@ -219,60 +227,42 @@ class GRPOTrainer:
     # ------------------------------------------------------------------------------------------
     # update
 
-    def _update(self, kept_groups) -> dict[str, Any]:
+    def _update(self, kept_groups, layout: UpdateLayout | None = None) -> dict[str, Any]:
+        """Advantages, old-policy and reference logprobs, then `mini_batches` optimizer steps.
+
+        Every forward (both logprob passes and the loss's forward/backward) computes each prompt
+        once per micro-batch, not once per sample: `SHARED_PROMPT`, see `_pad`. `layout` exists so
+        `harness bench update` can time the per-sample computation against it; training never
+        passes it."""
         t = self.train_cfg
+        layout = layout or SHARED_PROMPT
+        pad_id = self.tokenizer.pad_token_id
         advantages = group_advantages(torch.stack([r for _, _, r in kept_groups]))
         seqs = [
-            _Sequence(ids=list(prompt_ids) + s.token_ids, prompt_len=len(prompt_ids), rollout_logp=s.logprobs,
-                      advantage=float(advantages[g, j]))
+            _Sequence(ids=list(prompt_ids) + s.token_ids, prompt_len=len(prompt_ids), group=g,
+                      rollout_logp=s.logprobs, advantage=float(advantages[g, j]))
             for g, (prompt_ids, samples, _) in enumerate(kept_groups)
             for j, s in enumerate(samples)
         ]
         self.policy.eval()  # no dropout in these models; eval keeps logprob passes deterministic
         with torch.no_grad():
-            old_logp = self._logprobs(self.policy, seqs)
-            ref_logp = self._logprobs(self.reference, seqs) if t.kl_coef > 0 else None
+            old_logp = _logprobs(self.policy, seqs, t, pad_id, layout)
+            ref_logp = _logprobs(self.reference, seqs, t, pad_id, layout) if t.kl_coef > 0 else None
         self.policy.train()
-        g = torch.Generator().manual_seed((self.config.seed * 1_000_003 + self.step_count) * 7 + 3)
+        g = torch.Generator().manual_seed((self.rl_seed * 1_000_003 + self.step_count) * 7 + 3)
         order = torch.randperm(len(seqs), generator=g).tolist()
         n_mb = min(t.mini_batches, len(seqs))
         bounds = [round(i * len(seqs) / n_mb) for i in range(n_mb + 1)]
         totals = {"loss": 0.0, "clip": 0.0, "kl": 0.0, "entropy": 0.0, "tokens": 0}
         for b in range(n_mb):
             members = order[bounds[b]:bounds[b + 1]]
-            mb_tokens = sum(len(seqs[i].ids) - seqs[i].prompt_len for i in members)
             self.optimizer.zero_grad(set_to_none=True)
-            mb_loss = 0.0
-            for micro in self._micro_batches(seqs, members):
-                ids, mask, attn = self._pad([seqs[i] for i in micro])
-                logits = self.policy(input_ids=ids, attention_mask=attn).logits[:, :-1].float() / t.temperature
-                logp = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-                starts = [seqs[i].prompt_len - 1 for i in micro]
-                old = _to_grid([old_logp[i] for i in micro], starts, logp.shape, logp.device)
-                adv = torch.tensor([seqs[i].advantage for i in micro]).unsqueeze(-1).expand_as(logp)
-                pg, clipped = ppo_clip_objective(logp, old, adv, t.eps_low, t.eps_high)
-                if t.tis:
-                    rollout = _to_grid([seqs[i].rollout_logp for i in micro], starts, logp.shape, logp.device)
-                    weight, _ = truncated_is_weights(old, rollout, t.tis_low, t.tis_high)
-                    pg = pg * weight
-                per_token = pg
-                kl = torch.zeros_like(logp)
-                if ref_logp is not None:
-                    ref = _to_grid([ref_logp[i] for i in micro], starts, logp.shape, logp.device)
-                    kl = kl_penalty(logp, ref, t.kl_estimator)
-                    per_token = per_token + t.kl_coef * kl
-                loss = masked_token_mean(per_token, mask, num_tokens=mb_tokens)
-                loss.backward()
-                with torch.no_grad():
-                    mb_loss += float(loss)
-                    totals["clip"] += float((clipped * mask).sum())
-                    totals["kl"] += float((kl * mask).sum())
-                    totals["entropy"] += float((token_entropy(logits) * mask).sum())
+            sums = _accumulate_gradients(self.policy, seqs, members, old_logp, ref_logp, t, pad_id, layout)
             torch.nn.utils.clip_grad_norm_(self.policy.parameters(), t.max_grad_norm)
             self.optimizer.step()
             self.scheduler.step()
-            totals["loss"] += mb_loss
-            totals["tokens"] += mb_tokens
+            for key in totals:
+                totals[key] += sums[key]
         self.optimizer.zero_grad(set_to_none=True)
         tokens = max(1, totals["tokens"])
         return {
@@ -282,48 +272,6 @@ class GRPOTrainer:
             "entropy": totals["entropy"] / tokens,
             "train_tokens": sum(len(s.ids) for s in seqs),
         }
-
-    def _micro_batches(self, seqs: list[_Sequence], members: list[int]) -> list[list[int]]:
-        """Consecutive members packed while (rows x longest row) stays within the token budget."""
-        budget = self.train_cfg.micro_batch_tokens
-        out: list[list[int]] = []
-        current: list[int] = []
-        longest = 0
-        for i in members:
-            length = len(seqs[i].ids)
-            if current and (len(current) + 1) * max(longest, length) > budget:
-                out.append(current)
-                current, longest = [], 0
-            current.append(i)
-            longest = max(longest, length)
-        if current:
-            out.append(current)
-        return out
-
-    def _pad(self, rows: list[_Sequence]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Right-padded ids, response mask aligned with next-token targets, attention mask."""
-        width = max(len(r.ids) for r in rows)
-        device = self.policy.device
-        ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
-        attn = torch.zeros((len(rows), width), dtype=torch.long)
-        mask = torch.zeros((len(rows), width - 1))
-        for k, r in enumerate(rows):
-            ids[k, : len(r.ids)] = torch.tensor(r.ids)
-            attn[k, : len(r.ids)] = 1
-            mask[k, r.prompt_len - 1: len(r.ids) - 1] = 1.0
-        return ids.to(device), mask.to(device), attn.to(device)
-
-    def _logprobs(self, model, seqs: list[_Sequence]) -> list[torch.Tensor]:
-        """Per-sequence response-token logprobs (temperature-scaled), computed in micro-batches."""
-        out: list[torch.Tensor] = [torch.empty(0)] * len(seqs)
-        for micro in self._micro_batches(seqs, list(range(len(seqs)))):
-            ids, _, attn = self._pad([seqs[i] for i in micro])
-            logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1].float() / self.train_cfg.temperature
-            logp = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-            for row, i in enumerate(micro):
-                s = seqs[i]
-                out[i] = logp[row, s.prompt_len - 1: len(s.ids) - 1].detach().cpu()
-        return out
 
     # ------------------------------------------------------------------------------------------
     # resume
@@ -367,10 +315,205 @@ class GRPOTrainer:
         np.random.set_state(rng["numpy"])
 
 
-def _to_grid(values, starts: list[int], shape, device) -> torch.Tensor:
-    """Place each row's response-token values at its response positions of a [rows, width] grid."""
+# ----------------------------------------------------------------------------------------------
+# the update's forward: each prompt once per micro-batch
+
+
+@dataclass
+class _SharedPromptBatch:
+    """One micro-batch laid out for `_shared_prompt_forward` (see `_pad`)."""
+
+    prompt_ids: torch.Tensor
+    """[groups, P]: each group's prompt but its last token, right-padded."""
+    rows_per_prompt: list[int]
+    """[groups]: the response rows continuing each `prompt_ids` row, which are consecutive."""
+    input_ids: torch.Tensor
+    """[rows, L]: the prompt's last token, then the response but its last token; right-padded."""
+    targets: torch.Tensor
+    """[rows, L]: the response tokens (the next-token targets of `input_ids`), right-padded."""
+    position_ids: torch.Tensor
+    """[rows, L]: RoPE positions, continuing from the row's own prompt: prompt_len - 1 + column."""
+    attention_mask: torch.Tensor
+    """[rows, P + L]: the keys a row may see, the padded prompt cache's columns first."""
+    mask: torch.Tensor
+    """[rows, L] float: 1 where `targets` holds a response token, 0 on padding."""
+
+
+def _micro_batches(seqs: list[_Sequence], members: list[int], budget: int) -> list[list[int]]:
+    """The members grouped by prompt and packed under the token budget, each prompt counted once
+    per micro-batch (`trainers.core.shared_prompt_micro_batches`). One micro-batch holds several
+    small groups (N=16) or a slice of one large group (N=512), so memory stays bounded in N."""
+    return shared_prompt_micro_batches(
+        members,
+        [s.group for s in seqs],
+        [s.prompt_len - 1 for s in seqs],
+        [len(s.ids) - s.prompt_len for s in seqs],
+        budget,
+    )
+
+
+def _pad(seqs: list[_Sequence], rows: list[int], pad_id: int, device) -> _SharedPromptBatch:
+    """Lay out one micro-batch so each prompt is computed once and its responses continue it.
+
+    A sequence is a prompt p[0..P-1] followed by a response r[0..L-1]; the loss needs
+    log pi(r[j] | p, r[:j]) for each j. The prompt pass runs each group's p[0..P-2] once; the
+    response pass runs, per row, p[P-1], r[0], ..., r[L-2] on top of that row's group's cache, so
+    its logits at column j predict r[j]: the response-token logprobs come out aligned at column 0,
+    whatever the prompt length.
+
+    Padding: everything is right-padded. In the prompt pass pads come after every real token, so a
+    plain causal mask is exact for the real tokens (pad positions compute values nobody reads) and
+    no attention row is fully masked (left padding, as in the rollout engine, starts rows with pads
+    that see nothing: NaN-prone in the backward, and it needs mask-derived positions). In the
+    response pass the mask hides the padding between a row's prompt (P_g - 1 tokens) and the
+    padded prompt width; the response segment itself is all ones, since its right padding comes
+    after every real token and causality already hides it. Position ids continue from the row's
+    own prompt (P_g - 1 + column), not from the padded width, so RoPE sees exactly the positions
+    of the per-sample sequence."""
+    runs = [(g, len(list(run))) for g, run in itertools.groupby(seqs[i].group for i in rows)]
+    groups = [g for g, _ in runs]
+    if len(set(groups)) != len(groups):
+        raise ValueError("a micro-batch's rows must hold each group's responses consecutively (see _micro_batches)")
+    slot = {g: k for k, g in enumerate(groups)}
+    prompts: dict[int, list[int]] = {}
+    for i in rows:
+        prompts.setdefault(seqs[i].group, seqs[i].ids[: seqs[i].prompt_len - 1])
+    prompt_width = max(len(p) for p in prompts.values())
+    width = max(1, max(len(seqs[i].ids) - seqs[i].prompt_len for i in rows))
+    prompt_ids = torch.full((len(groups), prompt_width), pad_id, dtype=torch.long)
+    for g, k in slot.items():
+        prompt_ids[k, : len(prompts[g])] = torch.tensor(prompts[g], dtype=torch.long)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    targets = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention = torch.ones((len(rows), prompt_width + width), dtype=torch.long)
+    mask = torch.zeros((len(rows), width))
+    starts = torch.tensor([seqs[i].prompt_len - 1 for i in rows], dtype=torch.long)
+    for r, i in enumerate(rows):
+        s = seqs[i]
+        n = len(s.ids) - s.prompt_len
+        input_ids[r, :n] = torch.tensor(s.ids[s.prompt_len - 1: -1], dtype=torch.long)
+        targets[r, :n] = torch.tensor(s.ids[s.prompt_len:], dtype=torch.long)
+        attention[r, len(prompts[s.group]): prompt_width] = 0
+        mask[r, :n] = 1.0
+    return _SharedPromptBatch(
+        prompt_ids=prompt_ids.to(device),
+        rows_per_prompt=[count for _, count in runs],
+        input_ids=input_ids.to(device),
+        targets=targets.to(device),
+        position_ids=(starts.unsqueeze(-1) + torch.arange(width)).to(device),
+        attention_mask=attention.to(device),
+        mask=mask.to(device),
+    )
+
+
+def _shared_prompt_forward(model, seqs: list[_Sequence], rows: list[int], pad_id: int, temperature: float):
+    """Response-aligned (logits [rows, L, vocab] / temperature, targets [rows, L], mask [rows, L]).
+
+    The prompt pass fills a `DynamicCache` with each group's keys/values once; `_repeat_prompts`
+    copies them to the group's response rows (as the rollout engine does for its N samples), and
+    the response pass attends to them. The copies keep their autograd history, so the backward
+    sums the gradients of all of a group's rows into its one prompt pass: the same gradient as
+    recomputing the prompt per sample."""
+    batch = _pad(seqs, rows, pad_id, model.device)
+    cache = None
+    if batch.prompt_ids.shape[1]:
+        cache = DynamicCache(config=model.config)
+        model(input_ids=batch.prompt_ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        _repeat_prompts(cache, batch.rows_per_prompt)
+    logits = model(
+        input_ids=batch.input_ids,
+        attention_mask=batch.attention_mask,
+        position_ids=batch.position_ids,
+        past_key_values=cache,
+        use_cache=cache is not None,
+    ).logits
+    return logits.float() / temperature, batch.targets, batch.mask
+
+
+def _repeat_prompts(cache: DynamicCache, counts: list[int]) -> None:
+    """Batch row k of every layer's keys/values repeated counts[k] times, in order.
+
+    Built from expand + cat, whose backward is a plain sum per prompt: bitwise reproducible. The
+    rollout engine's `batch_select_indices` (an index select) would do in inference, but its
+    backward accumulates with parallel atomic adds on CPU (and CUDA), so two identical runs could
+    differ in the last bits, and the resume test compares weights bitwise."""
+    for layer in cache.layers:
+        for name in ("keys", "values"):
+            states = getattr(layer, name)
+            setattr(layer, name, torch.cat([states[k: k + 1].expand(c, *states.shape[1:]) for k, c in enumerate(counts)]))
+
+
+@dataclass(frozen=True)
+class UpdateLayout:
+    """How the update cuts sequences into micro-batches and computes their response logits.
+
+    `micro_batches(seqs, members, budget)` -> lists of sequence indices;
+    `forward(model, seqs, rows, pad_id, temperature)` -> response-aligned (logits, targets, mask),
+    response token j of row r at [r, j]. The loss is written once against this contract."""
+
+    micro_batches: Callable[[list[_Sequence], list[int], int], list[list[int]]]
+    forward: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
+SHARED_PROMPT = UpdateLayout(micro_batches=_micro_batches, forward=_shared_prompt_forward)
+"""The layout training uses: each prompt computed once per micro-batch."""
+
+
+def _token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return torch.log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+
+
+def _logprobs(model, seqs: list[_Sequence], t, pad_id: int, layout: UpdateLayout = SHARED_PROMPT) -> list[torch.Tensor]:
+    """Per-sequence response-token logprobs (temperature-scaled), computed in micro-batches."""
+    out: list[torch.Tensor] = [torch.empty(0)] * len(seqs)
+    for micro in layout.micro_batches(seqs, list(range(len(seqs))), t.micro_batch_tokens):
+        logits, targets, _ = layout.forward(model, seqs, micro, pad_id, t.temperature)
+        logp = _token_logprobs(logits, targets)
+        for row, i in enumerate(micro):
+            out[i] = logp[row, : len(seqs[i].ids) - seqs[i].prompt_len].detach().cpu()
+    return out
+
+
+def _accumulate_gradients(model, seqs: list[_Sequence], members: list[int], old_logp, ref_logp, t, pad_id: int,
+                          layout: UpdateLayout = SHARED_PROMPT) -> dict[str, float]:
+    """Backward of one mini-batch's loss, micro-batch by micro-batch; its sums for the metrics.
+
+    Loss: PPO-clip (times the TIS weight when `t.tis`) plus `kl_coef` x KL to the reference, summed
+    over the mini-batch's response tokens and divided by their count (token-level mean). Each
+    micro-batch divides by the whole mini-batch's count, so the accumulated gradient is that of
+    one pass over the mini-batch."""
+    mb_tokens = sum(len(seqs[i].ids) - seqs[i].prompt_len for i in members)
+    sums = {"loss": 0.0, "clip": 0.0, "kl": 0.0, "entropy": 0.0, "tokens": mb_tokens}
+    for micro in layout.micro_batches(seqs, members, t.micro_batch_tokens):
+        logits, targets, mask = layout.forward(model, seqs, micro, pad_id, t.temperature)
+        logp = _token_logprobs(logits, targets)
+        old = _to_grid([old_logp[i] for i in micro], logp.shape, logp.device)
+        adv = torch.tensor([seqs[i].advantage for i in micro], device=logp.device).unsqueeze(-1).expand_as(logp)
+        pg, clipped = ppo_clip_objective(logp, old, adv, t.eps_low, t.eps_high)
+        if t.tis:
+            rollout = _to_grid([seqs[i].rollout_logp for i in micro], logp.shape, logp.device)
+            weight, _ = truncated_is_weights(old, rollout, t.tis_low, t.tis_high)
+            pg = pg * weight
+        per_token = pg
+        kl = torch.zeros_like(logp)
+        if ref_logp is not None:
+            ref = _to_grid([ref_logp[i] for i in micro], logp.shape, logp.device)
+            kl = kl_penalty(logp, ref, t.kl_estimator)
+            per_token = per_token + t.kl_coef * kl
+        loss = masked_token_mean(per_token, mask, num_tokens=mb_tokens)
+        loss.backward()
+        with torch.no_grad():
+            sums["loss"] += float(loss)
+            sums["clip"] += float((clipped * mask).sum())
+            sums["kl"] += float((kl * mask).sum())
+            sums["entropy"] += float((token_entropy(logits) * mask).sum())
+    return sums
+
+
+def _to_grid(values, shape, device) -> torch.Tensor:
+    """Each row's response-token values from column 0 of a [rows, width] grid (zeros after)."""
     grid = torch.zeros(shape)
-    for row, (v, start) in enumerate(zip(values, starts)):
+    for row, v in enumerate(values):
         v = torch.as_tensor(v, dtype=torch.float32)
-        grid[row, start: start + len(v)] = v
+        grid[row, : len(v)] = v
     return grid.to(device)
