@@ -141,7 +141,7 @@ def _build(cfg: Config, out: Path, progress: bool, log) -> dict:
         "train_items": len(train_items),
         "sft_steps": sft["step"],
         "sft_stopped": stopped,
-        "rl_steps": rl_curve[-1]["step"] if rl_curve else 0,
+        "rl_steps": rl_curve[-1]["rl_step"] if rl_curve else 0,
         "rl_stopped": plateau,
         "early_rl_step": early[0] if early is not None else None,
         "val_pass_at_1": final["val_pass_at_1"],

@@ -156,7 +156,7 @@ def test_resume_keeps_finished_work_and_refuses_another_k_or_config(comparison):
                     f"compare.budget={BUDGET}", "eval.k=8"], cache)  # K from config.json
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("evaluating") == 1 and f"evaluating {redo.stem}" in done.stderr
-    assert done.stderr.count("budget already spent") == 2 * SEEDS and "training" not in done.stderr
+    assert done.stderr.count("budget already spent") == 2 * SEEDS and "training prorl" not in done.stderr
     now = {p.name: p.stat().st_mtime_ns for p in (out / "evals").glob("*.json")}
     assert set(now) == set(evals) and all(now[k] == v for k, v in evals.items() if k != redo.name)
     assert json.loads((out / "summary.json").read_text())["complete"]

@@ -174,3 +174,32 @@ def test_layout_refuses_rows_whose_groups_are_interleaved(tokenizer):
     seqs = make_seqs(50, tokenizer.pad_token_id)
     with pytest.raises(ValueError, match="consecutively"):
         _pad(seqs, [0, 5, 1], tokenizer.pad_token_id, "cpu")
+
+
+def test_gradients_are_bitwise_reproducible(model, tokenizer):
+    """Each prompt's keys/values reach its rows by expand + cat, not by an index select, whose CPU
+    backward adds in parallel with atomics (the resume test compares weights bitwise)."""
+    t = train_config(100_000)
+    g = torch.Generator().manual_seed(2)
+    seqs = []
+    # large enough for the parallel kernels (256 rows x 39 cached prompt tokens), and unequal groups,
+    # so that both threads of an index select's backward would add into the first prompt
+    for group, size in enumerate((190, 66)):
+        prompt = torch.randint(3, 300, (40,), generator=g).tolist()
+        for _ in range(size):
+            response = torch.randint(3, 300, (int(torch.randint(1, 6, (1,), generator=g)),), generator=g).tolist()
+            seqs.append(_Sequence(ids=prompt + response, prompt_len=40, group=group, rollout_logp=[0.0] * len(response),
+                                  advantage=float(torch.randn(1, generator=g))))
+    policy = copy.deepcopy(model).train()
+    with torch.no_grad():
+        old = _logprobs(policy, seqs, t, tokenizer.pad_token_id)
+    for s, o in zip(seqs, old):
+        s.rollout_logp = o.tolist()
+    grads = []
+    for _ in range(6):
+        policy.zero_grad(set_to_none=True)
+        _accumulate_gradients(policy, seqs, list(range(len(seqs))), [o - 0.1 for o in old], old, t, tokenizer.pad_token_id)
+        grads.append([p.grad.clone() for p in policy.parameters()])
+    assert torch.get_num_threads() > 1
+    for other in grads[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(grads[0], other))

@@ -364,7 +364,8 @@ def _pad(seqs: list[_Sequence], rows: list[int], pad_id: int, device) -> _Shared
     Padding: everything is right-padded. In the prompt pass pads come after every real token, so a
     plain causal mask is exact for the real tokens (pad positions compute values nobody reads) and
     no attention row is fully masked (left padding, as in the rollout engine, starts rows with pads
-    that see nothing: NaN-prone in the backward, and it needs mask-derived positions). In the
+    that attend to nothing, which attention kernels treat differently, and needs positions derived
+    from the mask). In the
     response pass the mask hides the padding between a row's prompt (P_g - 1 tokens) and the
     padded prompt width; the response segment itself is all ones, since its right padding comes
     after every real token and causality already hides it. Position ids continue from the row's
@@ -434,9 +435,9 @@ def _repeat_prompts(cache: DynamicCache, counts: list[int]) -> None:
     """Batch row k of every layer's keys/values repeated counts[k] times, in order.
 
     Built from expand + cat, whose backward is a plain sum per prompt: bitwise reproducible. The
-    rollout engine's `batch_select_indices` (an index select) would do in inference, but its
-    backward accumulates with parallel atomic adds on CPU (and CUDA), so two identical runs could
-    differ in the last bits, and the resume test compares weights bitwise."""
+    rollout engine's `batch_select_indices` (an index select) would do in inference, but on a CPU
+    with several threads its backward adds into each prompt with parallel atomics, so two
+    identical runs differ in the last bits (and the resume test compares weights bitwise)."""
     for layer in cache.layers:
         for name in ("keys", "values"):
             states = getattr(layer, name)
