@@ -36,7 +36,7 @@ def build_suite(name: str, config) -> Suite:
         if cfg.source == "procedural":
             return tiny_math.TinyMathSuite(
                 [(t.name, tiny_math.task_generator(t.name, t.config)) for t in cfg.tasks], config.seed, cfg.heldout_fraction)
-        return _benchmark_suite("math", math.score, math.load_benchmark, cfg, None)
+        return _benchmark_suite("math", math.score, math.load_benchmark, cfg)
     if name == "code":
         from suites import code, tiny_code
 
@@ -48,18 +48,18 @@ def build_suite(name: str, config) -> Suite:
             suite.scorer = scorer
             suite.scorer_timeout_s = code.call_timeout_s(tiny_code.max_tests(cfg.tasks), cfg.test_timeout_s)
             return suite
-        suite = _benchmark_suite("code", scorer, code.load_benchmark, cfg, None)
+        suite = _benchmark_suite("code", scorer, code.load_benchmark, cfg)
         longest = max((len(it.reference) for items in suite.benchmarks.values() for it in items), default=1)
         suite.scorer_timeout_s = code.call_timeout_s(longest, cfg.test_timeout_s)
         return suite
     raise ValueError(f"unknown suite '{name}'; valid: {', '.join(SUITES)}")
 
 
-def _benchmark_suite(name, scorer, load, cfg, timeout):
+def _benchmark_suite(name, scorer, load, cfg):
     from suites.benchmarks import BenchmarkSuite
 
     path = cfg.data_dir or None
-    return BenchmarkSuite(name, scorer, {b: load(b, path) for b in cfg.benchmarks}, timeout)
+    return BenchmarkSuite(name, scorer, {b: load(b, path) for b in cfg.benchmarks})
 
 
 __all__ = ["SUITES", "Item", "ScoreResult", "Suite", "build_suite", "procedural_registry"]

@@ -1,13 +1,12 @@
 """Bad input gets one clear line and exit code 2, and nothing half-written."""
 
-from pathlib import Path
 
 import pytest
 
 from suites.jsonl import DatasetError, read_jsonl
-from tests.conftest import run_cli
+from tests.conftest import SHARED_DATA, run_cli
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = SHARED_DATA
 
 
 def test_malformed_dataset_line_is_reported_with_its_number(tmp_path):

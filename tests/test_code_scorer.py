@@ -2,7 +2,6 @@
 
 import time
 import warnings
-from pathlib import Path
 
 import pytest
 
@@ -18,8 +17,9 @@ from suites.code import (
     score,
 )
 from suites.jsonl import DatasetError, read_jsonl
+from tests.conftest import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = SHARED_DATA
 needs_data = pytest.mark.skipif(not (DATA / "code").is_dir(), reason=f"benchmark data not found at {DATA / 'code'}")
 
 pytestmark = pytest.mark.filterwarnings("ignore:sandbox degraded:RuntimeWarning")

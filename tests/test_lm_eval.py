@@ -19,9 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import SHARED_DATA
+
 ROOT = Path(__file__).resolve().parents[1]
 TASKS_DIR = ROOT / "suites" / "lm_eval_tasks"
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = SHARED_DATA
 AIME24 = DATA / "math" / "aime24.jsonl"
 CODEFORCES = DATA / "code" / "codeforces.jsonl"
 

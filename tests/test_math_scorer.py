@@ -20,8 +20,9 @@ from suites.math import (
     load_benchmark,
     score,
 )
+from tests.conftest import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = SHARED_DATA
 needs_data = pytest.mark.skipif(not (DATA / "math").is_dir(), reason=f"benchmark data not found at {DATA / 'math'}")
 
 STRING_ONLY = {
