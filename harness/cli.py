@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("regress", help="run the profile's comparison and check it against results/baselines/<profile>.json")
     p.add_argument("--update", action="store_true", help="write the baseline from this run instead of checking (on purpose)")
     p.add_argument("--out", default=None, help="keep the comparison folder here (default: a temporary folder)")
+    p.add_argument("--fail-fast", action="store_true",
+                   help="stop at the first evaluation with a score beyond tolerance (quicker when something broke)")
     common(p)
     p.set_defaults(func=cmd_regress)
 
@@ -256,7 +258,7 @@ def cmd_regress(args) -> int:
 
     _setup(args)
     return run_regress(args.profile, args.overrides, args.update, Path(args.out) if args.out else None,
-                       progress=not args.quiet, log=_log)
+                       progress=not args.quiet, log=_log, fail_fast=args.fail_fast)
 
 
 def _positive_ints(text: str, option: str) -> list[int]:

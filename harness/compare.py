@@ -35,6 +35,7 @@ such as threads or device: RUNTIME_KEYS) cannot change on `--resume`; that is re
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from harness import provenance
@@ -179,9 +180,11 @@ def _check_resume(out: Path, stored: dict, now: dict) -> None:
 
 
 def run_compare(profile: str, arms: list[str], out: Path, overrides: list[str], resume: bool = False,
-                progress: bool = True, log=print, seeds: int | None = None) -> Path:
+                progress: bool = True, log=print, seeds: int | None = None,
+                after_eval: Callable[[Path], None] | None = None) -> Path:
     """Run (or continue) a comparison in `out` with K = `seeds` runs per arm (default: 1, or on resume
-    the K it was started with); returns `out`."""
+    the K it was started with); returns `out`. `after_eval(out)` runs after each new evaluation is
+    written (`harness regress --fail-fast` checks the rows so far there and may raise to stop)."""
     from harness.bootstrap import bootstrap, checkpoint_dir
     from harness.evaluate import evaluate_checkpoint
     from harness.report import render
@@ -229,6 +232,8 @@ def run_compare(profile: str, arms: list[str], out: Path, overrides: list[str], 
         scores = evaluate_checkpoint(cfg, checkpoint, cfg.suites.enabled, progress=progress)
         write_json_atomic(target, {"checkpoint": checkpoint, **extra,
                                    "suites": {name: s.to_json() for name, s in scores.items()}})
+        if after_eval is not None:
+            after_eval(out)
 
     baselines = [(base["rl_steps"], base["checkpoint"], "final")]
     if base["early_checkpoint"] is not None and base["early_rl_step"] != base["rl_steps"]:

@@ -253,6 +253,11 @@ class CodeSuiteConfig:
     """Share of each procedural task's question space reserved for validation + eval."""
     test_timeout_s: PosFloat = 5.0
     """Wall-clock limit per test run in the sandbox (paper: 5 s)."""
+    tests_in_one_process: bool = False
+    """Run a response's stdin/stdout tests in one sandboxed interpreter instead of one each: ~3x
+    cheaper scoring at 3 tests, less isolation between tests (suites/code.py `_run_in_one_process`).
+    On for the tiny procedural tasks, where the sandbox's start dominates RL time; off (the paper's
+    one run per test) for the benchmarks."""
 
 
 SUITE_NAMES = ("math", "code", "reasoning_gym")

@@ -3,6 +3,7 @@ against a committed baseline, so a change that silently breaks the trainer or a 
 
     harness regress --profile smoke            # compare with results/baselines/smoke.json
     harness regress --profile smoke --update   # refresh the baseline ON PURPOSE (commit it, say why)
+    harness regress --profile smoke --fail-fast  # stop at the first evaluation beyond tolerance
 
 Checked: every evaluated row's score and mean output tokens per suite (the mean over seeds; regress
 runs one seed), named by the row's label (`baseline@<RL step>` for the base checkpoints,
@@ -43,12 +44,18 @@ def measurements(summary: dict) -> dict[str, float]:
     return out
 
 
-def diff(baseline: dict, summary: dict) -> tuple[list[dict], bool]:
-    """Rows (quantity, baseline, now, diff, tolerance, ok) and whether everything is within tolerance."""
+def diff(baseline: dict, summary: dict, partial: bool = False) -> tuple[list[dict], bool]:
+    """Rows (quantity, baseline, now, diff, tolerance, ok) and whether everything is within tolerance.
+
+    `partial`: the comparison is still running; check only the scores and output lengths of the rows
+    evaluated so far (a running arm's pass rate and step count are not final yet)."""
     expected, tolerances = baseline["measurements"], baseline["tolerances"]
     now = measurements(summary)
+    names = set(expected) | set(now)
+    if partial:
+        names = {n for n in now if n.split(" ")[0] in ("score", "mean_output_tokens")}
     rows, ok = [], True
-    for name in sorted(set(expected) | set(now)):
+    for name in sorted(names):
         kind = name.split(" ")[0]
         tol = tolerances[kind]
         a, b = expected.get(name), now.get(name)
@@ -70,7 +77,16 @@ def format_diff(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def run_regress(profile: str, overrides: list[str], update: bool, out: Path | None, progress: bool, log=print) -> int:
+class _Stop(Exception):
+    """Raised from the comparison's after-evaluation hook when --fail-fast finds a regression."""
+
+    def __init__(self, rows: list[dict]):
+        super().__init__("regression")
+        self.rows = rows
+
+
+def run_regress(profile: str, overrides: list[str], update: bool, out: Path | None, progress: bool, log=print,
+                fail_fast: bool = False) -> int:
     """0 when within tolerance (or after --update), 1 on a regression."""
     from harness.compare import run_compare
     from harness.report import build_summary
@@ -84,7 +100,23 @@ def run_regress(profile: str, overrides: list[str], update: bool, out: Path | No
     if not update and not baseline_path.is_file():
         raise ConfigError(f"no baseline for profile '{cfg.profile}' at {baseline_path}; create it with: harness regress --profile {profile} --update")
     folder = out or Path(tempfile.mkdtemp(prefix=f"regress-{cfg.profile}-"))
-    run_compare(profile, ["prorl", "brorl"], folder, overrides, progress=progress, log=log, seeds=1)
+    baseline = None if update else json.loads(baseline_path.read_text())
+
+    def check_so_far(folder: Path) -> None:
+        rows, ok = diff(baseline, build_summary(folder), partial=True)
+        if not ok:
+            raise _Stop(rows)
+
+    try:
+        run_compare(profile, ["prorl", "brorl"], folder, overrides, progress=progress, log=log, seeds=1,
+                    after_eval=check_so_far if fail_fast and baseline is not None else None)
+    except _Stop as stop:
+        print(format_diff(stop.rows))
+        print(f"comparison folder: {folder} (stopped early: --fail-fast)")
+        bad = sum(not r["ok"] for r in stop.rows)
+        print(f"REGRESSION: {bad} of the {len(stop.rows)} quantities evaluated so far moved beyond tolerance. "
+              f"If the change is intended, refresh the baseline on purpose: harness regress --profile {profile} --update")
+        return 1
     summary = build_summary(folder)
     if update:
         write_json_atomic(baseline_path, {
@@ -96,7 +128,7 @@ def run_regress(profile: str, overrides: list[str], update: bool, out: Path | No
         })
         log(f"baseline written: {baseline_path} (commit it and say what moved)")
         return 0
-    rows, ok = diff(json.loads(baseline_path.read_text()), summary)
+    rows, ok = diff(baseline, summary)
     print(format_diff(rows))
     print(f"comparison folder: {folder}")
     if ok:

@@ -42,7 +42,7 @@ CHECKPOINTS = "checkpoints"
 STATE_FILE = "trainer_state.pt"
 METRICS_FILE = "metrics.jsonl"
 
-TIMING_KEYS = ("wall_s", "gen_s", "train_s", "step_s", "gen_samples_per_s", "train_tokens_per_s")
+TIMING_KEYS = ("wall_s", "gen_s", "score_s", "train_s", "step_s", "gen_samples_per_s", "train_tokens_per_s")
 """Metric fields that measure time: they differ between otherwise identical runs."""
 
 
@@ -159,7 +159,9 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
     writer = SummaryWriter(str(out / "tb"), purge_step=trainer.step_count + 1)
     marks = sorted(f * budget.amount for f in checkpoint_fractions if 0 < f < 1)
     spent = budget.used(kept[-1] if kept else None)
-    bar = tqdm(total=budget.amount, initial=spent, desc=f"train {recipe}", unit=budget.kind,
+    if last is not None and spent >= budget.amount:
+        log(f"budget already spent ({budget.amount:g} {budget.kind}, {trainer.step_count} steps); nothing to do")
+    bar = tqdm(total=budget.amount, initial=min(spent, budget.amount), desc=f"train {recipe}", unit=budget.kind,
                disable=not progress, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} [{elapsed}<{remaining}]")
     started = time.perf_counter()
     final = last

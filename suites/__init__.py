@@ -41,7 +41,7 @@ def build_suite(name: str, config) -> Suite:
         from suites import code, tiny_code
 
         cfg = config.suites.code
-        scorer = functools.partial(code.score, timeout_s=cfg.test_timeout_s)
+        scorer = functools.partial(code.score, timeout_s=cfg.test_timeout_s, one_process=cfg.tests_in_one_process)
         if cfg.source == "procedural":
             tasks = [(t.name, tiny_code.task_generator(t.name, t.config)) for t in cfg.tasks]
             suite = tiny_code.TinyCodeSuite(tasks, config.seed, cfg.heldout_fraction)

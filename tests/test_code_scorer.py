@@ -221,3 +221,31 @@ def test_load_benchmark_from_the_hub_layout(monkeypatch):
     assert [it.reference for it in items] == [[{"input": "1 2\n", "output": "3\n"}]]
     assert items[0].prompt == format_prompt("Print the sum.")
     assert any("skipped 1 call-based" in str(w.message) for w in caught)
+
+
+ONE_PROCESS_CASES = [
+    "n = int(input())\nprint(2 * n)",  # correct
+    "n = int(input())\nprint(n + 3)",  # right on one test only
+    "import sys\nn = int(sys.stdin.readline())\nif n == 0:\n    sys.exit(1)\nprint(2 * n)",  # fails one by exit code
+    "import sys\nprint(2 * int(input()))\nsys.exit(0)",  # exit 0 is a normal end
+    "print(1 / 0)",  # raises every time
+    "print(6",  # does not compile
+    "x = int(input())\nif x == 5:\n    while True:\n        pass\nprint(2 * x)",  # loops on the second test
+]
+
+
+@pytest.mark.parametrize("program", ONE_PROCESS_CASES)
+def test_one_process_scores_like_one_run_per_test(program):
+    tests = [{"input": "3\n", "output": "6\n"}, {"input": "5\n", "output": "10\n"}, {"input": "0\n", "output": "0"}]
+    each = score(fenced(program), tests, timeout_s=1.0)
+    one = score(fenced(program), tests, timeout_s=1.0, one_process=True)
+    if "while True" in program:  # the whole run's limit: the test after the loop is not reached
+        assert (each.reward, one.reward, one.status) == (pytest.approx(2 / 3), pytest.approx(1 / 3), "timeout")
+    else:
+        assert one == each
+
+
+def test_one_process_tests_do_not_share_state():
+    program = "import sys\nseen = globals().setdefault('seen', [])\nseen.append(1)\nprint(len(seen), input())"
+    tests = [{"input": "a", "output": "1 a"}, {"input": "b", "output": "1 b"}]
+    assert score(fenced(program), tests, one_process=True).reward == 1.0

@@ -212,6 +212,15 @@ def test_regress_diff_flags_moves_beyond_tolerance():
     summary["rows"][0]["scores"]["rg"] = 0.45
     rows, ok = diff(baseline, summary)
     assert not ok and [r["quantity"] for r in rows if not r["ok"]] == ["score baseline@6 rg"]
+    # --fail-fast, mid-run: only rows evaluated so far count; a running arm's pass rate and steps do not
+    summary["rows"][0]["scores"]["rg"] = 0.5
+    summary["rows"].pop()
+    summary["efficiency"]["prorl"] = {"ds_pass_rate": 0.3, "steps": 4}
+    assert not diff(baseline, summary)[1]
+    rows, ok = diff(baseline, summary, partial=True)
+    assert ok and {r["quantity"] for r in rows} == {"score baseline@6 rg", "mean_output_tokens baseline@6 rg"}
+    summary["rows"][0]["mean_output_tokens"]["rg"] = 9.0
+    assert not diff(baseline, summary, partial=True)[1]
 
 
 BROKEN = {
@@ -243,9 +252,9 @@ def test_regress_fails_on_a_deliberately_broken_scorer_or_loss(smoke_base, what)
     script = textwrap.dedent(BROKEN[what]) + textwrap.dedent("""
         import sys
         from harness.cli import main
-        sys.exit(main(["regress", "--profile", "smoke", "--quiet"]))
+        sys.exit(main(["regress", "--profile", "smoke", "--quiet", "--fail-fast"]))
     """)
     env = {**os.environ, "HARNESS_CACHE": str(cache)}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=1200)
     assert done.returncode == 1, done.stdout + done.stderr
-    assert "REGRESSION" in done.stdout
+    assert "REGRESSION" in done.stdout and "stopped early" in done.stdout

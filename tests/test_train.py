@@ -173,6 +173,10 @@ def test_sigkill_then_resume_is_bitwise_identical(smoke_base, tmp_path):
     rows_a, rows_b = read_metrics(full / "metrics.jsonl"), read_metrics(cut / "metrics.jsonl")
     assert [r["step"] for r in rows_b] == [1, 2, 3, 4, 5, 6]
     assert strip(rows_a) == strip(rows_b)
+    # resuming a finished run (progress bar on) changes nothing and says so
+    again = run_cli([a for a in args if a != "--quiet"] + ["--out", str(cut), "--resume"], cache)
+    assert again.returncode == 0 and "budget already spent" in again.stderr, again.stderr
+    assert read_metrics(cut / "metrics.jsonl") == rows_b
 
 
 @pytest.mark.slow

@@ -140,6 +140,7 @@ class GRPOTrainer:
         score_failures = 0
         response_tokens = 0
         rounds = 0
+        score_s = 0.0
         while len(kept_groups) < self.arm.prompts_per_step and rounds < t.max_gen_rounds:
             rounds += 1
             batch = self._next_prompts(self.arm.prompts_per_step)
@@ -152,7 +153,9 @@ class GRPOTrainer:
             generated += result.num_samples
             groups_generated += len(result.groups)
             response_tokens += result.num_output_tokens
+            score_start = time.perf_counter()
             scored = self._score(batch, result.groups)
+            score_s += time.perf_counter() - score_start
             for r in scored:
                 if r.status == "timeout" or r.status.startswith("error"):
                     score_failures += 1
@@ -179,6 +182,7 @@ class GRPOTrainer:
             "mean_response_tokens": response_tokens / generated,
             "score_failures": score_failures,
             "gen_s": gen_s,
+            "score_s": score_s,
         }
         train_start = time.perf_counter()
         if kept_groups:
