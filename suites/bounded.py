@@ -124,8 +124,11 @@ class ScorerPool:
     def _map_distinct(self, fn, calls: Sequence[tuple[Any, ...]], timeout_s: float) -> list[ScoreResult]:
         self._ensure()
         results: list[ScoreResult | None] = [None] * len(calls)
+        # at least two chunks per worker, so a slow scorer (a sandboxed program: ~25 ms a call)
+        # keeps every worker busy to the end instead of one worker running a 64-call tail
+        chunk = max(1, min(_CHUNK, -(-len(calls) // (2 * self.workers))))
         queue: deque[list[int]] = deque(
-            list(range(i, min(i + _CHUNK, len(calls)))) for i in range(0, len(calls), _CHUNK)
+            list(range(i, min(i + chunk, len(calls)))) for i in range(0, len(calls), chunk)
         )
         busy: dict[int, _Slot] = {}
         while queue or busy:
