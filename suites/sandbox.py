@@ -438,8 +438,12 @@ def _select_mode() -> _Mode:
 
 
 def _probe(mode: _Mode) -> str | None:
-    """None if a small program runs correctly under `mode`, else what went wrong."""
-    code = "import collections, math\nprint(math.isqrt(collections.Counter('aab')['a'] ** 2))\n"
+    """None if a small program runs correctly under `mode`, else what went wrong. The program also
+    checks that it can see its own interpreter: one under a directory the sandbox masks (a venv in
+    /tmp, say) starts, but a program could not start it again (`subprocess` + sys.executable)."""
+    code = ("import collections, math, os, sys\n"
+            "assert os.access(sys.executable, os.X_OK), 'interpreter not visible in the sandbox'\n"
+            "print(math.isqrt(collections.Counter('aab')['a'] ** 2))\n")
     try:
         with _uid_slot(mode.drop_uid) as uid:
             result = _execute(code, "", 20.0, 512, mode, uid)
@@ -451,14 +455,17 @@ def _probe(mode: _Mode) -> str | None:
 
 
 def _interpreter_candidates() -> list[str]:
-    """sys.executable first, then system interpreters of the same and of any Python 3 version."""
+    """sys.executable first, then the file it links to (a venv's python is usually a symlink, and
+    the venv's folder may be closed to the sandbox uid: tox makes .tox 0700), then system
+    interpreters of the same and of any Python 3 version."""
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    names = [sys.executable, f"/usr/bin/python{version}", f"/usr/local/bin/python{version}", "/usr/bin/python3"]
-    found: dict[str, str] = {}
+    names = [sys.executable, os.path.realpath(sys.executable) if sys.executable else "",
+             f"/usr/bin/python{version}", f"/usr/local/bin/python{version}", "/usr/bin/python3"]
+    found: list[str] = []
     for name in names:
-        if name and os.path.isfile(name) and os.access(name, os.X_OK):
-            found.setdefault(os.path.realpath(name), name)
-    return list(found.values())
+        if name and name not in found and os.path.isfile(name) and os.access(name, os.X_OK):
+            found.append(name)
+    return found
 
 
 def _warn_about(mode: _Mode, failures: list[str]) -> None:
@@ -466,7 +473,8 @@ def _warn_about(mode: _Mode, failures: list[str]) -> None:
     problems = []
     if mode.python != sys.executable:
         problems.append(f"programs run with {mode.python}, not {sys.executable} (whose probe failed, e.g. "
-                        "because the sandbox uid cannot read its standard library)")
+                        "because the sandbox uid cannot read its standard library, or it lives under a "
+                        "directory the sandbox masks, such as /tmp)")
     if not mode.drop_uid:
         problems.append("not root: programs keep this user's uid; escaped (setsid) descendants are not "
                         "tracked; files this user can write are not protected")

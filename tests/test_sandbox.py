@@ -527,3 +527,22 @@ def test_stale_workdirs_of_dead_harness_processes_are_removed():
         assert not stale.exists() and live.exists()
     finally:
         live.rmdir()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.isfile("/usr/bin/python3"),
+                    reason="needs root (the slot uid) and a system /usr/bin/python3")
+def test_an_interpreter_the_program_cannot_see_fails_the_probe_and_its_target_is_tried(tmp_path, monkeypatch):
+    """A venv inside a 0700 folder (tox makes .tox 0700): its python starts as root, but the program,
+    running as the slot uid, could not start it again, so the probe refuses it and the file it
+    links to is the next candidate."""
+    hidden = tmp_path / "private"
+    (hidden / "bin").mkdir(parents=True)
+    hidden.chmod(0o700)
+    target = os.path.realpath("/usr/bin/python3")
+    link = hidden / "bin" / "python"
+    link.symlink_to(target)
+    monkeypatch.setattr(sys, "executable", str(link))
+    candidates = sandbox._interpreter_candidates()
+    assert candidates[:2] == [str(link), target]
+    assert "not visible" in (sandbox._probe(sandbox._Mode(str(link), isolate=False, drop_uid=True)) or "")
+    assert sandbox._probe(sandbox._Mode(target, isolate=False, drop_uid=True)) is None
