@@ -219,9 +219,13 @@ def _function_program(code: str, test: dict, marker: str) -> str:
 
 
 def _compiles(program: str) -> bool:
-    """Whether this interpreter compiles `program` (what the sandbox would fail on at once)."""
+    """Whether this interpreter compiles `program` (what the sandbox would fail on at once). Its
+    SyntaxWarnings (`1.x`, `"a"(1)`: common in a small model's programs) are not printed: they would
+    flood the training log, and the sandboxed run reports what matters."""
     try:
-        compile(program, "main.py", "exec", dont_inherit=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SyntaxWarning)
+            compile(program, "main.py", "exec", dont_inherit=True)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return False
     return True
