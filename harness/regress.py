@@ -51,9 +51,8 @@ def diff(baseline: dict, summary: dict, partial: bool = False) -> tuple[list[dic
     evaluated so far (a running arm's pass rate and step count are not final yet)."""
     expected, tolerances = baseline["measurements"], baseline["tolerances"]
     now = measurements(summary)
-    names = set(expected) | set(now)
-    if partial:
-        names = {n for n in now if n.split(" ")[0] in ("score", "mean_output_tokens")}
+    names = ({n for n in now if n.split(" ")[0] in ("score", "mean_output_tokens")} if partial
+             else set(expected) | set(now))
     rows, ok = [], True
     for name in sorted(names):
         kind = name.split(" ")[0]
@@ -107,34 +106,32 @@ def run_regress(profile: str, overrides: list[str], update: bool, out: Path | No
         if not ok:
             raise _Stop(rows)
 
+    rows, stopped_early = None, False
     try:
         run_compare(profile, ["prorl", "brorl"], folder, overrides, progress=progress, log=log, seeds=1,
                     after_eval=check_so_far if fail_fast and baseline is not None else None)
     except _Stop as stop:
-        print(format_diff(stop.rows))
-        print(f"comparison folder: {folder} (stopped early: --fail-fast)")
-        bad = sum(not r["ok"] for r in stop.rows)
-        print(f"REGRESSION: {bad} of the {len(stop.rows)} quantities evaluated so far moved beyond tolerance. "
-              f"If the change is intended, refresh the baseline on purpose: harness regress --profile {profile} --update")
-        return 1
-    summary = build_summary(folder)
-    if update:
-        write_json_atomic(baseline_path, {
-            "profile": cfg.profile,
-            "refresh_with": f"harness regress --profile {profile} --update",
-            "tolerances": TOLERANCES,
-            "measurements": measurements(summary),
-            "provenance": summary["provenance"],
-        })
-        log(f"baseline written: {baseline_path} (commit it and say what moved)")
-        return 0
-    rows, ok = diff(baseline, summary)
+        rows, stopped_early = stop.rows, True
+    if rows is None:
+        summary = build_summary(folder)
+        if update:
+            write_json_atomic(baseline_path, {
+                "profile": cfg.profile,
+                "refresh_with": f"harness regress --profile {profile} --update",
+                "tolerances": TOLERANCES,
+                "measurements": measurements(summary),
+                "provenance": summary["provenance"],
+            })
+            log(f"baseline written: {baseline_path} (commit it and say what moved)")
+            return 0
+        rows, _ = diff(baseline, summary)
     print(format_diff(rows))
-    print(f"comparison folder: {folder}")
-    if ok:
+    print(f"comparison folder: {folder}" + (" (stopped early: --fail-fast)" if stopped_early else ""))
+    bad = sum(not r["ok"] for r in rows)
+    if not bad:
         print(f"regression check passed: {len(rows)} quantities within tolerance of {baseline_path.name}")
         return 0
-    bad = sum(not r["ok"] for r in rows)
-    print(f"REGRESSION: {bad} of {len(rows)} quantities moved beyond tolerance. If the change is intended, "
+    so_far = " evaluated so far" if stopped_early else ""
+    print(f"REGRESSION: {bad} of {len(rows)} quantities{so_far} moved beyond tolerance. If the change is intended, "
           f"refresh the baseline on purpose: harness regress --profile {profile} --update")
     return 1
