@@ -14,6 +14,10 @@ steps; the claim is about what to do next. So the tiny base is built in two phas
    bootstrap.json, and a second checkpoint from earlier on the curve (`early/`) gives the other
    baseline row (the paper reports its base at 2,000 and 3,000 steps).
 
+The supervised-only model (end of phase 1, before any RL) is kept too (`sft/`): a starting point
+with room to learn, for checking that a trainer raises its training reward at all (on the
+plateaued base, step-scaling RL is expected to stall; that is the point of the base).
+
 Saved with `save_pretrained` (safetensors; plain transformers loads it) under the cache directory,
 keyed by a hash of everything that shapes it, and reused next time. Deterministic from the seed on
 a given machine and thread count.
@@ -34,7 +38,7 @@ import torch
 from tqdm.auto import tqdm
 
 from harness import provenance
-from harness.checkpoint import render_prompts
+from harness.checkpoint import CheckpointError, render_prompts
 from harness.config import Config
 from harness.evaluate import evaluate_suite
 from harness.files import write_json_atomic
@@ -43,12 +47,15 @@ from harness.tiny_model import build_model, train_tokenizer
 from suites import build_suite
 from suites.bounded import shared_pool
 
-BOOTSTRAP_VERSION = 3
+BOOTSTRAP_VERSION = 4
 """Bump when the bootstrap procedure changes, so cached checkpoints built by older code are not reused."""
 
 EARLY = "early"
 """Subfolder with the RL phase's earlier checkpoint (the first baseline row, as the paper's 2,000
 steps beside 3,000)."""
+
+SFT = "sft"
+"""Subfolder with the supervised-only model (end of the warm-up, before RL)."""
 
 INFO_FILE = "bootstrap.json"
 
@@ -98,6 +105,21 @@ def bootstrap(cfg: Config, force: bool = False, progress: bool = True, log=print
     return target
 
 
+NAMED = {"base": "", "base:early": EARLY, "base:sft": SFT}
+"""Names for the bootstrap's checkpoints on the command line: the plateaued base, its earlier RL
+point, and the supervised-only model."""
+
+
+def named_checkpoint(cfg: Config, name: str, progress: bool = True, log=print) -> Path:
+    """The folder a name in NAMED stands for (the base is built first if missing)."""
+    base = bootstrap(cfg, progress=progress, log=log)
+    path = base / NAMED[name] if NAMED[name] else base
+    if not (path / "config.json").is_file():
+        raise CheckpointError(f"checkpoint '{name}': the base at {base} kept no {NAMED[name]}/ folder "
+                         f"(an earlier RL point exists only when the RL phase ran checks); valid here: base")
+    return path
+
+
 def _build(cfg: Config, out: Path, progress: bool, log) -> dict:
     b = cfg.bootstrap
     started = time.perf_counter()
@@ -119,6 +141,8 @@ def _build(cfg: Config, out: Path, progress: bool, log) -> dict:
     if not 0.05 <= sft["val_pass_at_1"] <= 0.85:
         log(f"WARNING: validation pass@1 {sft['val_pass_at_1']:.3f} is outside 0.05-0.85; RL from this base "
             "has little room (too high) or little signal (too low); adjust the profile's bootstrap section")
+    model.save_pretrained(out / SFT)
+    tokenizer.save_pretrained(out / SFT)
 
     rl_curve, early, plateau = _rl_to_plateau(cfg, model, tokenizer, suites, validation, curve, started, progress, log)
     model.eval()

@@ -45,8 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="pass@1 over k samples and mean output tokens for a checkpoint")
     p.add_argument(
         "checkpoint",
-        help="checkpoint directory (save_pretrained format), hub model id, or `base` for the profile's "
-        "bootstrapped base (built if missing; write ./base for a local folder of that name)",
+        help=f"checkpoint directory (save_pretrained format), hub model id, or {CHECKPOINT_NAMES}",
     )
     p.add_argument("--suites", default=None, help="comma-separated suites (default: all of the profile's)")
     p.add_argument("--out", default=None, help="write the JSON result here (atomically)")
@@ -57,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe", help="recipe name (prorl, brorl) or a YAML path; its train.trainer names the trainer")
     p.add_argument("--out", default=None, help="output folder (default: results/runs/<timestamp>-<profile>-<recipe>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
-    p.add_argument("--base", default=None, help="start from this checkpoint instead of the profile's bootstrapped base")
+    p.add_argument("--base", default=None,
+                   help=f"start from this checkpoint instead of the profile's bootstrapped base: a directory, hub id, "
+                   f"or {CHECKPOINT_NAMES}")
     common(p)
     p.set_defaults(func=cmd_train)
 
@@ -134,14 +135,20 @@ def _setup(args, recipe: str | None = None):
     return cfg
 
 
+CHECKPOINT_NAMES = ("`base` for the profile's bootstrapped base (built if missing), `base:early` for its earlier "
+                    "RL point, `base:sft` for its supervised-only model before RL (write ./base for a local "
+                    "folder of that name)")
+
+
 def _checkpoint(cfg, path: str, quiet: bool) -> str:
-    """A checked checkpoint path; `base` means the profile's bootstrapped base (built if missing)."""
-    from harness.checkpoint import check_checkpoint
+    """A checked checkpoint path; the names in bootstrap.NAMED stand for the bootstrap's checkpoints."""
+    from harness.bootstrap import NAMED, named_checkpoint
+    from harness.checkpoint import CheckpointError, check_checkpoint
 
-    if path == "base":
-        from harness.bootstrap import bootstrap
-
-        path = str(bootstrap(cfg, progress=not quiet, log=_log))
+    if path in NAMED:
+        path = str(named_checkpoint(cfg, path, progress=not quiet, log=_log))
+    elif path.startswith("base:") and not os.path.exists(path):
+        raise CheckpointError(f"unknown checkpoint name '{path}'; valid: {', '.join(NAMED)} (or a directory or hub id)")
     check_checkpoint(path)
     return path
 
@@ -196,23 +203,25 @@ def cmd_train(args) -> int:
     import datetime
     from pathlib import Path
 
-    from harness.checkpoint import check_checkpoint
     from harness.train import run_training
 
-    if args.base is not None:
-        check_checkpoint(args.base)
     if args.resume and args.out is None:
         raise ConfigError("--resume needs --out: the folder of the run to continue")
+    if args.base is not None:
+        args.base = _checkpoint(cfg, args.base, args.quiet)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.out) if args.out else Path("results/runs") / f"{stamp}-{cfg.profile}-{Path(args.recipe).stem}"
     final = run_training(cfg, Path(args.recipe).stem, out, resume=args.resume, base=args.base,
                          progress=not args.quiet, log=_log)
-    from harness.train import METRICS_FILE, learning_summary, read_metrics
+    from harness.train import (
+        METRICS_FILE,
+        format_learning,
+        learning_summary,
+        read_metrics,
+    )
 
-    summary = learning_summary(read_metrics(out / METRICS_FILE))
     print(f"metrics: {out / METRICS_FILE}")
-    print(f"mean reward, first {summary['window']} of {summary['steps']} steps: {summary['reward_first_20pct']:.3f}; "
-          f"last {summary['window']}: {summary['reward_last_20pct']:.3f}")
+    print(format_learning(learning_summary(read_metrics(out / METRICS_FILE))))
     print(final)
     return 0
 

@@ -194,11 +194,29 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
 
 
 def learning_summary(rows: list[dict]) -> dict:
-    """Mean reward over the first and the last 20% of steps (at least one step each)."""
+    """Did the run's training reward rise? Mean reward over the first and the last 20% of steps (at
+    least one step each), and Welch's test of last - first over those steps' rewards (no interval
+    with one step per window). Steps are not independent draws, so read the interval as the
+    step-to-step noise of this run, not as a guarantee."""
+    from harness.report import welch_test
+
     k = max(1, len(rows) // 5)
-    first = sum(r["reward_mean"] for r in rows[:k]) / k
-    last = sum(r["reward_mean"] for r in rows[-k:]) / k
-    return {"steps": len(rows), "window": k, "reward_first_20pct": first, "reward_last_20pct": last}
+    first = [r["reward_mean"] for r in rows[:k]]
+    last = [r["reward_mean"] for r in rows[-k:]]
+    return {"steps": len(rows), "window": k, "reward_first_20pct": sum(first) / k,
+            "reward_last_20pct": sum(last) / k, "last_minus_first": welch_test(first, last)}
+
+
+def format_learning(summary: dict) -> str:
+    """One line for the end of `harness train`."""
+    k, test = summary["window"], summary["last_minus_first"]
+    line = (f"mean training reward, first {k} of {summary['steps']} steps: {summary['reward_first_20pct']:.3f}; "
+            f"last {k}: {summary['reward_last_20pct']:.3f}; "
+            f"difference {summary['reward_last_20pct'] - summary['reward_first_20pct']:+.3f}")
+    if test["ci95"] is None:
+        return line + " (one step per window: no interval)"
+    lo, hi = test["ci95"]
+    return line + f" (95% CI [{lo:+.3f}, {hi:+.3f}] over steps, Welch p = {test['p_value']:.2g})"
 
 
 def save_checkpoint(out: Path, trainer, tokenizer, wall_s: float) -> Path:

@@ -34,6 +34,10 @@ def test_bootstrap_writes_a_plain_transformers_checkpoint(smoke_checkpoint):
     assert info["rl_stopped"] in ("plateau", "max_steps") and info["rl_steps"] >= 1
     assert info["curve"][0]["val_pass_at_1"] < info["val_pass_at_1"] < 0.85, info["curve"]
     assert (path / "early" / "config.json").is_file()  # the second baseline point on the RL curve
+    # the supervised-only model, before RL: a different model from the base
+    sft = load_file(path / "sft" / "model.safetensors")
+    final = load_file(path / "model.safetensors")
+    assert any(not torch.equal(sft[k], final[k]) for k in final)
 
 
 def test_second_bootstrap_reuses_the_cache(smoke_checkpoint):

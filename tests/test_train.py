@@ -14,7 +14,13 @@ import torch
 from safetensors.torch import load_file
 
 from harness.config import load_config
-from harness.train import TIMING_KEYS, read_metrics, run_training
+from harness.train import (
+    TIMING_KEYS,
+    format_learning,
+    learning_summary,
+    read_metrics,
+    run_training,
+)
 from tests.conftest import run_cli
 from trainers import registry, rollout_scaling, step_scaling
 
@@ -91,6 +97,35 @@ def test_train_brorl_smoke_writes_metrics_and_a_loadable_checkpoint(smoke_base, 
     assert again.returncode == 2 and "--resume" in again.stderr
 
 
+def test_learning_summary_compares_the_first_and_last_fifth_of_steps():
+    rows = [{"step": i + 1, "reward_mean": r} for i, r in enumerate([0.1, 0.2, 0.3, 0.3, 0.4, 0.4, 0.5, 0.6, 0.7, 0.8])]
+    summary = learning_summary(rows)
+    assert summary["window"] == 2 and summary["steps"] == 10
+    assert summary["reward_first_20pct"] == pytest.approx(0.15)
+    assert summary["reward_last_20pct"] == pytest.approx(0.75)
+    test = summary["last_minus_first"]
+    assert test["mean_diff"] == pytest.approx(0.6)
+    lo, hi = test["ci95"]
+    assert lo < 0.6 < hi and test["p_value"] < 0.05
+    assert "difference +0.600 (95% CI [" in format_learning(summary)
+    # one step per window: the difference, and no interval pretended
+    short = learning_summary(rows[:4])
+    assert short["window"] == 1 and short["last_minus_first"]["ci95"] is None
+    assert format_learning(short).endswith("difference +0.200 (one step per window: no interval)")
+
+
+@pytest.mark.slow
+def test_train_starts_from_a_named_bootstrap_checkpoint(smoke_base, tmp_path):
+    base, cache = smoke_base
+    out = tmp_path / "run"
+    done = run_cli(["train", "prorl", "--profile", "smoke", "--out", str(out), "--quiet", "--base", "base:sft",
+                    "train.steps=1"], cache)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "config.json").read_text())["base_checkpoint"] == str(base / "sft")
+    bad = run_cli(["train", "prorl", "--profile", "smoke", "--out", str(tmp_path / "bad"), "--base", "base:nope"], cache)
+    assert bad.returncode == 2 and "base:nope" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
 @pytest.mark.slow
 def test_dynamic_sampling_cap_trains_on_what_was_kept_and_never_crashes(smoke_base, tmp_path):
     base, _ = smoke_base
@@ -149,6 +184,7 @@ def test_sigkill_then_resume_is_bitwise_identical(smoke_base, tmp_path):
     full = tmp_path / "full"
     done = run_cli(args + ["--out", str(full)], cache)
     assert done.returncode == 0, done.stderr
+    assert "mean training reward, first 1 of 6 steps" in done.stdout
 
     cut = tmp_path / "cut"
     env = {**os.environ, "HARNESS_CACHE": str(cache)}
