@@ -15,8 +15,8 @@ steps; the claim is about what to do next. So the tiny base is built in two phas
    baseline row (the paper reports its base at 2,000 and 3,000 steps).
 
 The supervised-only model (end of phase 1, before any RL) is kept too (`sft/`): a starting point
-with room to learn, for checking that a trainer raises its training reward at all (on the
-plateaued base, step-scaling RL is expected to stall; that is the point of the base).
+with room to learn, for checking that a trainer raises its training reward at all (the base is
+meant to be where step-scaling RL stalls).
 
 Saved with `save_pretrained` (safetensors; plain transformers loads it) under the cache directory,
 keyed by a hash of everything that shapes it, and reused next time. Deterministic from the seed on
