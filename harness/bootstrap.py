@@ -113,7 +113,7 @@ point, and the supervised-only model."""
 def named_checkpoint(cfg: Config, name: str, progress: bool = True, log=print) -> Path:
     """The folder a name in NAMED stands for (the base is built first if missing)."""
     base = bootstrap(cfg, progress=progress, log=log)
-    path = base / NAMED[name] if NAMED[name] else base
+    path = base / NAMED[name]  # Path / "" is the path itself
     if not (path / "config.json").is_file():
         raise CheckpointError(f"checkpoint '{name}': the base at {base} kept no {NAMED[name]}/ folder "
                          f"(an earlier RL point exists only when the RL phase ran checks); valid here: base")

@@ -213,12 +213,7 @@ def cmd_train(args) -> int:
     out = Path(args.out) if args.out else Path("results/runs") / f"{stamp}-{cfg.profile}-{Path(args.recipe).stem}"
     final = run_training(cfg, Path(args.recipe).stem, out, resume=args.resume, base=args.base,
                          progress=not args.quiet, log=_log)
-    from harness.train import (
-        METRICS_FILE,
-        format_learning,
-        learning_summary,
-        read_metrics,
-    )
+    from harness.train import METRICS_FILE, format_learning, learning_summary, read_metrics
 
     print(f"metrics: {out / METRICS_FILE}")
     print(format_learning(learning_summary(read_metrics(out / METRICS_FILE))))

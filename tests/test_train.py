@@ -14,13 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from harness.config import load_config
-from harness.train import (
-    TIMING_KEYS,
-    format_learning,
-    learning_summary,
-    read_metrics,
-    run_training,
-)
+from harness.train import TIMING_KEYS, format_learning, learning_summary, read_metrics, run_training
 from tests.conftest import run_cli
 from trainers import registry, rollout_scaling, step_scaling
 
