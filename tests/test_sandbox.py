@@ -35,7 +35,9 @@ SECRET = "HARNESS_SECRET_TOKEN"
 # --- what the checks look at -----------------------------------------------------------------
 
 def sandbox_processes() -> list[str]:
-    """Processes (zombies included) whose real, effective or saved uid is a sandbox slot uid."""
+    """Processes (zombies included) whose real, effective or saved uid is a sandbox slot uid, and
+    that belong to this process's runs or to no live run (an orphan). Runs of another harness
+    process on the machine (training beside the tests) are theirs, not a leak of ours."""
     slot_uids = range(sandbox.SLOT_UID_BASE, sandbox.SLOT_UID_BASE + sandbox.SLOT_COUNT)
     found = []
     for status_path in glob.glob("/proc/[0-9]*/status"):
@@ -44,12 +46,32 @@ def sandbox_processes() -> list[str]:
         except OSError:
             continue  # exited meanwhile
         if any(int(uid) in slot_uids for uid in fields["Uid"].split()[:3]):
-            found.append(f"{status_path}: {fields['Name'].strip()} {fields['State'].strip()}")
+            if run_owner(status_path.split("/")[2]) in (None, os.getpid()):
+                found.append(f"{status_path}: {fields['Name'].strip()} {fields['State'].strip()}")
     return found
 
 
+def run_owner(pid: str) -> int | None:
+    """Pid of the harness process whose sandbox run `pid` is part of: read off the run's working
+    directory (named after that pid) on the command line of `pid` or its nearest ancestor that has
+    one (the run's bootstrap). None when no ancestor has one."""
+    while pid not in ("0", "1"):
+        try:
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            return None  # exited meanwhile
+        for arg in args:
+            name = os.path.basename(arg)
+            if name.startswith(sandbox.WORKDIR_PREFIX):
+                return int(name[len(sandbox.WORKDIR_PREFIX):].split("-")[0])
+        pid = next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:"))
+    return None
+
+
 def leftover_workdirs() -> set[str]:
-    return set(glob.glob(os.path.join(tempfile.gettempdir(), sandbox.WORKDIR_PREFIX + "*")))
+    """This process's run working directories (named after its pid; the runs are its threads)."""
+    return set(glob.glob(os.path.join(tempfile.gettempdir(), f"{sandbox.WORKDIR_PREFIX}{os.getpid()}-*")))
 
 
 def sysv_shm_segments() -> list[str]:
