@@ -568,12 +568,20 @@ def _remove_tree(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def workdir_owner(path: str) -> int | None:
+    """Pid of the harness process a run working directory belongs to (see WORKDIR_PREFIX); None
+    when `path` is not one."""
+    name = os.path.basename(path)
+    pid = name[len(WORKDIR_PREFIX):].split("-")[0] if name.startswith(WORKDIR_PREFIX) else ""
+    return int(pid) if pid.isdigit() else None
+
+
 def _remove_stale_workdirs() -> None:
     """Remove working directories left by harness processes that died mid-run (e.g. SIGKILL)."""
     pattern = os.path.join(tempfile.gettempdir(), WORKDIR_PREFIX + "*")
     for path in glob.glob(pattern):
-        pid = os.path.basename(path)[len(WORKDIR_PREFIX):].split("-")[0]
-        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+        pid = workdir_owner(path)
+        if pid is not None and not os.path.exists(f"/proc/{pid}"):
             _remove_tree(path)
 
 

@@ -61,10 +61,9 @@ def run_owner(pid: str) -> int | None:
             status = Path(f"/proc/{pid}/status").read_text()
         except OSError:
             return None  # exited meanwhile
-        for arg in args:
-            name = os.path.basename(arg)
-            if name.startswith(sandbox.WORKDIR_PREFIX):
-                return int(name[len(sandbox.WORKDIR_PREFIX):].split("-")[0])
+        owners = [owner for owner in map(sandbox.workdir_owner, args) if owner is not None]
+        if owners:
+            return owners[0]
         pid = next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:"))
     return None
 
