@@ -45,9 +45,9 @@ def sandbox_processes() -> list[str]:
             fields = dict(line.split(":", 1) for line in Path(status_path).read_text().splitlines() if ":" in line)
         except OSError:
             continue  # exited meanwhile
-        if any(int(uid) in slot_uids for uid in fields["Uid"].split()[:3]):
-            if run_owner(status_path.split("/")[2]) in (None, os.getpid()):
-                found.append(f"{status_path}: {fields['Name'].strip()} {fields['State'].strip()}")
+        slot = any(int(uid) in slot_uids for uid in fields["Uid"].split()[:3])
+        if slot and run_owner(status_path.split("/")[2]) in (None, os.getpid()):
+            found.append(f"{status_path}: {fields['Name'].strip()} {fields['State'].strip()}")
     return found
 
 
