@@ -122,7 +122,7 @@ def _memory_child(profile: str, recipe: str, overrides: list[str]) -> None:
 
     transformers.utils.logging.disable_progress_bar()
     cfg = load_config(profile, overrides, recipe=recipe)
-    model, tokenizer = load_policy(str(bootstrap(cfg, progress=False, log=lambda _: None)), cfg.rollout.device, cfg.rollout.dtype)
+    model, tokenizer = load_policy(str(bootstrap(cfg, progress=False, log=lambda _: None)), cfg.rollout.device, cfg.train.dtype)
     trainer = get_builder(cfg.train.trainer)(cfg, model, tokenizer, [build_suite(n, cfg) for n in SUITES])
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
@@ -212,7 +212,7 @@ def bench_update(profile: str, overrides: list[str], repeats: int, log=print) ->
     for recipe in ("prorl", "brorl"):
         cfg = load_config(profile, overrides, recipe=recipe)
         model, tokenizer = load_policy(str(bootstrap(cfg, progress=False, log=lambda _: None)),
-                                       cfg.rollout.device, cfg.rollout.dtype)
+                                       cfg.rollout.device, cfg.train.dtype)
         trainer = get_builder(cfg.train.trainer)(cfg, model, tokenizer,
                                                  [build_suite(name, cfg) for name in cfg.suites.enabled])
         n, k = trainer.arm.n, trainer.arm.prompts_per_step

@@ -9,8 +9,10 @@
    configured `train.seed`, 0 by default): the arm's own RL randomness (prompt order, sampling,
    mini-batch shuffles). The master `seed` fixes the base and the data splits, so every run is
    evaluated on the same items. Each run spends `compare.budget` (wall-clock training seconds by
-   default, as the paper compares hours; or generated samples, tokens, steps) and is checkpointed
-   the first time it crosses each of `compare.eval_points` x budget, and at the end.
+   default, as the paper compares hours; or generated samples, tokens, steps). At each of
+   `compare.eval_points` x budget it is evaluated at matched spend: the last checkpoint whose spend
+   is at or under that point (run_training keeps one there), never the step that passed it, so an
+   arm with long steps (rollout scaling) gets no extra training from its last step's overshoot.
 3. Evaluate each of those checkpoints on every suite of the profile (a checkpoint that serves two
    evaluation points is evaluated once).
 4. Render summary.json, tables.md and figure1.png (harness/report.py): means over seeds with
@@ -103,12 +105,17 @@ def eval_points(fractions) -> list[float]:
 
 
 def point_steps(rows: list[dict], budget: Budget, fractions) -> dict[float, int | None]:
-    """RL step of each evaluation point of one run, from its metrics: the first step whose spend
-    reached fraction x budget (where `run_training` saved a checkpoint); None if not reached yet."""
+    """RL step evaluated for each point of one run, from its metrics: matched spend, the last step
+    whose spend is at or under fraction x budget (`run_training` keeps a checkpoint there), never
+    the step that passed it; 0 (the base itself) when the first step already passed it; None while
+    no step has reached the point yet (the run is unfinished)."""
     out: dict[float, int | None] = {}
     for f in eval_points(fractions):
         mark = f * budget.amount
-        out[f] = next((row["step"] for row in rows if budget.used(row) >= mark), None)
+        if not any(budget.used(row) >= mark for row in rows):
+            out[f] = None
+            continue
+        out[f] = max((row["step"] for row in rows if budget.used(row) <= mark), default=0)
     return out
 
 
@@ -255,11 +262,12 @@ def run_compare(profile: str, arms: list[str], out: Path, overrides: list[str], 
                 rows = read_metrics(folder / METRICS_FILE)
             steps = point_steps(rows, budget, c.eval_points)
             for step in sorted({s for s in steps.values() if s is not None}):
-                checkpoint = folder / CHECKPOINTS / checkpoint_name(step)
-                if not checkpoint.is_dir():
+                # step 0: the run's first step passed the point, so the arm is evaluated as the base
+                checkpoint = folder / CHECKPOINTS / checkpoint_name(step) if step else base["checkpoint"]
+                if step and not checkpoint.is_dir():
                     log(f"WARNING: no checkpoint {checkpoint} for an evaluation point of {arm} seed {seed}; skipped")
                     continue
-                evaluate(f"{arm}-seed{seed}-{checkpoint.name}", cfg, str(checkpoint),
+                evaluate(f"{arm}-seed{seed}-{checkpoint_name(step)}", cfg, str(checkpoint),
                          {"method": arm, "seed": seed, "step": step})
     render(out)
     return out

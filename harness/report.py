@@ -7,16 +7,16 @@ Nothing is re-run: the rows come from `evals/*.json`, the runs' `metrics.jsonl` 
 (fractions in JSON, percent in the tables, like the paper).
 
 Rows (Table 2): one per base checkpoint (labelled with its RL step), then one per (arm, evaluation
-point): the MEAN over the K runs (seeds) of that arm at the checkpoint where each run reached that
-fraction of the budget, with a 95% t-interval over seeds (df = K-1). With one run (or one finished
-run at that point) the interval is the run's own interval over items, and the row says so
+point): the MEAN over the K runs (seeds) of that arm at its checkpoint for that point (the last one
+whose spend is at or under the point: matched spend, harness/compare.py `point_steps`), with a 95%
+t-interval over seeds (df = K-1) and the actual spend beside the budget point. With one run (or one
+finished run at that point) the interval is the run's own interval over items, and the row says so
 (`ci_kind`: "seeds" or "items").
 
-Tests between the arms' final checkpoints (budget end), per suite:
-- paired t-test over eval items (the paper's test), each item's score averaged over the arm's
-  seeds first; its p-value;
-- with K >= 2, Welch's t-test over the K per-seed domain scores of each arm: the seed-to-seed
-  variation of RL, which the item-level test does not see.
+Tests between the arms' final checkpoints (budget end), per suite (harness/stats.py): the headline
+bootstrap over seeds and items with Holm's correction over the suites, and two secondary tests named
+for what they condition on (paired over items given these runs; Welch over seeds, unpaired). All of
+them are about the domain score's own definition (benchmarks weighted equally).
 """
 
 from __future__ import annotations
@@ -25,10 +25,17 @@ import json
 import math
 import os
 import tempfile
-import warnings
 from pathlib import Path
 
 from harness.files import write_json_atomic, write_text_atomic
+from harness.stats import (
+    BOOTSTRAP_REPLICATES,
+    hierarchical_bootstrap,
+    holm,
+    spread,
+    stratified_paired_test,
+    welch_test,
+)
 from results import PAPER
 
 PAPER_SUITES = ("math", "code", "reasoning_gym")
@@ -46,73 +53,6 @@ def _metrics(path: Path) -> list[dict]:
     from harness.train import read_metrics
 
     return read_metrics(path)
-
-
-# --------------------------------------------------------------------------------------------
-# statistics
-
-
-def spread(values: list[float]) -> dict:
-    """Mean, sample sd, min, max and the 95% t-interval of the mean over `values` (None where undefined)."""
-    from scipy import stats
-
-    vals = [float(v) for v in values if v is not None]
-    n = len(vals)
-    if n == 0:
-        return {"n": 0, "mean": None, "sd": None, "min": None, "max": None, "ci95": None}
-    mean = sum(vals) / n
-    if n < 2:
-        return {"n": 1, "mean": mean, "sd": None, "min": mean, "max": mean, "ci95": None}
-    sd = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1))
-    half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
-    return {"n": n, "mean": mean, "sd": sd, "min": min(vals), "max": max(vals), "ci95": [mean - half, mean + half]}
-
-
-def paired_test(a: dict[str, float], b: dict[str, float]) -> dict:
-    """Paired t-test of b - a over the items both were scored on."""
-    from scipy import stats
-
-    common = sorted(set(a) & set(b))
-    diffs = [b[i] - a[i] for i in common]
-    n = len(diffs)
-    if n < 2:
-        return {"test": "paired t-test", "n_items": n, "mean_diff": None, "ci95": None, "t": None, "p_value": None}
-    mean = sum(diffs) / n
-    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
-    if sd == 0:
-        return {"test": "paired t-test", "n_items": n, "mean_diff": mean, "ci95": [mean, mean], "t": None,
-                "p_value": 1.0 if mean == 0 else 0.0}
-    with warnings.catch_warnings():  # scipy warns on nearly identical data; the statistic is still right
-        warnings.simplefilter("ignore", RuntimeWarning)
-        result = stats.ttest_rel([b[i] for i in common], [a[i] for i in common])
-    half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
-    return {"test": "paired t-test", "n_items": n, "mean_diff": mean, "ci95": [mean - half, mean + half],
-            "t": float(result.statistic), "p_value": float(result.pvalue)}
-
-
-def welch_test(a: list[float], b: list[float]) -> dict:
-    """Welch's t-test of mean(b) - mean(a) over independent runs (seeds), with its 95% interval."""
-    from scipy import stats
-
-    out = {"test": "Welch t-test", "n": [len(a), len(b)], "mean_diff": None, "ci95": None, "t": None, "df": None,
-           "p_value": None}
-    if len(a) < 2 or len(b) < 2:
-        return out
-    sa, sb = spread(a), spread(b)
-    diff = sb["mean"] - sa["mean"]
-    out["mean_diff"] = diff
-    va, vb = sa["sd"] ** 2 / len(a), sb["sd"] ** 2 / len(b)
-    se = math.sqrt(va + vb)
-    if se == 0:
-        out.update(ci95=[diff, diff], p_value=1.0 if diff == 0 else 0.0)
-        return out
-    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
-    half = float(stats.t.ppf(0.975, df)) * se
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        result = stats.ttest_ind(b, a, equal_var=False)
-    out.update(ci95=[diff - half, diff + half], t=float(result.statistic), df=df, p_value=float(result.pvalue))
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -177,8 +117,11 @@ def build_summary(out: Path) -> dict:
     A row: method, n, label (`baseline@<RL step>` / `<arm>@<base RL steps>+<arm steps>`), step,
     step_label, base_rl_step, eval_points (budget fractions it serves), seeds, steps_per_seed, hours
     (arm: mean training hours; baseline: position on the base curve, 0 = final), hours_per_seed,
-    samples, samples_per_seed, and per suite: scores (mean), ci95, ci_kind, sd, scores_per_seed,
+    samples, samples_per_seed, budget_point, spent (mean actual spend of the evaluated checkpoints,
+    in the budget's unit), spent_per_seed, and per suite: scores (mean), ci95, ci_kind, sd, scores_per_seed,
     mean_output_tokens, mean_output_tokens_sd, mean_output_tokens_per_seed.
+    significance, per suite: headline (hierarchical bootstrap, with p_holm over the suites),
+    paired_items (stratified by benchmark, given these runs), welch_seeds (K >= 2).
     """
     from harness.compare import ARMS, eval_points, point_steps, run_dir
     from harness.train import Budget
@@ -245,14 +188,17 @@ def build_summary(out: Path) -> dict:
                 previous["row"]["eval_points"].append(f)
                 continue
             steps = [step for _, step, _, _ in got]
-            hours = [m.get("wall_s", float("nan")) / 3600 for _, _, _, m in got]
+            # step 0: the arm's checkpoint at this point is the base itself (its first step overshot)
+            hours = [m.get("wall_s", 0.0 if step == 0 else float("nan")) / 3600 for _, step, _, m in got]
             samples = [m.get("samples_generated", 0) for _, _, _, m in got]
+            spent = [budget.used(m) if m else 0.0 for _, _, _, m in got]
             label = _step_label(base_rl, steps)
             row = {
                 "method": arm, "n": n, "label": f"{arm}@{label}", "step": _same_or_mean(steps), "step_label": label,
                 "base_rl_step": base_rl, "eval_points": [f], "seeds": [seed for seed, _, _, _ in got],
                 "steps_per_seed": steps, "hours": sum(hours) / len(hours), "hours_per_seed": hours,
                 "samples": _same_or_mean(samples), "samples_per_seed": samples,
+                "budget_point": f * budget.amount, "spent": sum(spent) / len(spent), "spent_per_seed": spent,
                 **_aggregate([ev for _, _, ev, _ in got], suites),
             }
             rows.append(row)
@@ -297,16 +243,24 @@ def build_summary(out: Path) -> dict:
         for s in suites:
             if not all(s in ev["suites"] for arm in arms for _, _, ev in finals[arm]):
                 continue
-            items = {arm: _mean_items([ev["suites"][s]["item_scores"] for _, _, ev in finals[arm]]) for arm in arms}
+            per_seed = {arm: {seed: ev["suites"][s]["item_scores"] for seed, _, ev in finals[arm]} for arm in arms}
+            items = {arm: _mean_items(list(per_seed[arm].values())) for arm in arms}
             scores = {arm: [ev["suites"][s]["pass_at_1"] for _, _, ev in finals[arm]] for arm in arms}
             k_min = min(len(v) for v in scores.values())
             significance[s] = {
                 "compared": f"{b2} - {a}, final checkpoints (budget end)",
                 "seeds": {arm: [seed for seed, _, _ in finals[arm]] for arm in arms},
                 "steps": {arm: [step for _, step, _ in finals[arm]] for arm in arms},
-                "paired_items": {**paired_test(items[a], items[b2]), "item_scores": "mean over each arm's seeds"},
-                "welch_seeds": welch_test(scores[a], scores[b2]) if k_min >= 2 else None,
+                "headline": hierarchical_bootstrap(per_seed[a], per_seed[b2]),
+                "paired_items": {**stratified_paired_test(items[a], items[b2]),
+                                 "conditional_on": "these K runs (item scores averaged over each arm's seeds)"},
+                "welch_seeds": ({**welch_test(scores[a], scores[b2]), "conditional_on": "nothing shared: seeds unpaired"}
+                                if k_min >= 2 else None),
             }
+        adjusted = holm({s: sig["headline"]["p_value"] for s, sig in significance.items()})
+        for s, sig in significance.items():
+            sig["headline"]["p_holm"] = adjusted[s]
+            sig["headline"]["family"] = sorted(significance)
     return {
         "profile": meta["profile"],
         "budget": b,
@@ -349,6 +303,23 @@ def _pm(mean, sd, fmt: str, scale: float = 1.0) -> str:
 
 def _p(value) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, ".3g")
+
+
+def _spent(row: dict) -> str:
+    """An arm row's actual spend: the mean over runs, and the largest when runs differ."""
+    per = row.get("spent_per_seed") or []
+    if not per:
+        return "—"
+    text = f"{row['spent']:.4g}"
+    return text if max(per) == min(per) else f"{text} (max {max(per):.4g})"
+
+
+def _test_cell(test: dict, n: str) -> str:
+    """`+d pts, 95% CI [lo, hi], p = ..` (n) for one test's result; a dash where it is undefined."""
+    if test.get("mean_diff") is None:
+        return "—"
+    lo, hi = test["ci95"]
+    return (f"{100 * test['mean_diff']:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}], p = {_p(test['p_value'])} ({n})")
 
 
 def _arm_line(arm: str, s: dict | None) -> str:
@@ -396,8 +367,9 @@ def render_tables(summary: dict, paper: dict) -> str:
         "",
         "## Table 2: scores",
         "",
-        "| method | N | RL steps | budget | hours | samples | " + " | ".join(s.replace("_", " ") for s in suites) + " |",
-        "|---|---|---|---|---|---|" + "---|" * len(suites),
+        f"| method | N | RL steps | budget point | spent ({b['kind']}) | hours | samples | "
+        + " | ".join(s.replace("_", " ") for s in suites) + " |",
+        "|---|---|---|---|---|---|---|" + "---|" * len(suites),
     ]
     for r in rows:
         cells = []
@@ -409,13 +381,18 @@ def render_tables(summary: dict, paper: dict) -> str:
             else:
                 cells.append("—")
         if r["method"] == "baseline":
-            point, hours, samples = "base", "—", "—"
+            point, spent, hours, samples = "base", "—", "—", "—"
         else:
-            point = ", ".join(f"{100 * f:g}%" for f in r["eval_points"])
+            point = ", ".join(f"{100 * f:g}%" for f in r["eval_points"]) + f" = {r['budget_point']:g}"
+            spent = _spent(r)
             hours = f"+{r['hours']:.3f}"
             samples = f"{r['samples']:,.0f}"
-        lines.append(f"| {r['method']} | {r['n']} | {r['step_label']} | {point} | {hours} | {samples} | " + " | ".join(cells) + " |")
+        lines.append(f"| {r['method']} | {r['n']} | {r['step_label']} | {point} | {spent} | {hours} | {samples} | "
+                     + " | ".join(cells) + " |")
     lines += ["", ("RL steps as the paper writes them: base RL steps + the arm's steps (a range when the runs differ). "
+                   "Each arm is evaluated at matched spend: the last checkpoint whose spend is at or under the budget "
+                   "point (never the step that passed it); `spent` is that checkpoint's actual spend (mean over runs, "
+                   "and the largest), step 0 being the base itself. "
                    "Hours: the arm's training wall-clock (mean over runs); samples: generated samples (mean over runs)."),
               "", "Paper (continued from ProRLv2 1.5B, 64 H100; hours are added to the 3,000-step base):", "",
               "| method | N | RL steps | hours | samples (k) | math | code | reasoning gym |", "|---|---|---|---|---|---|---|---|"]
@@ -444,30 +421,36 @@ def render_tables(summary: dict, paper: dict) -> str:
     lines += ["", f"## Table 4: scores and mean output tokens of the final checkpoints{spread_note}", ""]
     if len(arms) == 2 and all(finals.values()):
         a, b2 = arms
-        seed_col = f" | seed-level Welch t-test ({b2} - {a})" if k >= 2 else ""
-        lines += [f"| task | {a} score | {b2} score | {a} tokens | {b2} tokens | token change | paired test over items ({b2} - {a}){seed_col} |",
-                  "|---|---|---|---|---|---|---|" + ("---|" if k >= 2 else "")]
+        lines += [f"| task | {a} score | {b2} score | {a} tokens | {b2} tokens | token change |",
+                  "|---|---|---|---|---|---|"]
         for s in measured:
-            sig = summary["significance"].get(s, {})
-            items = sig.get("paired_items") or {}
-            test = "—" if items.get("mean_diff") is None else (
-                f"{100 * items['mean_diff']:+.2f} pts, 95% CI [{100 * items['ci95'][0]:+.2f}, {100 * items['ci95'][1]:+.2f}], "
-                f"p = {_p(items['p_value'])} (n={items['n_items']} items)")
-            if k >= 2:
-                w = sig.get("welch_seeds") or {}
-                test += " | " + ("—" if w.get("mean_diff") is None else (
-                    f"{100 * w['mean_diff']:+.2f} pts, 95% CI [{100 * w['ci95'][0]:+.2f}, {100 * w['ci95'][1]:+.2f}], "
-                    f"p = {_p(w['p_value'])} (n={w['n'][0]}+{w['n'][1]} runs)"))
             fa, fb = finals[a], finals[b2]
             if s not in fa["scores"] or s not in fb["scores"]:
                 continue
             ta, tb = fa["mean_output_tokens"][s], fb["mean_output_tokens"][s]
             lines.append(f"| {s} | {_pm(fa['scores'][s], fa['sd'][s], '.2f', 100)} | {_pm(fb['scores'][s], fb['sd'][s], '.2f', 100)} | "
                          f"{_pm(ta, fa['mean_output_tokens_sd'][s], '.1f')} | {_pm(tb, fb['mean_output_tokens_sd'][s], '.1f')} | "
-                         f"{(round(tb - ta, 1) or 0.0):+.1f} | {test} |")
-        lines += ["", "Paired test: each item's score averaged over the arm's seeds, then a paired t-test over items "
-                  "(scipy ttest_rel)." + (" Welch: the K final per-seed domain scores of each arm (scipy ttest_ind, "
-                                          "unequal variances)." if k >= 2 else "")]
+                         f"{(round(tb - ta, 1) or 0.0):+.1f} |")
+        lines += ["", f"### Is {b2} - {a} different from 0? (final checkpoints, points of pass@1)", "",
+                  (f"| task | headline: bootstrap over seeds and items | Holm p ({len(summary['significance'])} domains) "
+                   "| paired over items, given these runs | Welch over seeds, unpaired |"), "|---|---|---|---|---|"]
+        for s in measured:
+            sig = summary["significance"].get(s)
+            if not sig:
+                continue
+            h, items, welch = sig["headline"], sig["paired_items"], sig.get("welch_seeds")
+            cells = [_test_cell(h, f"K={h['n_seeds']} seeds x {h['n_items']} items"), _p(h.get("p_holm")),
+                     _test_cell(items, f"{items['n_items']} items"),
+                     _test_cell(welch, f"{welch['n'][0]}+{welch['n'][1]} runs") if welch else "—"]
+            lines.append(f"| {s} | " + " | ".join(cells) + " |")
+        lines += ["", ("Every test is of the domain score as the tables define it: the unweighted mean over benchmarks, "
+                       "so each item weighs 1 / (benchmarks x its benchmark's items). Headline: a two-way bootstrap "
+                       f"({BOOTSTRAP_REPLICATES} replicates) that resamples seeds, keeping seed s of both arms paired (they share its prompt "
+                       "order), and items within each benchmark; percentile interval; Holm's correction over the "
+                       "domains tested. Paired over items: each item averaged over an arm's seeds, then a t-test "
+                       "stratified by benchmark; it conditions on these K runs and ignores run-to-run noise. Welch: "
+                       "the K per-seed domain scores of each arm, unpaired; it ignores the eval set's noise and the "
+                       "shared prompt order. harness/stats.py has each.")]
     else:
         lines.append("Not available until both arms have a final evaluation.")
     lines += ["", "Paper: " + "; ".join(f"{p['task']}: ProRL {p['prorl_score']} / BroRL {p['brorl_score']}, tokens {p['prorl_tokens']:,} -> "

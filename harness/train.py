@@ -8,8 +8,9 @@ Writes, under the output folder:
 - `metrics.jsonl`: one JSON line per RL step (the same scalars go to TensorBoard under `tb/`);
 - `checkpoints/step_NNNNNN/`: `save_pretrained` weights and tokenizer plus `trainer_state.pt`
   (optimizer, scheduler, reference policy, RNG states, data position), every `train.save_every`
-  steps and at the end. Each checkpoint is written to a temporary folder and renamed, so a
-  checkpoint that exists is complete.
+  steps and at the end; and, without `trainer_state.pt`, the evaluation checkpoints of matched
+  spend (the last step at or under each budget point, see `run_training`). Each checkpoint is
+  written to a temporary folder and renamed, so a checkpoint that exists is complete.
 
 `--resume` loads the newest checkpoint, drops metric lines written after it, and continues; the
 final weights and the non-timing metrics equal those of an uninterrupted run.
@@ -114,8 +115,13 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
                  progress: bool = True, log=print, budget: Budget | None = None,
                  checkpoint_fractions: tuple[float, ...] = ()) -> Path:
     """Train one arm until its budget is spent (default: `cfg.train.steps` steps); returns the final
-    checkpoint folder. A checkpoint is also saved the first time the spend crosses each of
-    `checkpoint_fractions` x budget (evaluation points for `harness compare`)."""
+    checkpoint folder.
+
+    Matched spend: for each point p of `checkpoint_fractions` x budget and the budget itself, the
+    last step whose spend is at or under p keeps a checkpoint (`harness compare` evaluates it), so
+    no evaluated checkpoint has more training than its point allows. The step that passes p is
+    only known once it has run; the weights from before it are then written from a copy kept in
+    memory (weights and tokenizer only: an evaluation checkpoint, not a resume point)."""
     from trainers.registry import get_builder
 
     budget = budget or Budget("steps", cfg.train.steps)
@@ -133,7 +139,8 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
         from harness.bootstrap import bootstrap
 
         base = str(bootstrap(cfg, progress=progress, log=log))
-    model, tokenizer = load_policy(str(last or base), cfg.rollout.device, cfg.rollout.dtype)
+    # fp32 master weights (train.dtype) whatever the generation precision (rollout.dtype)
+    model, tokenizer = load_policy(str(last or base), cfg.rollout.device, cfg.train.dtype)
     from suites import build_suite
 
     trainer = builder(cfg, model, tokenizer, [build_suite(name, cfg) for name in cfg.suites.enabled])
@@ -144,6 +151,9 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
         wall_before = state["wall_s"]
         log(f"resuming from {last} (step {trainer.step_count})")
     kept = [row for row in read_metrics(metrics_path) if row["step"] <= trainer.step_count]
+    for stale in (out / CHECKPOINTS).glob("step_*") if last is not None else ():
+        if int(stale.name.split("_")[1]) > trainer.step_count:  # evaluation checkpoints of the replayed steps
+            shutil.rmtree(stale, ignore_errors=True)
     write_text_atomic(metrics_path, "".join(json.dumps(row) + "\n" for row in kept))
     write_json_atomic(out / "config.json", {
         "recipe": recipe,
@@ -157,7 +167,7 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(str(out / "tb"), purge_step=trainer.step_count + 1)
-    marks = sorted(f * budget.amount for f in checkpoint_fractions if 0 < f < 1)
+    marks = sorted({f * budget.amount for f in checkpoint_fractions if 0 < f < 1} | {budget.amount})
     spent = budget.used(kept[-1] if kept else None)
     if last is not None and spent >= budget.amount:
         log(f"budget already spent ({budget.amount:g} {budget.kind}, {trainer.step_count} steps); nothing to do")
@@ -168,6 +178,10 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
     try:
         with StopRequest() as stop, metrics_path.open("a") as sink:
             while spent < budget.amount:
+                previous = trainer.step_count
+                # the weights before this step, in case it passes a point and `previous` has no checkpoint
+                snapshot = None if previous == 0 or (out / CHECKPOINTS / checkpoint_name(previous)).is_dir() \
+                    else weights_snapshot(trainer.policy)
                 row = trainer.step()
                 row["wall_s"] = wall_before + time.perf_counter() - started
                 sink.write(json.dumps(row) + "\n")
@@ -180,9 +194,11 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
                 bar.update(min(spent, budget.amount) - min(before, budget.amount))
                 bar.set_postfix(step=row["step"], reward=f"{row['reward_mean']:.3f}", ds=f"{row['ds_pass_rate']:.2f}")
                 step = trainer.step_count
-                crossed = any(before < m <= spent for m in marks)
+                if snapshot is not None and any(before <= m < spent for m in marks):
+                    save_weights(out, previous, trainer.policy, snapshot, tokenizer)
+                at_point = any(spent == m for m in marks)  # the last step at or under that point
                 periodic = cfg.train.save_every and step % cfg.train.save_every == 0
-                if spent >= budget.amount or stop.requested or crossed or periodic:
+                if spent >= budget.amount or stop.requested or at_point or periodic:
                     final = save_checkpoint(out, trainer, tokenizer, row["wall_s"])
                 if stop.requested and spent < budget.amount:
                     log(f"stopped after step {step}: checkpoint {final}; continue with --resume")
@@ -198,7 +214,7 @@ def learning_summary(rows: list[dict]) -> dict:
     least one step each), and Welch's test of last - first over those steps' rewards (no interval
     with one step per window). Steps are not independent draws, so read the interval as the
     step-to-step noise of this run, not as a guarantee."""
-    from harness.report import welch_test
+    from harness.stats import welch_test
 
     k = max(1, len(rows) // 5)
     first = [r["reward_mean"] for r in rows[:k]]
@@ -217,6 +233,28 @@ def format_learning(summary: dict) -> str:
         return line + " (one step per window: no interval)"
     lo, hi = test["ci95"]
     return line + f" (95% CI [{lo:+.3f}, {hi:+.3f}] over steps, Welch p = {test['p_value']:.2g})"
+
+
+def weights_snapshot(model) -> dict[str, torch.Tensor]:
+    """A CPU copy of the model's weights; tensors shared in the model (tied embeddings) stay shared."""
+    copies: dict[int, torch.Tensor] = {}
+    return {name: copies.setdefault(t.data_ptr(), t.detach().to("cpu", copy=True))
+            for name, t in model.state_dict().items()}
+
+
+def save_weights(out: Path, step: int, model, state_dict: dict[str, torch.Tensor], tokenizer) -> Path:
+    """An evaluation checkpoint of `step` from a weights snapshot: save_pretrained files and the
+    tokenizer, no trainer state (resume never starts from it); renamed into place when complete."""
+    folder = out / CHECKPOINTS
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / checkpoint_name(step)
+    work = folder / f".{target.name}.tmp"
+    shutil.rmtree(work, ignore_errors=True)
+    model.save_pretrained(work, state_dict=state_dict)
+    tokenizer.save_pretrained(work)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(work, target)
+    return target
 
 
 def save_checkpoint(out: Path, trainer, tokenizer, wall_s: float) -> Path:
