@@ -299,6 +299,14 @@ class TrainConfig:
 
     trainer: str = "step_scaling"
     """Registered trainer name: step_scaling (ProRL), rollout_scaling (BroRL), or a plug-in's."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Master weights of the policy and the reference, and the optimizer's state: float32 keeps
+    small updates (lr 1e-6) that bf16 storage rounds away. Generation precision is
+    `rollout.dtype`: when it differs, the rollout engine holds its own copy of the weights in that
+    dtype, refreshed from the master weights before every generation (as vLLM would)."""
+    autocast_dtype: Literal["none", "bfloat16", "float16"] = "none"
+    """Mixed precision of the update's forward and backward passes (torch.autocast; bfloat16 is the
+    usual GPU setting): the master weights stay in `dtype`. `none`: compute in `dtype`."""
     seed: NonNegInt = 0
     """The arm's own seed for its RL randomness (prompt order, sampling, mini-batch shuffles), on top
     of the master seed, which also fixes the base and the data splits. `harness compare --seeds K`
@@ -323,6 +331,19 @@ class TrainConfig:
     """PPO clip below: ratio >= 1 - eps_low."""
     eps_high: NonNegFloat = 0.27
     """PPO clip above (clip-higher): ratio <= 1 + eps_high (ProRLv2: 0.27; v1: 0.4)."""
+    adv_normalise: Literal["tokens", "sequences"] = "tokens"
+    """What the REINFORCE++-baseline whitening averages over after the group mean is subtracted:
+    `tokens` (each sequence weighted by its response length) is what verl
+    (`algorithm.adv_estimator=reinforce_plus_plus_baseline`, `masked_whiten`), OpenRLHF and NeMo-RL
+    do, so it is the default; `sequences` (each sequence once) is this project's earlier rule. When
+    length tracks reward the two shift advantages by ~0.3 std and can flip signs (docs/trainers.md)."""
+    clip_ratio_c: Annotated[float, Range(min=1.001)] | None = 3.0
+    """Dual clip: for a negative advantage the per-token loss is at most -A * clip_ratio_c, so a
+    token whose ratio exploded cannot dominate the update (verl `actor.clip_ratio_c`, default 3;
+    must be > 1). null turns it off, as NeMo-RL's prorlv2.yaml does (`ratio_clip_c: null`)."""
+    log_ratio_clamp: PosFloat = 20.0
+    """The log-ratio logp - old_logp is clamped to +-this before exp, so the ratio stays finite
+    (verl: 20; float32 exp overflows past ~88.7 and the gradient turns NaN)."""
     kl_coef: NonNegFloat = 1e-4
     """KL penalty coefficient to the reference policy; 0 disables the penalty."""
     kl_estimator: Literal["k2", "low_var_kl"] = "k2"

@@ -221,8 +221,8 @@ BROKEN = {
         import trainers.grpo as grpo
         from trainers.core import ppo_clip_objective
 
-        def broken_objective(logp, old_logp, advantages, eps_low, eps_high):  # sign error: unlearns
-            loss, clipped = ppo_clip_objective(logp, old_logp, advantages, eps_low, eps_high)
+        def broken_objective(*args, **kwargs):  # sign error: unlearns
+            loss, clipped = ppo_clip_objective(*args, **kwargs)
             return -loss, clipped
 
         grpo.ppo_clip_objective = broken_objective

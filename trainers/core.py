@@ -3,10 +3,11 @@
 Shapes: `rewards` is [groups, n] (one row per prompt, one column per sample). Token tensors are
 [sequences, tokens] with a 0/1 `mask` marking response tokens; padding never counts.
 
-Recipe (ProRLv2 lineage, see ../shared/REFERENCE.md): REINFORCE++-baseline advantages, PPO-clip
-with decoupled eps_low / eps_high, token-level loss aggregation, a KL penalty to a periodically
-reset reference policy, optional truncated importance sampling against the rollout engine's
-logprobs, and dynamic sampling that drops groups without reward spread.
+Recipe (ProRLv2 lineage, see ../shared/REFERENCE.md): REINFORCE++-baseline advantages (whitened
+over tokens, as verl does), PPO-clip with decoupled eps_low / eps_high, dual clip and a clamped
+log-ratio, token-level loss aggregation, a KL penalty to a periodically reset reference policy,
+optional truncated importance sampling against the rollout engine's logprobs, and dynamic sampling
+that drops groups without reward spread (docs/trainers.md).
 """
 
 from __future__ import annotations
@@ -19,13 +20,47 @@ import torch
 KLEstimator = Literal["k2", "low_var_kl"]
 
 
-def group_advantages(rewards: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """REINFORCE++-baseline: subtract each prompt group's mean reward, then normalise the result by
-    the mean and standard deviation over the whole batch. [groups, n] -> [groups, n]."""
+AdvNormalise = Literal["tokens", "sequences"]
+
+
+def group_advantages(
+    rewards: torch.Tensor,
+    lengths: torch.Tensor | None = None,
+    normalise: AdvNormalise = "tokens",
+    eps: float | None = None,
+) -> torch.Tensor:
+    """REINFORCE++-baseline: subtract each prompt group's mean reward, then whiten the result over
+    the whole batch. rewards [groups, n], lengths [groups, n] (response tokens) -> [groups, n].
+
+    The batch statistics come in two conventions (config `train.adv_normalise`):
+    - "tokens" (default; verl's `reinforce_plus_plus_baseline`, OpenRLHF and NeMo-RL): each
+      sequence's centred reward c counts once per response token, as when the advantage is spread
+      over the token grid: mean m = sum(L c) / T, variance v = sum(L (c - m)^2) / (T - 1) (Bessel's
+      correction over the T = sum(L) tokens, as verl's `masked_whiten`), A = (c - m) / sqrt(v + eps)
+      with eps = 1e-8 unless given (verl's). A zero-length response gets 0, as verl's mask gives
+      it. Needs `lengths`.
+    - "sequences" (this project's earlier rule, kept to reproduce older runs): each sequence counts
+      once, population std: A = (c - mean) / (std + eps) with eps = 1e-6 unless given.
+    When response length tracks reward the two differ: long responses weigh more in the token
+    mean, which shifts every advantage. With equal lengths they agree up to the token rule's Bessel
+    factor sqrt((T - 1) / T)."""
     centred = rewards - rewards.mean(dim=1, keepdim=True)
-    flat = centred.flatten()
-    std = flat.std(unbiased=False) if flat.numel() > 1 else flat.new_tensor(0.0)
-    return (centred - flat.mean()) / (std + eps)
+    if normalise == "sequences":
+        flat = centred.flatten()
+        std = flat.std(unbiased=False) if flat.numel() > 1 else flat.new_tensor(0.0)
+        return (centred - flat.mean()) / (std + (1e-6 if eps is None else eps))
+    if normalise != "tokens":
+        raise ValueError(f"unknown advantage normalisation '{normalise}'; valid: tokens, sequences")
+    if lengths is None:
+        raise ValueError("normalise='tokens' needs the response lengths ([groups, n] token counts)")
+    weight = torch.as_tensor(lengths, device=centred.device).to(centred.dtype)
+    if weight.shape != centred.shape:
+        raise ValueError(f"lengths {tuple(weight.shape)} must match rewards {tuple(centred.shape)}")
+    tokens = weight.sum()
+    mean = (weight * centred).sum() / tokens.clamp(min=1.0)
+    var = (weight * (centred - mean).pow(2)).sum() / (tokens - 1.0).clamp(min=1.0)
+    whitened = (centred - mean) * torch.rsqrt(var + (1e-8 if eps is None else eps))
+    return whitened * (weight > 0).to(whitened.dtype)
 
 
 def zero_spread_groups(rewards: torch.Tensor, tol: float = 0.0) -> torch.Tensor:
@@ -48,19 +83,50 @@ def ppo_clip_objective(
     advantages: torch.Tensor,
     eps_low: float,
     eps_high: float,
+    clip_ratio_c: float | None = 3.0,
+    log_ratio_clamp: float = 20.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token PPO-clip loss with decoupled bounds ("clip-higher") and where clipping was active.
+    """Per-token PPO-clip loss with decoupled bounds ("clip-higher"), dual clip and a clamped
+    log-ratio, and where the ordinary clip was active.
 
-    ratio = exp(logp - old_logp); loss = -min(ratio * A, clip(ratio, 1 - eps_low, 1 + eps_high) * A).
-    Outside the clip range on the side the advantage pushes towards, the loss is constant in logp:
-    zero gradient. Returns (loss [seq, tok], clipped [seq, tok] as float)."""
-    ratio = torch.exp(logp - old_logp)
+    logp, old_logp [seq, tok]; advantages [seq, tok] or [seq]. Returns (loss [seq, tok], clipped
+    [seq, tok] as float).
+    ratio = exp(clamp(logp - old_logp, -log_ratio_clamp, log_ratio_clamp));
+    loss = -min(ratio * A, clip(ratio, 1 - eps_low, 1 + eps_high) * A). Outside the clip range on
+    the side the advantage pushes towards, the loss is constant in logp: zero gradient.
+    Dual clip (Ye et al. 2019, arXiv 1912.09729; verl's `clip_ratio_c`, default 3): for A < 0 the
+    loss above grows without bound in the ratio, so it is capped at -A * clip_ratio_c, i.e.
+    min(-A * c, loss), which is active exactly where A < 0 and ratio > c; there the gradient is 0.
+    `clip_ratio_c=None` turns it off (NeMo-RL's prorlv2.yaml: `ratio_clip_c: null`); otherwise it
+    must exceed 1. The clamp (verl: [-20, 20]) keeps exp finite: without it a log-ratio above ~88.7
+    overflows float32 to inf and the gradient to NaN; beyond the clamp the gradient is 0."""
+    if clip_ratio_c is not None and clip_ratio_c <= 1.0:
+        raise ValueError(f"clip_ratio_c must be > 1 (or None to disable the dual clip), got {clip_ratio_c}")
+    ratio = clamped_ratio(logp, old_logp, log_ratio_clamp)
     adv = advantages if advantages.dim() == logp.dim() else advantages.unsqueeze(-1)
     unclipped = ratio * adv
     clipped = torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_high) * adv
     loss = -torch.minimum(unclipped, clipped)
     was_clipped = (clipped < unclipped).float()
+    if clip_ratio_c is not None:
+        loss = torch.where(dual_clip_active(ratio, adv, clip_ratio_c), -adv * clip_ratio_c, loss)
     return loss, was_clipped
+
+
+def clamped_ratio(logp: torch.Tensor, old_logp: torch.Tensor, log_ratio_clamp: float = 20.0) -> torch.Tensor:
+    """exp(clamp(logp - old_logp, -log_ratio_clamp, log_ratio_clamp)): the policy ratio, finite for
+    any log-ratio (float32 exp overflows past ~88.7). Same shape in and out."""
+    return torch.exp(torch.clamp(logp - old_logp, -log_ratio_clamp, log_ratio_clamp))
+
+
+def dual_clip_active(ratio: torch.Tensor, advantages: torch.Tensor, clip_ratio_c: float | None) -> torch.Tensor:
+    """Where the dual clip caps the PPO loss: A < 0 and ratio > clip_ratio_c (there the clipped loss
+    -A * max(ratio, 1 - eps_low) exceeds -A * c, as c > 1). ratio and advantages [seq, tok] ->
+    bool [seq, tok]; all False when the dual clip is off (None). verl logs this fraction as
+    `actor/pg_clipfrac_lower`."""
+    if clip_ratio_c is None:
+        return torch.zeros_like(ratio, dtype=torch.bool)
+    return (advantages < 0) & (ratio > clip_ratio_c)
 
 
 def kl_penalty(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: KLEstimator = "k2") -> torch.Tensor:
@@ -82,11 +148,13 @@ def truncated_is_weights(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Importance weights correcting the rollout engine's sampling distribution towards the
     trainer's (ICE-POP style): w = exp(old_logp - rollout_logp), and tokens whose w falls outside
-    [low, high] are masked out of the loss. Returns (weights, keep) with no gradient."""
+    [low, high] are masked out of the loss. Returns (weights, keep), both [seq, tok], no gradient.
+    A masked token's weight is exactly 0 even when w overflows to inf (a log-ratio past ~88.7 in
+    float32): selecting with `where` avoids the NaN of inf * 0."""
     with torch.no_grad():
         w = torch.exp(old_logp - rollout_logp)
-        keep = ((w >= low) & (w <= high)).float()
-    return w * keep, keep
+        kept = (w >= low) & (w <= high)
+    return torch.where(kept, w, torch.zeros_like(w)), kept.float()
 
 
 def token_entropy(logits: torch.Tensor) -> torch.Tensor:

@@ -23,6 +23,7 @@ Left out for now: one PPO epoch per step.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import random
@@ -41,6 +42,8 @@ from harness.rollout import SamplingParams, make_engine
 from suites.base import Item, Suite, suite_timeout
 from suites.bounded import shared_pool
 from trainers.core import (
+    clamped_ratio,
+    dual_clip_active,
     group_advantages,
     kl_penalty,
     masked_token_mean,
@@ -89,7 +92,12 @@ class GRPOTrainer:
         self.tokenizer = tokenizer
         self.policy.train()
         self.reference = copy.deepcopy(model).eval().requires_grad_(False)
-        self.engine = make_engine(config.rollout.engine, model, tokenizer, config.rollout.max_batch_sequences)
+        # Generation precision is rollout.dtype; training keeps the master weights in train.dtype.
+        # When they differ the engine gets its own copy, refreshed before every generation.
+        rollout_dtype = getattr(torch, config.rollout.dtype)
+        self.rollout_model = model if rollout_dtype == model.dtype else \
+            copy.deepcopy(model).to(rollout_dtype).eval().requires_grad_(False)
+        self.engine = make_engine(config.rollout.engine, self.rollout_model, tokenizer, config.rollout.max_batch_sequences)
         self.scorer_pool = shared_pool(config.scoring.workers, config.scoring.timeout_s)
         self.optimizer = self._new_optimizer()
         self.scheduler = self._new_scheduler()
@@ -141,6 +149,7 @@ class GRPOTrainer:
         response_tokens = 0
         rounds = 0
         score_s = 0.0
+        self._sync_rollout_weights()
         while len(kept_groups) < self.arm.prompts_per_step and rounds < t.max_gen_rounds:
             rounds += 1
             batch = self._next_prompts(self.arm.prompts_per_step)
@@ -188,7 +197,8 @@ class GRPOTrainer:
         if kept_groups:
             metrics.update(self._update(kept_groups))
         else:
-            metrics.update({"loss": None, "clip_frac": None, "kl": None, "entropy": None, "train_tokens": 0})
+            metrics.update({"loss": None, "clip_frac": None, "dual_clip_frac": None, "kl": None, "entropy": None,
+                            "train_tokens": 0})
         train_s = time.perf_counter() - train_start
         metrics["train_s"] = train_s
         metrics["train_tokens_per_s"] = metrics.pop("train_tokens") / train_s if train_s > 0 else 0.0
@@ -201,6 +211,12 @@ class GRPOTrainer:
             metrics["ref_reset"] = True
         metrics["step_s"] = time.perf_counter() - start
         return metrics
+
+    def _sync_rollout_weights(self) -> None:
+        """The engine's own copy (if any) takes the master weights, cast to the rollout dtype."""
+        if self.rollout_model is not self.policy:
+            with torch.no_grad():
+                self.rollout_model.load_state_dict(self.policy.state_dict())
 
     def _score(self, batch: list[tuple[Suite, Item]], groups) -> list:
         """Rewards in (prompt, sample) order, each scorer call bounded in a worker process."""
@@ -241,7 +257,8 @@ class GRPOTrainer:
         t = self.train_cfg
         layout = layout or SHARED_PROMPT
         pad_id = self.tokenizer.pad_token_id
-        advantages = group_advantages(torch.stack([r for _, _, r in kept_groups]))
+        lengths = torch.tensor([[len(s.token_ids) for s in samples] for _, samples, _ in kept_groups])
+        advantages = group_advantages(torch.stack([r for _, _, r in kept_groups]), lengths, t.adv_normalise)
         seqs = [
             _Sequence(ids=list(prompt_ids) + s.token_ids, prompt_len=len(prompt_ids), group=g,
                       rollout_logp=s.logprobs, advantage=float(advantages[g, j]))
@@ -257,7 +274,7 @@ class GRPOTrainer:
         order = torch.randperm(len(seqs), generator=g).tolist()
         n_mb = min(t.mini_batches, len(seqs))
         bounds = [round(i * len(seqs) / n_mb) for i in range(n_mb + 1)]
-        totals = {"loss": 0.0, "clip": 0.0, "kl": 0.0, "entropy": 0.0, "tokens": 0}
+        totals = {"loss": 0.0, "clip": 0.0, "dual_clip": 0.0, "kl": 0.0, "entropy": 0.0, "tokens": 0}
         for b in range(n_mb):
             members = order[bounds[b]:bounds[b + 1]]
             self.optimizer.zero_grad(set_to_none=True)
@@ -272,6 +289,7 @@ class GRPOTrainer:
         return {
             "loss": totals["loss"] / n_mb,
             "clip_frac": totals["clip"] / tokens,
+            "dual_clip_frac": totals["dual_clip"] / tokens,
             "kl": totals["kl"] / tokens,
             "entropy": totals["entropy"] / tokens,
             "train_tokens": sum(len(s.ids) for s in seqs),
@@ -472,7 +490,8 @@ def _logprobs(model, seqs: list[_Sequence], t, pad_id: int, layout: UpdateLayout
     """Per-sequence response-token logprobs (temperature-scaled), computed in micro-batches."""
     out: list[torch.Tensor] = [torch.empty(0)] * len(seqs)
     for micro in layout.micro_batches(seqs, list(range(len(seqs))), t.micro_batch_tokens):
-        logits, targets, _ = layout.forward(model, seqs, micro, pad_id, t.temperature)
+        with _autocast(model, t):
+            logits, targets, _ = layout.forward(model, seqs, micro, pad_id, t.temperature)
         logp = _token_logprobs(logits, targets)
         for row, i in enumerate(micro):
             out[i] = logp[row, : len(seqs[i].ids) - seqs[i].prompt_len].detach().cpu()
@@ -483,18 +502,20 @@ def _accumulate_gradients(model, seqs: list[_Sequence], members: list[int], old_
                           layout: UpdateLayout = SHARED_PROMPT) -> dict[str, float]:
     """Backward of one mini-batch's loss, micro-batch by micro-batch; its sums for the metrics.
 
-    Loss: PPO-clip (times the TIS weight when `t.tis`) plus `kl_coef` x KL to the reference, summed
+    Loss: PPO-clip with dual clip `t.clip_ratio_c` and log-ratio clamp `t.log_ratio_clamp` (times
+    the TIS weight when `t.tis`) plus `kl_coef` x KL to the reference, summed
     over the mini-batch's response tokens and divided by their count (token-level mean). Each
     micro-batch divides by the whole mini-batch's count, so the accumulated gradient is that of
     one pass over the mini-batch."""
     mb_tokens = sum(len(seqs[i].ids) - seqs[i].prompt_len for i in members)
-    sums = {"loss": 0.0, "clip": 0.0, "kl": 0.0, "entropy": 0.0, "tokens": mb_tokens}
+    sums = {"loss": 0.0, "clip": 0.0, "dual_clip": 0.0, "kl": 0.0, "entropy": 0.0, "tokens": mb_tokens}
     for micro in layout.micro_batches(seqs, members, t.micro_batch_tokens):
-        logits, targets, mask = layout.forward(model, seqs, micro, pad_id, t.temperature)
+        with _autocast(model, t):
+            logits, targets, mask = layout.forward(model, seqs, micro, pad_id, t.temperature)
         logp = _token_logprobs(logits, targets)
         old = _to_grid([old_logp[i] for i in micro], logp.shape, logp.device)
         adv = torch.tensor([seqs[i].advantage for i in micro], device=logp.device).unsqueeze(-1).expand_as(logp)
-        pg, clipped = ppo_clip_objective(logp, old, adv, t.eps_low, t.eps_high)
+        pg, clipped = ppo_clip_objective(logp, old, adv, t.eps_low, t.eps_high, t.clip_ratio_c, t.log_ratio_clamp)
         if t.tis:
             rollout = _to_grid([seqs[i].rollout_logp for i in micro], logp.shape, logp.device)
             weight, _ = truncated_is_weights(old, rollout, t.tis_low, t.tis_high)
@@ -510,9 +531,19 @@ def _accumulate_gradients(model, seqs: list[_Sequence], members: list[int], old_
         with torch.no_grad():
             sums["loss"] += float(loss)
             sums["clip"] += float((clipped * mask).sum())
+            capped = dual_clip_active(clamped_ratio(logp, old, t.log_ratio_clamp), adv, t.clip_ratio_c)
+            sums["dual_clip"] += float((capped.float() * mask).sum())
             sums["kl"] += float((kl * mask).sum())
             sums["entropy"] += float((token_entropy(logits) * mask).sum())
     return sums
+
+
+def _autocast(model, t):
+    """Mixed precision for the update's forward passes (`train.autocast_dtype`); the master weights
+    and the optimizer stay in `train.dtype`, and the logits are taken in float32."""
+    if t.autocast_dtype == "none":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=model.device.type, dtype=getattr(torch, t.autocast_dtype))
 
 
 def _to_grid(values, shape, device) -> torch.Tensor:
