@@ -11,6 +11,7 @@ about the suite).
 from __future__ import annotations
 
 import math
+import zlib
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
@@ -68,7 +69,11 @@ def evaluate_suite(
     prompts_per_call: int = 64,
     progress: bool = True,
 ) -> SuiteScore:
-    """Generate k samples for every item, score them (bounded, in `pool`'s workers), and aggregate."""
+    """Generate k samples for every item, score them (bounded, in `pool`'s workers), and aggregate.
+
+    Every call shares `sampling.seed` and passes its first item's index, so item i's samples (and
+    so the scores) do not depend on `prompts_per_call`.
+    """
     if not items:
         raise ValueError(f"suite '{suite.name}' has no items to evaluate")
     item_means: list[float] = []
@@ -82,9 +87,7 @@ def evaluate_suite(
     bar = tqdm(total=len(items) * k, desc=f"eval {suite.name}", unit="sample", disable=not progress, leave=False)
     for start in range(0, len(items), prompts_per_call):
         batch = items[start:start + prompts_per_call]
-        call_sampling = sampling
-        if sampling.seed is not None:  # a different, reproducible stream per call
-            call_sampling = SamplingParams(**{**asdict(sampling), "seed": sampling.seed + start})
+        call_sampling = SamplingParams(**{**asdict(sampling), "first_prompt_index": sampling.first_prompt_index + start})
         result = engine.generate(render_prompts(tokenizer, [it.prompt for it in batch]), k, call_sampling)
         gen_s += result.generation_s
         scores = iter(pool.map(
@@ -143,19 +146,26 @@ def evaluate_checkpoint(cfg, checkpoint: str, suite_names: Sequence[str], progre
 
     model, tokenizer = load_policy(checkpoint, cfg.rollout.device, cfg.rollout.dtype)
     engine = make_engine(cfg.rollout.engine, model, tokenizer, cfg.rollout.max_batch_sequences)
-    sampling = SamplingParams(
-        temperature=cfg.eval.temperature, top_p=cfg.eval.top_p, max_new_tokens=cfg.eval.max_new_tokens, seed=cfg.seed + 1,
-    )
     pool = shared_pool(cfg.scoring.workers, cfg.scoring.timeout_s)
     results = {}
     for name in suite_names:
         suite = build_suite(name, cfg)
         items = suite.items("eval", getattr(cfg.suites, name).eval_items)
+        sampling = SamplingParams(
+            temperature=cfg.eval.temperature, top_p=cfg.eval.top_p, max_new_tokens=cfg.eval.max_new_tokens,
+            seed=suite_seed(cfg.seed, name),
+        )
         results[name] = evaluate_suite(
             engine, tokenizer, suite, items, cfg.eval.k, sampling, pool,
             prompts_per_call=cfg.eval.prompts_per_call, progress=progress,
         )
     return results
+
+
+def suite_seed(seed: int, suite_name: str) -> int:
+    """The evaluation seed of one suite: its own stream, so item i of two suites does not share
+    randomness, and stable across processes (crc32 of the name, not Python's salted hash)."""
+    return seed + 1 + zlib.crc32(suite_name.encode())
 
 
 def format_eval_table(results: dict[str, SuiteScore]) -> str:

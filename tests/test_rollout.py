@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -135,3 +136,85 @@ def test_bad_sampling_params_are_rejected():
         SamplingParams(top_p=0.0)
     with pytest.raises(ValueError, match="temperature"):
         SamplingParams(temperature=-1)
+
+
+def all_samples(result):
+    return [s for g in result.groups for s in g.samples]
+
+
+def assert_same_samples(a, b):
+    """Identical token ids; logprobs equal up to float reductions that depend on the batch shape."""
+    assert [s.token_ids for s in all_samples(a)] == [s.token_ids for s in all_samples(b)]
+    for x, y in zip(all_samples(a), all_samples(b)):
+        assert x.finish_reason == y.finish_reason
+        assert torch.allclose(torch.tensor(x.logprobs), torch.tensor(y.logprobs), atol=1e-5)
+
+
+@pytest.mark.parametrize("top_p", [1.0, 0.9])
+def test_samples_do_not_depend_on_max_batch_sequences(model, tokenizer, top_p):
+    prompts = rendered(tokenizer) + [render_prompt(tokenizer, "What is 7 + 21? Answer inside <answer></answer> tags, please.")]
+    sampling = SamplingParams(temperature=1.0, top_p=top_p, max_new_tokens=10, seed=42)
+    results = [make_engine("hf", model, tokenizer, max_batch_sequences=m).generate(prompts, n=8, sampling=sampling)
+               for m in (1024, 16, 3)]
+    assert len({tuple(s.token_ids) for s in all_samples(results[0])}) > 16
+    for other in results[1:]:
+        assert_same_samples(results[0], other)
+
+
+def test_a_list_split_into_calls_with_offsets_gives_the_same_samples(model, tokenizer):
+    engine = make_engine("hf", model, tokenizer)
+    prompts = rendered(tokenizer)
+    sampling = SamplingParams(temperature=1.0, top_p=0.95, max_new_tokens=10, seed=9)
+    whole = engine.generate(prompts, n=4, sampling=sampling)
+    head = engine.generate(prompts[:1], n=4, sampling=sampling)
+    tail = engine.generate(prompts[1:], n=4, sampling=SamplingParams(temperature=1.0, top_p=0.95, max_new_tokens=10, seed=9,
+                                                                     first_prompt_index=1))
+    head.groups += tail.groups
+    assert_same_samples(whole, head)
+    with pytest.raises(ValueError, match="first_prompt_index"):
+        SamplingParams(first_prompt_index=-1)
+
+
+def test_every_prompt_and_sample_index_has_its_own_stream(model, tokenizer):
+    engine = make_engine("hf", model, tokenizer)
+    prompt = rendered(tokenizer)[0]
+    result = engine.generate([prompt, prompt], n=16, sampling=SamplingParams(temperature=1.0, max_new_tokens=8, seed=4))
+    first, second = ([tuple(s.token_ids) for s in g.samples] for g in result.groups)
+    assert len(set(first)) > 8  # the samples of a prompt differ
+    assert sum(a == b for a, b in zip(first, second)) < 4  # the same prompt at another index draws afresh
+
+
+def test_unseeded_calls_vary_and_follow_torch_manual_seed(model, tokenizer):
+    engine = make_engine("hf", model, tokenizer)
+    sampling = SamplingParams(temperature=1.0, max_new_tokens=8)
+    tokens = lambda: [s.token_ids for s in all_samples(engine.generate(rendered(tokenizer), n=4, sampling=sampling))]
+    torch.manual_seed(11)
+    a, b = tokens(), tokens()
+    torch.manual_seed(11)
+    assert a != b and tokens() == a
+
+
+@pytest.mark.parametrize("top_p", [1.0, 0.8])
+def test_counter_based_sampler_draws_the_softmax(top_p):
+    from harness.rollout.hf import _sample, row_keys, row_uniforms
+
+    temperature = 0.7
+    logits = torch.tensor([2.0, 1.0, 0.5, 0.0, -1.0, -3.0, 1.5, -0.5])
+    draws = 40_000
+    keys = row_keys(2024, np.arange(draws) // 100, np.arange(draws) % 100)
+    uniforms = torch.from_numpy(row_uniforms(keys, 3))
+    sampling = SamplingParams(temperature=temperature, top_p=top_p)
+    tok, logp = _sample(logits.expand(draws, -1), sampling, uniforms)
+    expected = torch.softmax(logits.double() / temperature, -1)
+    assert torch.allclose(logp.double(), expected[tok].log(), atol=1e-5)  # logprobs before truncation
+    if top_p < 1.0:
+        order = expected.argsort(descending=True)
+        keep = order[: int((expected[order].cumsum(0) < top_p).sum()) + 1]
+        nucleus = torch.zeros_like(expected)
+        nucleus[keep] = expected[keep]
+        expected = nucleus / nucleus.sum()
+        assert set(tok.tolist()) == set(keep.tolist())
+    counts = torch.bincount(tok, minlength=len(logits)).double()
+    support = expected > 0
+    chi2 = float(((counts[support] - draws * expected[support]) ** 2 / (draws * expected[support])).sum())
+    assert chi2 < 30  # chi-square with <= 7 degrees of freedom: p < 1e-4 above 30

@@ -3,6 +3,10 @@
 An engine takes already-rendered prompt strings (chat template applied by the caller) and returns
 one `Group` of `n` samples per prompt, in prompt order. Engines: `hf` (transformers, in-process,
 prefix-shared KV cache; harness/rollout/hf.py). A vLLM engine implements the same `generate`.
+
+Randomness belongs to each sample, not to the batch: sample j of prompt i is drawn from
+(seed, first_prompt_index + i, j) alone, so batch sizes, chunking and how a caller splits its
+prompts into calls never change a sample (a vLLM engine maps this to a per-request seed).
 """
 
 from __future__ import annotations
@@ -22,7 +26,12 @@ class SamplingParams:
     max_new_tokens: int = 64
     """Longest response; a sample cut here finishes with reason `length`."""
     seed: int | None = None
-    """Seed for this call's sampling; the same seed, prompts and n give the same samples."""
+    """Seed for this call's sampling: with the same seed, each (prompt, sample index) gets the same
+    sample whatever the engine's batch sizes; None draws a seed from torch's global generator."""
+    first_prompt_index: int = 0
+    """Index of this call's first prompt in the caller's whole list: sample j of prompt i draws its
+    randomness from (seed, first_prompt_index + i, j), so a list split into calls with the same
+    seed and these offsets gives the same samples."""
     stop_token_ids: tuple[int, ...] | None = None
     """Tokens that end a sample (kept as its last token); None means the model's EOS tokens."""
 
@@ -33,6 +42,8 @@ class SamplingParams:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.first_prompt_index < 0:
+            raise ValueError(f"first_prompt_index must be >= 0, got {self.first_prompt_index}")
 
 
 @dataclass
@@ -97,5 +108,9 @@ class RolloutEngine(Protocol):
     name: str
 
     def generate(self, prompts: Sequence[str], n: int, sampling: SamplingParams) -> RolloutResult:
-        """`n` samples for each prompt; `prompts` are final strings (chat template applied)."""
+        """`n` samples for each prompt; `prompts` are final strings (chat template applied).
+
+        Sample j of prompt i depends only on the model, the prompt, the sampling parameters and
+        (seed, first_prompt_index + i, j): never on the other prompts or on batching.
+        """
         ...

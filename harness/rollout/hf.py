@@ -9,6 +9,9 @@ How a call runs:
    or max_new_tokens) is dropped from the batch, cache included, so later steps only pay for live
    rows. When n exceeds `max_batch_sequences`, the rows of one prefill are decoded in several
    row batches, each started from the same prefilled cache.
+4. Randomness is per sample, not per batch: sample j of prompt i draws its token at each step from
+   a counter-based stream keyed by (seed, first_prompt_index + i, j), so how prompts are chunked
+   and rows batched (`max_batch_sequences`, prompts per call) never changes a sample.
 
 What it leaves out compared with vLLM: no paged attention, no continuous batching across calls,
 no CUDA graphs. It is the reference engine for CPUs and tests, and the fallback on GPUs.
@@ -20,6 +23,7 @@ import copy
 import time
 from typing import Sequence
 
+import numpy as np
 import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
@@ -69,23 +73,26 @@ class HFRolloutEngine:
             if not ids:
                 raise ValueError(f"prompt {p!r} tokenises to nothing")
         groups = [Group(prompt=p, prompt_ids=list(ids)) for p, ids in zip(prompts, prompt_ids)]
-        generator = None
-        if sampling.seed is not None:
-            generator = torch.Generator(device=self.model.device)
-            generator.manual_seed(sampling.seed)
+        seed = sampling.seed
+        if seed is None and sampling.temperature > 0:  # unseeded calls vary, and follow torch.manual_seed
+            seed = int(torch.randint(0, 2**63 - 1, (1,)).item())
 
         was_training = self.model.training
         self.model.eval()
         try:
             for chunk in _plan_chunks(len(prompts), n, self.max_batch_sequences):
-                self._run_chunk([prompt_ids[i] for i in chunk], [groups[i] for i in chunk], n, sampling, stop_ids, generator)
+                first = np.array(chunk) + sampling.first_prompt_index  # prompt indices in the caller's list
+                keys = row_keys(seed if seed is not None else 0, np.repeat(first, n), np.tile(np.arange(n), len(chunk)))
+                self._run_chunk([prompt_ids[i] for i in chunk], [groups[i] for i in chunk], n, sampling, stop_ids, keys)
         finally:
             self.model.train(was_training)
         return RolloutResult(groups=groups, generation_s=time.perf_counter() - start)
 
     # ------------------------------------------------------------------------------------------
 
-    def _run_chunk(self, prompt_ids, groups, n, sampling, stop_ids, generator):
+    def _run_chunk(self, prompt_ids, groups, n, sampling, stop_ids, keys):
+        """Prefill a chunk's prompts once and decode their n samples each; `keys` are the rows'
+        randomness keys, prompt-major (row_keys)."""
         device = self.model.device
         width = max(len(ids) for ids in prompt_ids)
         input_ids = torch.full((len(prompt_ids), width), self.pad_id, dtype=torch.long, device=device)
@@ -114,12 +121,14 @@ class HFRolloutEngine:
             # is when one row batch covers the chunk, else each row batch starts from a copy.
             cache = prefill_cache if single_batch else copy.deepcopy(prefill_cache)
             cache.batch_select_indices(idx)
-            samples = self._decode(cache, last_logits[idx], mask[idx], last_pos[idx], sampling, stop_ids, generator)
+            samples = self._decode(cache, last_logits[idx], mask[idx], last_pos[idx], sampling, stop_ids,
+                                   keys[start:start + self.max_batch_sequences])
             for prompt_index, sample in zip(idx.tolist(), samples):
                 groups[prompt_index].samples.append(sample)
 
-    def _decode(self, cache, logits, mask, last_pos, sampling, stop_ids, generator) -> list[Sample]:
-        """Decode a batch of rows that share prefilled caches; return their samples in row order."""
+    def _decode(self, cache, logits, mask, last_pos, sampling, stop_ids, keys) -> list[Sample]:
+        """Decode a batch of rows that share prefilled caches; return their samples in row order.
+        `keys` holds each row's randomness key (row_keys)."""
         device = logits.device
         rows = logits.shape[0]
         tokens: list[list[int]] = [[] for _ in range(rows)]
@@ -129,7 +138,10 @@ class HFRolloutEngine:
         stop = torch.tensor(stop_ids, device=device, dtype=torch.long)
         pos = last_pos.clone()
         for step in range(sampling.max_new_tokens):
-            next_tok, next_logp = _sample(logits, sampling, generator)
+            uniforms = None
+            if sampling.temperature > 0:
+                uniforms = torch.from_numpy(row_uniforms(keys, step)).to(device)
+            next_tok, next_logp = _sample(logits, sampling, uniforms)
             finished = torch.isin(next_tok, stop) if len(stop_ids) else torch.zeros_like(next_tok, dtype=torch.bool)
             for r, t, lp in zip(alive.tolist(), next_tok.tolist(), next_logp.tolist()):
                 tokens[r].append(t)
@@ -144,6 +156,7 @@ class HFRolloutEngine:
             if not bool(keep.all()):
                 keep_idx = keep.nonzero().squeeze(-1)
                 cache.batch_select_indices(keep_idx)
+                keys = keys[keep_idx.cpu().numpy()]  # each live row keeps its own key
                 alive, mask, pos, next_tok = alive[keep_idx], mask[keep_idx], pos[keep_idx], next_tok[keep_idx]
             pos = pos + 1
             mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
@@ -175,8 +188,42 @@ def _plan_chunks(num_prompts: int, n: int, max_rows: int) -> list[list[int]]:
     return [list(range(i, min(i + per_chunk, num_prompts))) for i in range(0, num_prompts, per_chunk)]
 
 
-def _sample(logits: torch.Tensor, sampling: SamplingParams, generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Next token per row and its log-probability under the (temperature-scaled) distribution."""
+_MASK64 = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+"""splitmix64's increment (2**64 / golden ratio)."""
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: a bijection of uint64 that scatters every input bit over the output."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def row_keys(seed: int, prompt_indices: np.ndarray, sample_indices: np.ndarray) -> np.ndarray:
+    """The 64-bit randomness key of each (prompt index, sample index) row of a call seeded `seed`.
+
+    Arrays of uint64 wrap modulo 2**64 without warnings, which is the arithmetic splitmix64 wants.
+    """
+    golden = np.uint64(_GOLDEN)
+    key = _mix64(np.array([seed & _MASK64], dtype=np.uint64) + golden)
+    key = _mix64((key ^ np.asarray(prompt_indices, dtype=np.uint64)) + golden)
+    return _mix64((key ^ np.asarray(sample_indices, dtype=np.uint64)) + golden)
+
+
+def row_uniforms(keys: np.ndarray, step: int) -> np.ndarray:
+    """Each row's uniform in [0, 1) at decode step `step`: the step-th output of splitmix64 started
+    from the row's key, as float64 with 53 random bits."""
+    z = _mix64(keys + np.uint64(((step + 1) * _GOLDEN) & _MASK64))
+    return (z >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+def _sample(logits: torch.Tensor, sampling: SamplingParams, uniforms: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Next token per row and its log-probability under the (temperature-scaled) distribution.
+
+    Sampling inverts each row's CDF at its own uniform (`uniforms`, one per row; unused when
+    greedy), so a row's token depends on its logits and uniform alone, not on the other rows.
+    """
     if sampling.temperature == 0:
         logp = torch.log_softmax(logits, dim=-1)
         tok = logits.argmax(dim=-1)
@@ -188,5 +235,9 @@ def _sample(logits: torch.Tensor, sampling: SamplingParams, generator) -> tuple[
         drop = (sorted_p.cumsum(-1) - sorted_p) >= sampling.top_p  # mass before this token already enough
         sorted_p = sorted_p.masked_fill(drop, 0.0)
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
-    tok = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    cdf = probs.double().cumsum(-1)  # float64: a 150k-token vocabulary sums without visible drift
+    total = cdf[:, -1:].contiguous()
+    tok = torch.searchsorted(cdf, uniforms.unsqueeze(-1) * total, right=True)
+    # u * total can round up to total; the first token where the CDF reaches it carries mass
+    tok = torch.minimum(tok, torch.searchsorted(cdf, total)).squeeze(-1)
     return tok, logp.gather(-1, tok.unsqueeze(-1)).squeeze(-1)
