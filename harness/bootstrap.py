@@ -47,8 +47,9 @@ from harness.tiny_model import build_model, train_tokenizer
 from suites import build_suite
 from suites.bounded import shared_pool
 
-BOOTSTRAP_VERSION = 4
-"""Bump when the bootstrap procedure changes, so cached checkpoints built by older code are not reused."""
+BOOTSTRAP_VERSION = 5
+"""Bump when the bootstrap procedure changes, so cached checkpoints built by older code are not reused.
+5: procedural splits by canonical problem (suites/procedural.py), so the train split changed."""
 
 EARLY = "early"
 """Subfolder with the RL phase's earlier checkpoint (the first baseline row, as the paper's 2,000

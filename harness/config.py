@@ -191,10 +191,11 @@ class ReasoningGymSuiteConfig:
     """`prorl96`: the paper's 96 ProRL tasks with default configs, 100 held-out items each at full
     scale (list and provenance: suites/reasoning_gym_tasks.py); empty: use `tasks`."""
     eval_items: PosInt = 300
-    """Held-out evaluation items, split evenly across tasks, unique by question text."""
+    """Held-out evaluation items, split evenly across tasks, unique by canonical problem."""
     heldout_fraction: Annotated[float, Range(min=0.01, max=0.9)] = 0.3
     """Share of each task's question space reserved for validation + eval (assigned by a hash of
-    the question text, so no training item ever equals a held-out one)."""
+    the question's canonical problem, the same for every suite of the profile, so no held-out item
+    is a training item of any task, however worded: suites/procedural.py)."""
 
 
 @dataclass

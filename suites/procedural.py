@@ -1,17 +1,30 @@
-"""Seeded procedural suites: items drawn from generators, split by a hash of the question text.
+"""Seeded procedural suites: items drawn from generators, split by a hash of the underlying problem.
 
 Reasoning Gym and the tiny math and code suites all work this way. A task is a generator: given a
-seed stream it yields questions with what their scorer needs. Splits never share a question. Each
+seed stream it yields questions with what their scorer needs. Splits never share a problem. Each
 split draws from its own seed stream, and on top of that every question is assigned to exactly
-one split by a hash of its text (`validation` and `eval` hold `heldout_fraction` of the question
-space, `train` the rest). Small problem spaces repeat questions across seeds, so seeds alone
-would let the eval measure recall (REFERENCE.md, "Tiny-scale feasibility").
+one split by a hash of its canonical problem (`canonical_problem`: "Compute 35 - 2." in tiny math
+and "Calculate 35 - 2." in reasoning-gym basic_arithmetic are one problem, "35-2"), the same
+function for every task of every suite, so one problem lands in one split whichever task words it
+(`validation` and `eval` hold `heldout_fraction` of the problem space, `train` the rest). Small
+problem spaces repeat questions across seeds, so seeds alone would let the eval measure recall
+(REFERENCE.md, "Tiny-scale feasibility"). Held-out items are unique by canonical problem within a
+task. tests/test_splits.py checks, for the tiny and smoke profiles, that no held-out item of any
+task is the problem of a training item of any task.
+
+Limit: a task's `heldout_fraction` override (`task_heldout`; suites/reasoning_gym_tasks.py
+HELDOUT_FRACTION under preset prorl96) moves the train/held-out boundary for that task alone, so a
+problem whose bucket lies between two tasks' fractions would be held out by one and trained on by
+the other if both tasks produced it. The override tasks (string_splitting, string_synthesis) ask
+word problems whose keys are their own text, which no other task produces (tests/test_splits.py
+checks that their keys are not arithmetic expressions).
 """
 
 from __future__ import annotations
 
 import hashlib
 import inspect
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -28,7 +41,7 @@ class Draw:
     """One generated question."""
 
     question: str
-    """The question text: what the split hash and deduplication look at."""
+    """The question text: its canonical problem is what the split hash and deduplication look at."""
     prompt: str
     """User message (the question with the suite's answer-format instruction)."""
     reference: Any
@@ -41,14 +54,75 @@ Generator = Callable[[int], Iterator[Draw]]
 """A task: seed -> endless (or long) stream of draws, deterministic from the seed."""
 
 
+_NUMBER = r"\d+(?:\.\d+)?(?:e[-+]?\d+)?"
+_OPERAND = rf"[-(\s]*(?:{_NUMBER}(?!e[-+]?\d)[a-z]?|[a-z])(?![a-z])[)\s]*"
+"""A number (1.2e+07 is one), a number with a variable (4x), or a single letter (n)."""
+_OPERATOR = r"(?:\*\*|[-+*/^%=])"
+_CLOSING_EXPRESSION = re.compile(rf"(?:^|(?<=[\s:]))((?:{_OPERAND}{_OPERATOR})+{_OPERAND})(?:=\s*)?$")
+_TRAILING = re.compile(r"[\s.?!]+$")
+_SYMBOLS = str.maketrans({"\u2212": "-", "\u00d7": "*", "\u00f7": "/"})
+
+
+def canonical_problem(question: str) -> str:
+    """The underlying problem of a question, as a key: paraphrases of one problem share it.
+
+    Rule: lower-case, map the symbols − × ÷ to - * /, collapse whitespace, and strip trailing
+    whitespace and . ? !. If the text then ends with an arithmetic expression, optionally followed
+    by "=" (operands: numbers, numbers with a variable like 4x, single letters like n; at least one
+    of + - * / ^ % ** = between them; unary minus and balanced parentheses allowed), the key is that
+    expression without whitespace and the lead-in is dropped: "Compute 35 - 2.", "Calculate 35 - 2."
+    and "State the final answer to the following arithmetic problem: 35 - 2 =" are all "35-2",
+    "Solve for x: 4x + 3 = 27." is "4x+3=27", "... and print (n + 5) * 6." is "(n+5)*6".
+    Otherwise the key is the normalised text itself.
+
+    Limits. Merging two problems into one key only puts them in the same split; splitting one
+    problem into two keys is what lets an eval question be a training question. So the rule errs
+    towards merging: the lead-in before a closing expression is ignored even where it matters
+    ("round to 2 places: 1 / 3" and "round to 3 places: 1 / 3" share a key). Merging has a cost all
+    the same (fewer distinct problems per task; a task whose questions all ended with one fixed
+    expression would collapse to one key), so the whole text is the key when the closing expression
+    is only part of the problem: one followed by more text ("replace each x by 6 * x + 40, and print
+    their maximum"), one closing a parenthesis it did not open (prime_factorization ends every
+    question with "(Example: ... 2 × 2 × 3)"), one without a digit (shortest_path's grids end in
+    rows like "O O * O"). On up to 600 draws of each of the 96 prorl96 tasks the keys are as many
+    as the distinct questions. The rule does not see through algebra (3 + 4 vs 4 + 3, 4x vs 4*x),
+    number words, an instruction after the expression ("Solve the following multiplication: 12 * 34.
+    Give only the result.", reasoning-gym products, keys on its whole text), or rewordings of word
+    problems: those stay distinct keys, and tasks that word one problem so differently would leak.
+    """
+    text = _TRAILING.sub("", " ".join(question.lower().translate(_SYMBOLS).split()))
+    match = _CLOSING_EXPRESSION.search(text)
+    if match and _balanced(match.group(1)) and any(c.isdigit() for c in match.group(1)):
+        return "".join(match.group(1).split())
+    return text
+
+
+def _balanced(expression: str) -> bool:
+    depth = 0
+    for c in expression:
+        depth += {"(": 1, ")": -1}.get(c, 0)
+        if depth < 0:
+            return False
+    return depth == 0
+
+
 def question_bucket(question: str) -> float:
-    """Deterministic position of a question in [0, 1), independent of seeds and Python's hash."""
-    digest = hashlib.sha256(question.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
+    """Deterministic position of a question's canonical problem in [0, 1), independent of seeds,
+    tasks and Python's hash: paraphrases of one problem get the same position."""
+    return _key_bucket(canonical_problem(question))
 
 
 def split_of(question: str, heldout_fraction: float) -> Split:
-    u = question_bucket(question)
+    return _key_split(canonical_problem(question), heldout_fraction)
+
+
+def _key_bucket(key: str) -> float:
+    digest = hashlib.sha256(key.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def _key_split(key: str, heldout_fraction: float) -> Split:
+    u = _key_bucket(key)
     if u >= heldout_fraction:
         return "train"
     return "validation" if u < heldout_fraction * VALIDATION_SHARE else "eval"
@@ -84,7 +158,7 @@ class ProceduralSuite:
     def items(self, split: Split, n: int, unique: bool | None = None) -> list[Item]:
         """The first `n` items of `split`, tasks interleaved round-robin.
 
-        Held-out splits are unique by question text by default; `train` may repeat questions.
+        Held-out splits are unique by canonical problem by default; `train` may repeat questions.
         """
         if split not in SPLITS:
             raise ValueError(f"unknown split '{split}'; valid: {', '.join(SPLITS)}")
@@ -105,10 +179,10 @@ class ProceduralSuite:
         seen: set[str] = set()
         out: list[Item] = []
         for _, draw in zip(range(max_draws), generate(seed)):
-            q = draw.question
-            if split_of(q, heldout) != split or (unique and q in seen):
+            key = canonical_problem(draw.question)
+            if _key_split(key, heldout) != split or (unique and key in seen):
                 continue
-            seen.add(q)
+            seen.add(key)
             out.append(Item(
                 id=f"{self.name}/{task_name}/{split}/{len(out)}", task=task_name,
                 prompt=draw.prompt, reference=draw.reference, target=draw.target,

@@ -5,8 +5,10 @@ then calls the dataset's own `score_answer`. Calling `score_answer` on the raw r
 reasoning-gym gives partial credit when the right answer appears anywhere in a long response, so
 a model would be rewarded for rambling.
 
-Items are split by a hash of the question text (suites/procedural.py), so no eval question is ever
-a training question.
+Items are split by a hash of the question's canonical problem (suites/procedural.py, the same key
+as the tiny math and code suites), so no eval question is a training question, of this task or of
+another that words the same problem in a way the key recognises ("Calculate 35 - 2." here,
+"Compute 35 - 2." in tiny math; the limits are in `canonical_problem`).
 """
 
 from __future__ import annotations
