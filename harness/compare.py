@@ -111,7 +111,7 @@ def point_steps(rows: list[dict], budget: Budget, fractions) -> dict[float, int 
     no step has reached the point yet (the run is unfinished)."""
     out: dict[float, int | None] = {}
     for f in eval_points(fractions):
-        mark = f * budget.amount
+        mark = budget.point(f)
         if not any(budget.used(row) >= mark for row in rows):
             out[f] = None
             continue
@@ -139,6 +139,11 @@ def base_info(base: Path) -> dict:
     }
 
 
+SPEND_RULE = "last checkpoint at or under each point"
+"""Which checkpoint serves an evaluation point (`point_steps`); recorded in config.json, because
+folders written before it evaluated the first step that passed each point."""
+
+
 RUNTIME_KEYS = {"torch_threads", "cache_dir", "rollout.device", "rollout.max_batch_sequences", "eval.prompts_per_call",
                 "scoring.workers", "train.micro_batch_tokens"}
 """Config keys that may change on --resume: where and how fast it runs, not what it computes."""
@@ -157,9 +162,9 @@ def config_changes(old, new, prefix: str = "") -> list[str]:
 
 def _check_resume(out: Path, stored: dict, now: dict) -> None:
     """Refuse to continue a comparison under a different definition (one line)."""
-    if "seeds" not in stored:
-        raise ConfigError(f"'{out}' was written by an older harness (no seeds recorded, layout arms/<arm>/); "
-                          "re-render it with `harness report`, or start a new comparison with another --out")
+    if stored.get("spend_rule") != SPEND_RULE:
+        raise ConfigError(f"'{out}' was written by an older harness (its evaluation points are the steps that passed "
+                          "them, not matched spend); start a new comparison with another --out")
     if stored["seeds"] != now["seeds"]:
         raise ConfigError(
             f"cannot --resume '{out}' with --seeds {len(now['seeds'])} (train.seed {now['seeds']}): it was started with "
@@ -223,6 +228,7 @@ def run_compare(profile: str, arms: list[str], out: Path, overrides: list[str], 
     write_json_atomic(out / "config.json", {
         **identity,
         "n_seeds": len(run_seed_values),
+        "spend_rule": SPEND_RULE,
         "base_checkpoint": base["checkpoint"],
         "base": base,
         "suites": list(base_cfg.suites.enabled),

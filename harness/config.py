@@ -305,9 +305,10 @@ class TrainConfig:
     small updates (lr 1e-6) that bf16 storage rounds away. Generation precision is
     `rollout.dtype`: when it differs, the rollout engine holds its own copy of the weights in that
     dtype, refreshed from the master weights before every generation (as vLLM would)."""
-    autocast_dtype: Literal["none", "bfloat16", "float16"] = "none"
-    """Mixed precision of the update's forward and backward passes (torch.autocast; bfloat16 is the
-    usual GPU setting): the master weights stay in `dtype`. `none`: compute in `dtype`."""
+    autocast_dtype: Literal["none", "bfloat16"] = "none"
+    """Mixed precision of the update's forward passes (torch.autocast; bfloat16 is the usual GPU
+    setting): the master weights stay in `dtype`. `none`: compute in `dtype`. (float16 is not
+    offered: it would need loss scaling, which the trainer does not do.)"""
     seed: NonNegInt = 0
     """The arm's own seed for its RL randomness (prompt order, sampling, mini-batch shuffles), on top
     of the master seed, which also fixes the base and the data splits. `harness compare --seeds K`
@@ -341,7 +342,7 @@ class TrainConfig:
     clip_ratio_c: Annotated[float, Range(min=1.001)] | None = 3.0
     """Dual clip: for a negative advantage the per-token loss is at most -A * clip_ratio_c, so a
     token whose ratio exploded cannot dominate the update (verl `actor.clip_ratio_c`, default 3;
-    must be > 1). null turns it off, as NeMo-RL's prorlv2.yaml does (`ratio_clip_c: null`)."""
+    must be > 1, checked as >= 1.001). null turns it off, as NeMo-RL's prorlv2.yaml does (`ratio_clip_c: null`)."""
     log_ratio_clamp: PosFloat = 20.0
     """The log-ratio logp - old_logp is clamped to +-this before exp, so the ratio stays finite
     (verl: 20; float32 exp overflows past ~88.7 and the gradient turns NaN)."""
@@ -675,6 +676,14 @@ def _check_consistency(obj: Any) -> None:
                                   f"valid: {', '.join(registry)}")
     if isinstance(obj, SuitesConfig) and not obj.enabled:
         raise ConfigError(f"invalid value for 'suites.enabled': []; valid: a non-empty list of {', '.join(SUITE_NAMES)}")
+    if isinstance(obj, SuitesConfig):
+        # one problem must land in one split whichever suite words it (suites/procedural.py)
+        procedural = {name: getattr(obj, name).heldout_fraction for name in obj.enabled
+                      if name == "reasoning_gym" or getattr(obj, name).source == "procedural"}
+        if len(set(procedural.values())) > 1:
+            given = ", ".join(f"suites.{name}.heldout_fraction={v:g}" for name, v in procedural.items())
+            raise ConfigError(f"procedural suites must share one heldout_fraction (got {given}): the split of a "
+                              "problem asked by two suites would otherwise differ between them; set them equal")
 
 
 def to_dict(cfg: Any) -> dict:

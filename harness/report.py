@@ -123,16 +123,18 @@ def build_summary(out: Path) -> dict:
     significance, per suite: headline (hierarchical bootstrap, with p_holm over the suites),
     paired_items (stratified by benchmark, given these runs), welch_seeds (K >= 2).
     """
-    from harness.compare import ARMS, eval_points, point_steps, run_dir
+    from harness.compare import SPEND_RULE, eval_points, point_steps, run_dir
     from harness.train import Budget
 
     if not (out / "config.json").is_file():
         raise ReportError(f"'{out}' is not a comparison folder (no config.json); run `harness compare` first")
     meta = _read(out / "config.json")
+    if meta.get("spend_rule") != SPEND_RULE:
+        raise ReportError(f"'{out}' was written by an older harness, which evaluated each budget point at the step "
+                          "that passed it; its tables cannot be rendered at matched spend: run the comparison again")
     arms: list[str] = meta["arms"]
     suites: list[str] = meta["suites"]
-    old_layout = "seeds" not in meta  # folders written before --seeds: arms/<arm>/, one run
-    seeds: list[int] = meta.get("seeds", [0])
+    seeds: list[int] = meta["seeds"]
     b = meta["budget"]
     budget = Budget(b["kind"], b["amount"])
     points = eval_points(b["eval_points"])
@@ -141,13 +143,13 @@ def build_summary(out: Path) -> dict:
 
     evals = [_read(p) for p in sorted((out / "evals").glob("*.json"))]
     baseline_evals = sorted((e for e in evals if e["method"] == "baseline"), key=lambda e: e.get("rl_step", e["step"]))
-    by_run = {(e["method"], e.get("seed", seeds[0]), e["step"]): e for e in evals if e["method"] in arms}
+    by_run = {(e["method"], e["seed"], e["step"]): e for e in evals if e["method"] in arms}
 
     runs: dict[tuple[str, int], dict] = {}
     settings: dict[str, dict | None] = {}
     for arm in arms:
         for seed in seeds:
-            folder = out / ARMS / arm if old_layout else run_dir(out, arm, seed)
+            folder = run_dir(out, arm, seed)
             record = _read(folder / "config.json") if (folder / "config.json").is_file() else None
             rows = _metrics(folder / "metrics.jsonl")
             runs[arm, seed] = {"metrics": {r["step"]: r for r in rows}, "points": point_steps(rows, budget, points)}
@@ -198,7 +200,7 @@ def build_summary(out: Path) -> dict:
                 "base_rl_step": base_rl, "eval_points": [f], "seeds": [seed for seed, _, _, _ in got],
                 "steps_per_seed": steps, "hours": sum(hours) / len(hours), "hours_per_seed": hours,
                 "samples": _same_or_mean(samples), "samples_per_seed": samples,
-                "budget_point": f * budget.amount, "spent": sum(spent) / len(spent), "spent_per_seed": spent,
+                "budget_point": budget.point(f), "spent": sum(spent) / len(spent), "spent_per_seed": spent,
                 **_aggregate([ev for _, _, ev, _ in got], suites),
             }
             rows.append(row)
@@ -383,7 +385,7 @@ def render_tables(summary: dict, paper: dict) -> str:
         if r["method"] == "baseline":
             point, spent, hours, samples = "base", "—", "—", "—"
         else:
-            point = ", ".join(f"{100 * f:g}%" for f in r["eval_points"]) + f" = {r['budget_point']:g}"
+            point = ", ".join(f"{100 * f:g}% = {round(f * b['amount'], 9):g}" for f in r["eval_points"])
             spent = _spent(r)
             hours = f"+{r['hours']:.3f}"
             samples = f"{r['samples']:,.0f}"

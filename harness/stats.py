@@ -156,11 +156,11 @@ def hierarchical_bootstrap(a: Mapping[int, Mapping[str, float]], b: Mapping[int,
     rng = np.random.default_rng(seed)
     k = len(seeds)
     seed_w = rng.multinomial(k, np.full(k, 1.0 / k), size=replicates) / k  # [R, K]
-    item_w = np.zeros((replicates, len(common)))  # [R, N]
-    for members in tasks.values():
+    stats_ = np.zeros(replicates)
+    for members in tasks.values():  # one benchmark at a time: memory [R, n_t], not [R, N]
         n = len(members)
-        item_w[:, members] = rng.multinomial(n, np.full(n, 1.0 / n), size=replicates) / (len(tasks) * n)
-    stats_ = ((seed_w @ d) * item_w).sum(axis=1)
+        item_w = rng.multinomial(n, np.full(n, 1.0 / n), size=replicates) / (len(tasks) * n)  # [R, n_t]
+        stats_ += ((seed_w @ d[:, members]) * item_w).sum(axis=1)
     lo, hi = np.percentile(stats_, [2.5, 97.5])
     below = (int((stats_ <= 0).sum()) + 1) / (replicates + 1)
     above = (int((stats_ >= 0).sum()) + 1) / (replicates + 1)

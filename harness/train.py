@@ -110,6 +110,10 @@ class Budget:
         key = {"steps": "step", "wall_s": "wall_s", "samples": "samples_generated", "tokens": "tokens_generated"}[self.kind]
         return float(row[key])
 
+    def point(self, fraction: float) -> float:
+        """The spend at `fraction` of the budget, rounded so that 0.29 x 100 steps is 29, not 28.99..."""
+        return round(fraction * self.amount, 9)
+
 
 def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base: str | None = None,
                  progress: bool = True, log=print, budget: Budget | None = None,
@@ -121,7 +125,9 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
     last step whose spend is at or under p keeps a checkpoint (`harness compare` evaluates it), so
     no evaluated checkpoint has more training than its point allows. The step that passes p is
     only known once it has run; the weights from before it are then written from a copy kept in
-    memory (weights and tokenizer only: an evaluation checkpoint, not a resume point)."""
+    memory (weights and tokenizer only: an evaluation checkpoint, not a resume point). The
+    metrics' `wall_s` is training time: those copies and every checkpoint write are left out, so
+    an arm with more (shorter) steps is not charged more for them under a wall-clock budget."""
     from trainers.registry import get_builder
 
     budget = budget or Budget("steps", cfg.train.steps)
@@ -151,7 +157,7 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
         wall_before = state["wall_s"]
         log(f"resuming from {last} (step {trainer.step_count})")
     kept = [row for row in read_metrics(metrics_path) if row["step"] <= trainer.step_count]
-    for stale in (out / CHECKPOINTS).glob("step_*") if last is not None else ():
+    for stale in (out / CHECKPOINTS).glob("step_*") if resume else ():
         if int(stale.name.split("_")[1]) > trainer.step_count:  # evaluation checkpoints of the replayed steps
             shutil.rmtree(stale, ignore_errors=True)
     write_text_atomic(metrics_path, "".join(json.dumps(row) + "\n" for row in kept))
@@ -167,23 +173,26 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(str(out / "tb"), purge_step=trainer.step_count + 1)
-    marks = sorted({f * budget.amount for f in checkpoint_fractions if 0 < f < 1} | {budget.amount})
+    marks = sorted({budget.point(f) for f in checkpoint_fractions if 0 < f < 1} | {budget.amount})
     spent = budget.used(kept[-1] if kept else None)
     if last is not None and spent >= budget.amount:
         log(f"budget already spent ({budget.amount:g} {budget.kind}, {trainer.step_count} steps); nothing to do")
     bar = tqdm(total=budget.amount, initial=min(spent, budget.amount), desc=f"train {recipe}", unit=budget.kind,
                disable=not progress, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} [{elapsed}<{remaining}]")
     started = time.perf_counter()
+    io_s = 0.0  # checkpoint copies and writes: not training time, so not charged to a wall_s budget
     final = last
     try:
         with StopRequest() as stop, metrics_path.open("a") as sink:
             while spent < budget.amount:
                 previous = trainer.step_count
                 # the weights before this step, in case it passes a point and `previous` has no checkpoint
-                snapshot = None if previous == 0 or (out / CHECKPOINTS / checkpoint_name(previous)).is_dir() \
-                    else weights_snapshot(trainer.policy)
+                snapshot, io_start = None, time.perf_counter()
+                if previous > 0 and not (out / CHECKPOINTS / checkpoint_name(previous)).is_dir():
+                    snapshot = weights_snapshot(trainer.policy)
+                io_s += time.perf_counter() - io_start
                 row = trainer.step()
-                row["wall_s"] = wall_before + time.perf_counter() - started
+                row["wall_s"] = wall_before + time.perf_counter() - started - io_s
                 sink.write(json.dumps(row) + "\n")
                 sink.flush()
                 os.fsync(sink.fileno())
@@ -194,12 +203,14 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
                 bar.update(min(spent, budget.amount) - min(before, budget.amount))
                 bar.set_postfix(step=row["step"], reward=f"{row['reward_mean']:.3f}", ds=f"{row['ds_pass_rate']:.2f}")
                 step = trainer.step_count
+                io_start = time.perf_counter()
                 if snapshot is not None and any(before <= m < spent for m in marks):
                     save_weights(out, previous, trainer.policy, snapshot, tokenizer)
                 at_point = any(spent == m for m in marks)  # the last step at or under that point
                 periodic = cfg.train.save_every and step % cfg.train.save_every == 0
                 if spent >= budget.amount or stop.requested or at_point or periodic:
                     final = save_checkpoint(out, trainer, tokenizer, row["wall_s"])
+                io_s += time.perf_counter() - io_start
                 if stop.requested and spent < budget.amount:
                     log(f"stopped after step {step}: checkpoint {final}; continue with --resume")
                     raise KeyboardInterrupt
@@ -238,8 +249,12 @@ def format_learning(summary: dict) -> str:
 def weights_snapshot(model) -> dict[str, torch.Tensor]:
     """A CPU copy of the model's weights; tensors shared in the model (tied embeddings) stay shared."""
     copies: dict[int, torch.Tensor] = {}
-    return {name: copies.setdefault(t.data_ptr(), t.detach().to("cpu", copy=True))
-            for name, t in model.state_dict().items()}
+    out = {}
+    for name, t in model.state_dict().items():
+        if t.data_ptr() not in copies:
+            copies[t.data_ptr()] = t.detach().to("cpu", copy=True)
+        out[name] = copies[t.data_ptr()]
+    return out
 
 
 def save_weights(out: Path, step: int, model, state_dict: dict[str, torch.Tensor], tokenizer) -> Path:

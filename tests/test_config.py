@@ -97,3 +97,11 @@ def test_cli_missing_checkpoint_exits_2_with_one_line():
 def test_cli_unknown_suite_exits_2(tmp_path):
     done = _cli("eval", str(tmp_path), "--profile", "smoke", "--suites", "poetry")
     assert done.returncode == 2 and "poetry" in done.stderr
+
+
+def test_procedural_suites_must_share_one_heldout_fraction():
+    """A problem two suites ask must land in one split: the split boundary is the fraction."""
+    with pytest.raises(ConfigError, match="share one heldout_fraction.*suites.math.heldout_fraction=0.5"):
+        load_config("tiny", ["suites.math.heldout_fraction=0.5"])
+    load_config("tiny", ["suites.math.heldout_fraction=0.5", "suites.enabled=[math]"])  # alone it is fine
+    load_config("tiny", [f"suites.{s}.heldout_fraction=0.4" for s in ("math", "code", "reasoning_gym")])

@@ -2,6 +2,8 @@
 under it, with that step's weights, whatever the step that passed the point did. A stand-in trainer
 with a scripted spend per step makes the steps' sizes exact (no model is trained)."""
 
+import shutil
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -49,7 +51,7 @@ def base(tmp_path, model, tokenizer):
     return path
 
 
-def run(tmp_path, base, monkeypatch, per_step, budget, fractions=(0.5,), overrides=()):
+def run(tmp_path, base, monkeypatch, per_step, budget, fractions=(0.5,), overrides=(), resume=False):
     seen = {}
 
     def builder(cfg, model, tokenizer, suites):
@@ -59,7 +61,7 @@ def run(tmp_path, base, monkeypatch, per_step, budget, fractions=(0.5,), overrid
     monkeypatch.setattr(trainers.registry, "get_builder", lambda name: builder)
     cfg = load_config("smoke", ["suites.enabled=[math]", "rollout.device=cpu", "train.save_every=0", *overrides])
     out = tmp_path / "run"
-    run_training(cfg, "scripted", out, base=str(base), progress=False, log=lambda _: None,
+    run_training(cfg, "scripted", out, resume=resume, base=str(base), progress=False, log=lambda _: None,
                  budget=Budget("samples", budget), checkpoint_fractions=fractions)
     return out, seen
 
@@ -99,3 +101,26 @@ def test_training_keeps_fp32_master_weights_when_generation_is_bf16(tmp_path, ba
     assert seen["dtype"] == torch.float32
     _, seen = run(tmp_path / "b", base, monkeypatch, [3000], budget=2000, overrides=["train.dtype=bfloat16"])
     assert seen["dtype"] == torch.bfloat16
+
+
+def test_resume_writes_the_point_of_a_step_it_replays_with_that_steps_weights(tmp_path, base, monkeypatch, model):
+    """Killed after step 3 with a full checkpoint at step 2 only: the resumed run passes 2000 at
+    step 4 and must write step 3's evaluation checkpoint from its own step 3."""
+    per_step = [300, 600, 600, 600]  # cumulative 300, 900, 1500, 2100: points at steps 2 and 3
+    out, _ = run(tmp_path, base, monkeypatch, per_step, budget=2000, overrides=["train.save_every=2"])
+    for step in (3, 4):
+        shutil.rmtree(out / CHECKPOINTS / f"step_{step:06d}")  # as if killed before they were written
+    out, _ = run(tmp_path, base, monkeypatch, per_step, budget=2000, overrides=["train.save_every=2"], resume=True)
+    assert point_steps(read_metrics(out / METRICS_FILE), Budget("samples", 2000), [0.5]) == {0.5: 2, 1.0: 3}
+    assert torch.equal(norm_of(out / CHECKPOINTS / "step_000003"), model.model.norm.weight.detach() + 3)
+
+
+def test_resume_without_a_full_checkpoint_drops_the_old_attempts_evaluation_checkpoints(tmp_path, base, monkeypatch):
+    out, _ = run(tmp_path, base, monkeypatch, [300, 900, 300, 900], budget=2000)
+    assert (out / CHECKPOINTS / "step_000001").is_dir()
+    shutil.rmtree(out / CHECKPOINTS / "step_000004")  # killed before its one full checkpoint
+    # the new attempt spends differently (as wall-clock time would): its first step passes 1000
+    out, _ = run(tmp_path, base, monkeypatch, [1200, 300, 900], budget=2000, resume=True)
+    assert point_steps(read_metrics(out / METRICS_FILE), Budget("samples", 2000), [0.5]) == {0.5: 0, 1.0: 2}
+    assert not (out / CHECKPOINTS / "step_000001").exists()  # the old attempt's step 1 is not this run's
+    assert (out / CHECKPOINTS / "step_000002").is_dir() and (out / CHECKPOINTS / "step_000003" / STATE_FILE).is_file()

@@ -69,3 +69,36 @@ def test_bf16_autocast_keeps_fp32_master_weights_and_still_moves_them(model, tok
     metrics = trainer._update(groups(tokenizer))
     assert all(v.dtype == torch.float32 for v in master.state_dict().values())
     assert changed_fraction(before, master) > 0.5 and metrics["loss"] == metrics["loss"]  # not NaN
+
+
+def test_every_step_generates_with_the_current_master_weights(model, tokenizer):
+    """The copy is refreshed inside `step()`, before generation: an update between steps (here a
+    hand-made change of the master weights) is what the next step's samples come from."""
+    master = copy.deepcopy(model).float().train()
+    trainer = trainer_for(master, tokenizer, ["rollout.dtype=bfloat16"])
+    seen = {}
+
+    class Recorder:
+        name = "recorder"
+
+        def generate(self, prompts, n, sampling):
+            seen["norm"] = trainer.rollout_model.model.norm.weight.detach().clone()
+            raise StopIteration  # enough: the generation-time weights are what this test checks
+
+    trainer.engine = Recorder()
+    with torch.no_grad():
+        master.model.norm.weight.add_(0.5)
+    try:
+        trainer.step()
+    except StopIteration:
+        pass
+    assert torch.equal(seen["norm"], master.model.norm.weight.detach().to(torch.bfloat16))
+
+
+def test_the_bf16_copy_keeps_ropes_frequencies_in_fp32_as_from_pretrained_does(model, tokenizer):
+    master = copy.deepcopy(model).float()
+    trainer = trainer_for(master, tokenizer, ["rollout.dtype=bfloat16"])
+    ours = dict(trainer.rollout_model.named_buffers())
+    for name, buffer in master.named_buffers():
+        if name.endswith("inv_freq"):
+            assert ours[name].dtype == torch.float32 and torch.equal(ours[name], buffer), name

@@ -6,8 +6,9 @@ import random
 
 import pytest
 
+from harness.compare import SPEND_RULE
 from harness.evaluate import task_mean_and_stderr
-from harness.report import build_summary, render
+from harness.report import ReportError, build_summary, render
 from harness.stats import hierarchical_bootstrap, holm, item_task, spread, stratified_paired_test, welch_test
 
 MATH_SIZES = {"aime24": 30, "aime25": 30, "amc": 83, "math500": 500, "minerva": 272, "olympiadbench": 675}
@@ -122,7 +123,7 @@ def make_comparison(out, spends: dict[str, list[float]], seeds=(0, 1), budget=10
     rng = random.Random(3)
     ids = item_ids({"aime24": 30, "math500": 300})
     write(out / "config.json", {
-        "profile": "hand", "arms": ["a", "b"], "seeds": list(seeds), "n_seeds": len(seeds),
+        "profile": "hand", "arms": ["a", "b"], "seeds": list(seeds), "n_seeds": len(seeds), "spend_rule": SPEND_RULE,
         "budget": {"kind": "samples", "amount": budget, "eval_points": [0.5, 1.0]},
         "base": {"checkpoint": "base", "rl_steps": 10, "early_rl_step": None}, "suites": ["math"],
         "configs": {arm: {"train": {"n": 16}} for arm in ("a", "b")}, "provenance": {},
@@ -179,3 +180,20 @@ def test_summary_and_tables_carry_the_headline_test_and_the_spend(tmp_path):
     assert "bootstrap over seeds and items" in tables and "Holm p" in tables
     assert "spent (samples)" in tables and "50% = 50" in tables
     assert json.loads((out / "summary.json").read_text())["significance"]["math"]["headline"] == sig["headline"]
+
+
+def test_a_folder_from_before_matched_spend_is_refused_in_one_line(tmp_path):
+    out = make_comparison(tmp_path / "run", {"a": [20, 40, 60, 80, 100], "b": [35, 70, 105]})
+    meta = json.loads((out / "config.json").read_text())
+    del meta["spend_rule"]
+    (out / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ReportError, match="older harness"):
+        build_summary(out)
+
+
+def test_a_budget_point_in_steps_is_not_rounded_down():
+    from harness.compare import point_steps
+    from harness.train import Budget
+
+    rows = [{"step": i} for i in range(1, 101)]
+    assert point_steps(rows, Budget("steps", 100), [0.29]) == {0.29: 29, 1.0: 100}  # 0.29 * 100 = 28.999...

@@ -95,8 +95,7 @@ class GRPOTrainer:
         # Generation precision is rollout.dtype; training keeps the master weights in train.dtype.
         # When they differ the engine gets its own copy, refreshed before every generation.
         rollout_dtype = getattr(torch, config.rollout.dtype)
-        self.rollout_model = model if rollout_dtype == model.dtype else \
-            copy.deepcopy(model).to(rollout_dtype).eval().requires_grad_(False)
+        self.rollout_model = model if rollout_dtype == model.dtype else _generation_copy(model, rollout_dtype)
         self.engine = make_engine(config.rollout.engine, self.rollout_model, tokenizer, config.rollout.max_batch_sequences)
         self.scorer_pool = shared_pool(config.scoring.workers, config.scoring.timeout_s)
         self.optimizer = self._new_optimizer()
@@ -335,6 +334,19 @@ class GRPOTrainer:
             torch.cuda.set_rng_state_all(rng["cuda"])
         random.setstate(rng["python"])
         np.random.set_state(rng["numpy"])
+
+
+def _generation_copy(model, dtype: torch.dtype):
+    """The model in `dtype` for the rollout engine, as `from_pretrained(dtype=...)` would load it:
+    weights and persistent buffers cast, non-persistent float buffers (RoPE's inv_freq) kept in
+    their precision. `Module.to` would round those too, and `load_state_dict` never refreshes them."""
+    out = copy.deepcopy(model).to(dtype).eval().requires_grad_(False)
+    persistent = set(model.state_dict())
+    for name, buffer in model.named_buffers():
+        if name not in persistent and buffer.is_floating_point():
+            owner, _, attr = name.rpartition(".")
+            out.get_submodule(owner).register_buffer(attr, buffer.detach().clone(), persistent=False)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------

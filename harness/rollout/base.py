@@ -6,7 +6,10 @@ prefix-shared KV cache; harness/rollout/hf.py). A vLLM engine implements the sam
 
 Randomness belongs to each sample, not to the batch: sample j of prompt i is drawn from
 (seed, first_prompt_index + i, j) alone, so batch sizes, chunking and how a caller splits its
-prompts into calls never change a sample (a vLLM engine maps this to a per-request seed).
+prompts into calls do not change which random numbers a sample uses (a vLLM engine maps this to a
+per-request seed). The logits themselves can differ in the last bits with the batch's shape
+(padding, reduction order), so a draw that falls within that distance of a token boundary can
+still flip: samples are identical up to floating-point differences in the logits.
 """
 
 from __future__ import annotations
@@ -110,7 +113,8 @@ class RolloutEngine(Protocol):
     def generate(self, prompts: Sequence[str], n: int, sampling: SamplingParams) -> RolloutResult:
         """`n` samples for each prompt; `prompts` are final strings (chat template applied).
 
-        Sample j of prompt i depends only on the model, the prompt, the sampling parameters and
-        (seed, first_prompt_index + i, j): never on the other prompts or on batching.
+        Sample j of prompt i draws its random numbers from (seed, first_prompt_index + i, j) only,
+        never from the other prompts or the batching (up to floating-point differences in the
+        logits, see the module docstring).
         """
         ...

@@ -11,7 +11,8 @@ How a call runs:
    row batches, each started from the same prefilled cache.
 4. Randomness is per sample, not per batch: sample j of prompt i draws its token at each step from
    a counter-based stream keyed by (seed, first_prompt_index + i, j), so how prompts are chunked
-   and rows batched (`max_batch_sequences`, prompts per call) never changes a sample.
+   and rows batched (`max_batch_sequences`, prompts per call) does not change a sample's random
+   numbers (samples are identical up to floating-point differences in the logits).
 
 What it leaves out compared with vLLM: no paged attention, no continuous batching across calls,
 no CUDA graphs. It is the reference engine for CPUs and tests, and the fallback on GPUs.
