@@ -128,7 +128,13 @@ def build_summary(out: Path) -> dict:
 
     if not (out / "config.json").is_file():
         raise ReportError(f"'{out}' is not a comparison folder (no config.json); run `harness compare` first")
-    meta = _read(out / "config.json")
+    try:
+        meta = _read(out / "config.json")
+    except json.JSONDecodeError:
+        raise ReportError(f"'{out}/config.json' is not valid JSON (a half-written folder?); run `harness compare` again") from None
+    if not isinstance(meta, dict) or not {"arms", "seeds", "budget", "suites"} <= set(meta):
+        raise ReportError(f"'{out}' is not a comparison folder: its config.json was not written by `harness compare` "
+                          "(a `harness train` run's folder?); give the folder `harness compare --out` wrote")
     if meta.get("spend_rule") != SPEND_RULE:
         raise ReportError(f"'{out}' was written by an older harness, which evaluated each budget point at the step "
                           "that passed it; its tables cannot be rendered at matched spend: run the comparison again")

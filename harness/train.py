@@ -138,6 +138,9 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
     metrics_path = out / METRICS_FILE
     if metrics_path.exists() and not resume:
         raise ConfigError(f"output folder '{out}' already holds a run; pass --resume to continue it, or choose another --out")
+    if resume and not metrics_path.exists():
+        raise ConfigError(f"nothing to resume in '{out}': it holds no `harness train` run ({METRICS_FILE} is missing); "
+                          "run without --resume to start one there")
     out.mkdir(parents=True, exist_ok=True)
 
     last = latest_checkpoint(out) if resume else None
@@ -181,6 +184,8 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
                disable=not progress, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} [{elapsed}<{remaining}]")
     started = time.perf_counter()
     io_s = 0.0  # checkpoint copies and writes: not training time, so not charged to a wall_s budget
+    # a budget of whole steps lands on each whole-step point exactly: no step ever passes one
+    needs_snapshots = not (budget.kind == "steps" and all(float(m).is_integer() for m in marks))
     final = last
     try:
         with StopRequest() as stop, metrics_path.open("a") as sink:
@@ -188,7 +193,7 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
                 previous = trainer.step_count
                 # the weights before this step, in case it passes a point and `previous` has no checkpoint
                 snapshot, io_start = None, time.perf_counter()
-                if previous > 0 and not (out / CHECKPOINTS / checkpoint_name(previous)).is_dir():
+                if needs_snapshots and previous > 0 and not (out / CHECKPOINTS / checkpoint_name(previous)).is_dir():
                     snapshot = weights_snapshot(trainer.policy)
                 io_s += time.perf_counter() - io_start
                 row = trainer.step()

@@ -68,3 +68,23 @@ def test_corrupt_checkpoints(tmp_path, smoke_base):
     _one_line_exit_2(run_cli(["train", "prorl", "--profile", "smoke", "--base", str(tmp_path), "--out", str(tmp_path / "r")], cache),
                      "no config.json")
     assert not (tmp_path / "r").exists()  # nothing half-written
+
+
+def test_a_command_given_another_commands_folder_or_an_empty_one_answers_in_one_line(tmp_path):
+    """`report` on a `harness train` folder, on a half-written comparison, on an empty folder;
+    `train --resume` where no run is: one line, exit 2, nothing written."""
+    train_run = tmp_path / "train_run"
+    train_run.mkdir()
+    (train_run / "config.json").write_text('{"recipe": "prorl", "arm": {}, "budget": {}, "config": {}}')
+    (train_run / "metrics.jsonl").write_text("")
+    _one_line_exit_2(run_cli(["report", str(train_run)], tmp_path), "not a comparison folder", "harness train")
+    half = tmp_path / "half"
+    half.mkdir()
+    (half / "config.json").write_text('{"arms": ["prorl", ')
+    _one_line_exit_2(run_cli(["report", str(half)], tmp_path), "not valid JSON")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _one_line_exit_2(run_cli(["report", str(empty)], tmp_path), "no config.json")
+    _one_line_exit_2(run_cli(["train", "prorl", "--profile", "smoke", "--out", str(empty), "--resume"], tmp_path),
+                     "nothing to resume", "without --resume")
+    assert not any(empty.iterdir())
