@@ -52,6 +52,7 @@ def test_unknown_profile_trainer_and_suite(tmp_path):
     _one_line_exit_2(run_cli(["eval", str(tmp_path), "--profile", "smoke", "--suites", "chess"], tmp_path), "chess")
 
 
+@pytest.mark.slow
 def test_corrupt_checkpoints(tmp_path, smoke_base):
     import shutil
 

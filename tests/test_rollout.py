@@ -109,7 +109,8 @@ def test_finished_sequences_leave_the_batch(model, tokenizer):
     stop = tuple(range(0, len(tokenizer), 2))  # half the vocabulary stops a sample
     recorder = ForwardRecorder(model)
     try:
-        result = engine.generate(rendered(tokenizer)[:1], n=64, sampling=SamplingParams(temperature=1.0, max_new_tokens=12, seed=1, stop_token_ids=stop))
+        sampling = SamplingParams(temperature=1.0, max_new_tokens=12, seed=1, stop_token_ids=stop)
+        result = engine.generate(rendered(tokenizer)[:1], n=64, sampling=sampling)
     finally:
         recorder.close()
     batches = [b for b, length in recorder.shapes if length == 1]

@@ -39,6 +39,7 @@ from transformers import DynamicCache
 from harness.checkpoint import render_prompts
 from harness.config import Config
 from harness.rollout import SamplingParams, make_engine
+from harness.rollout.hf import cache_argument
 from suites.base import Item, Suite, suite_timeout
 from suites.bounded import shared_pool
 from trainers.core import (
@@ -453,13 +454,13 @@ def _shared_prompt_forward(model, seqs: list[_Sequence], rows: list[int], pad_id
     cache = None
     if batch.prompt_ids.shape[1]:
         cache = DynamicCache(config=model.config)
-        model(input_ids=batch.prompt_ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        model(input_ids=batch.prompt_ids, **{cache_argument(model): cache}, use_cache=True, logits_to_keep=1)
         _repeat_prompts(cache, batch.rows_per_prompt)
     logits = model(
         input_ids=batch.input_ids,
         attention_mask=batch.attention_mask,
         position_ids=batch.position_ids,
-        past_key_values=cache,
+        **{cache_argument(model): cache},
         use_cache=cache is not None,
     ).logits
     return logits.float() / temperature, batch.targets, batch.mask

@@ -21,6 +21,8 @@ no CUDA graphs. It is the reference engine for CPUs and tests, and the fallback 
 from __future__ import annotations
 
 import copy
+import functools
+import inspect
 import time
 from typing import Sequence
 
@@ -107,7 +109,7 @@ class HFRolloutEngine:
             input_ids=input_ids,
             attention_mask=mask,
             position_ids=positions,
-            past_key_values=prefill_cache,
+            **{cache_argument(self.model): prefill_cache},
             use_cache=True,
             logits_to_keep=1,
         )
@@ -165,7 +167,7 @@ class HFRolloutEngine:
                 input_ids=next_tok.unsqueeze(-1),
                 attention_mask=mask,
                 position_ids=pos.unsqueeze(-1),
-                past_key_values=cache,
+                **{cache_argument(self.model): cache},
                 use_cache=True,
             )
             logits = out.logits[:, -1, :].float()
@@ -181,6 +183,17 @@ class HFRolloutEngine:
             )
             for toks, lp, reason in zip(tokens, logps, reasons)
         ]
+
+
+@functools.cache
+def _cache_argument_of(model_class: type) -> str:
+    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
+
+
+def cache_argument(model) -> str:
+    """The name the model's forward takes its key/value cache by: `cache` from transformers 5.24
+    on (`past_key_values` is deprecated there and removed in 5.40), `past_key_values` before."""
+    return _cache_argument_of(type(model))
 
 
 def _plan_chunks(num_prompts: int, n: int, max_rows: int) -> list[list[int]]:
