@@ -7,10 +7,12 @@ from pathlib import Path
 
 import torch
 
+from harness.config.errors import UserError
+
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint that cannot be loaded; the message is one line."""
 
 

@@ -3,7 +3,7 @@
     harness bootstrap --profile tiny [key=value ...]
     harness eval CHECKPOINT --suites reasoning_gym --profile tiny [--out FILE] [key=value ...]
 
-Overrides are dotted config keys (harness/config.py), e.g. `eval.k=4 rollout.device=cpu`.
+Overrides are dotted config keys (harness/config/schema.py), e.g. `eval.k=4 rollout.device=cpu`.
 Bad input (unknown profile, key or value; missing checkpoint) prints one line and exits 2.
 """
 
@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 
-from harness.config import ConfigError, available_profiles, load_config
+from harness.config import ConfigError, UserError, available_profiles, load_config
 
 EXIT_BAD_INPUT = 2
 
@@ -108,12 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         if item.startswith("-") or "=" not in item:
             parser.error(f"unrecognized argument '{item}' (config overrides are key=value)")
     args.overrides = extra
-    from harness.checkpoint import CheckpointError
-    from suites.jsonl import DatasetError
-
     try:
         return args.func(args)
-    except (ConfigError, CheckpointError, DatasetError) as exc:
+    except UserError as exc:  # config, checkpoint, dataset, folder: every mistake a user can fix
         print(f"harness: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
@@ -243,12 +240,9 @@ def cmd_compare(args) -> int:
 def cmd_report(args) -> int:
     from pathlib import Path
 
-    from harness.report import ReportError, render
+    from harness.report import render
 
-    try:
-        render(Path(args.folder))
-    except ReportError as exc:
-        raise ConfigError(str(exc)) from None
+    render(Path(args.folder))
     if not args.quiet:
         print((Path(args.folder) / "tables.md").read_text())
     print(f"wrote {Path(args.folder) / 'tables.md'}")

@@ -27,6 +27,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from harness.config.errors import UserError
 from harness.files import write_json_atomic, write_text_atomic
 from harness.stats import (
     BOOTSTRAP_REPLICATES,
@@ -41,7 +42,7 @@ from results import PAPER
 PAPER_SUITES = ("math", "code", "reasoning_gym")
 
 
-class ReportError(ValueError):
+class ReportError(UserError):
     """A folder that is not (yet) a comparison; one line."""
 
 

@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 from typing import Iterable
 
+from harness.config.errors import UserError
 
-class DatasetError(ValueError):
+
+class DatasetError(UserError):
     """A dataset file that cannot be used as it is; the message is one line with the line number."""
 
 

@@ -105,3 +105,27 @@ def test_procedural_suites_must_share_one_heldout_fraction():
         load_config("tiny", ["suites.math.heldout_fraction=0.5"])
     load_config("tiny", ["suites.math.heldout_fraction=0.5", "suites.enabled=[math]"])  # alone it is fine
     load_config("tiny", [f"suites.{s}.heldout_fraction=0.4" for s in ("math", "code", "reasoning_gym")])
+
+
+def test_every_user_error_derives_from_the_one_base_the_cli_catches():
+    from harness.checkpoint import CheckpointError
+    from harness.config import UserError
+    from harness.config.errors import ConfigError as FromErrors
+    from harness.report import ReportError
+    from suites.jsonl import DatasetError
+
+    assert FromErrors is ConfigError
+    for error in (ConfigError, CheckpointError, DatasetError, ReportError):
+        assert issubclass(error, UserError), error
+
+
+def test_the_errors_module_imports_nothing_of_the_project():
+    import ast
+
+    import harness.config.errors as errors
+
+    tree = ast.parse(open(errors.__file__).read())
+    imported = [n.module if isinstance(n, ast.ImportFrom) else a.name
+                for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
+                for a in (n.names if isinstance(n, ast.Import) else [None])]
+    assert not [m for m in imported if m and m.split(".")[0] in ("harness", "suites", "trainers", "results")]
