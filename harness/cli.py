@@ -1,10 +1,16 @@
 """The `harness` command line.
 
     harness bootstrap --profile tiny [key=value ...]
-    harness eval CHECKPOINT --suites reasoning_gym --profile tiny [--out FILE] [key=value ...]
+    harness eval CHECKPOINT --profile tiny [--suites math,code,reasoning_gym] [--out FILE] [key=value ...]
+    harness train prorl|brorl --profile tiny [--out DIR] [--resume] [--base CHECKPOINT] [key=value ...]
+    harness compare prorl brorl --profile tiny [--seeds K] [--out DIR] [--resume] [key=value ...]
+    harness report DIR
+    harness regress --profile smoke [--update] [--fail-fast]
+    harness bench rollout|memory|update|sandbox --profile P
 
 Overrides are dotted config keys (harness/config/schema.py), e.g. `eval.k=4 rollout.device=cpu`.
-Bad input (unknown profile, key or value; missing checkpoint) prints one line and exits 2.
+Bad input (any `harness.config.UserError`: unknown profile, key or value, a missing checkpoint, a
+folder another command wrote) prints one line and exits 2.
 """
 
 from __future__ import annotations

@@ -115,7 +115,7 @@ class RolloutConfig:
     """Which engine generates samples, and how it batches them."""
 
     engine: Literal["hf"] = "hf"
-    """Rollout engine: `hf` (transformers, prefix-shared KV cache). `vllm` joins later."""
+    """Rollout engine: `hf` (transformers, prefix-shared KV cache); the only one so far."""
     max_batch_sequences: PosInt = 1024
     """Most sequences decoded together in one forward pass; bounds memory at large N."""
     device: str = "auto"
