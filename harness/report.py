@@ -37,6 +37,7 @@ from harness.stats import (
     stratified_paired_test,
     welch_test,
 )
+from harness.train import Budget, read_metrics
 from results import PAPER
 
 PAPER_SUITES = ("math", "code", "reasoning_gym")
@@ -48,12 +49,6 @@ class ReportError(UserError):
 
 def _read(path: Path) -> dict:
     return json.loads(path.read_text())
-
-
-def _metrics(path: Path) -> list[dict]:
-    from harness.train import read_metrics
-
-    return read_metrics(path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -125,8 +120,6 @@ def build_summary(out: Path) -> dict:
     paired_items (stratified by benchmark, given these runs), welch_seeds (K >= 2).
     """
     from harness.compare import SPEND_RULE, eval_points, point_steps, run_dir
-    from harness.train import Budget
-
     if not (out / "config.json").is_file():
         raise ReportError(f"'{out}' is not a comparison folder (no config.json); run `harness compare` first")
     try:
@@ -158,7 +151,7 @@ def build_summary(out: Path) -> dict:
         for seed in seeds:
             folder = run_dir(out, arm, seed)
             record = _read(folder / "config.json") if (folder / "config.json").is_file() else None
-            rows = _metrics(folder / "metrics.jsonl")
+            rows = read_metrics(folder / "metrics.jsonl")
             runs[arm, seed] = {"metrics": {r["step"]: r for r in rows}, "points": point_steps(rows, budget, points)}
             if record is not None and settings.get(arm) is None:
                 settings[arm] = record.get("arm")
@@ -346,6 +339,7 @@ def render_tables(summary: dict, paper: dict) -> str:
     rows, suites = summary["rows"], list(PAPER_SUITES)
     measured = [s for s in suites if any(s in r["scores"] for r in rows)]
     b = summary["budget"]
+    budget = Budget(b["kind"], b["amount"])
     k = summary["n_seeds"]
     base = summary["base"]
     seeds = ", ".join(map(str, summary["seeds"]))
@@ -392,7 +386,7 @@ def render_tables(summary: dict, paper: dict) -> str:
         if r["method"] == "baseline":
             point, spent, hours, samples = "base", "—", "—", "—"
         else:
-            point = ", ".join(f"{100 * f:g}% = {round(f * b['amount'], 9):g}" for f in r["eval_points"])
+            point = ", ".join(f"{100 * f:g}% = {budget.point(f):g}" for f in r["eval_points"])
             spent = _spent(r)
             hours = f"+{r['hours']:.3f}"
             samples = f"{r['samples']:,.0f}"

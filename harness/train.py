@@ -262,9 +262,12 @@ def weights_snapshot(model) -> dict[str, torch.Tensor]:
     return out
 
 
-def save_weights(out: Path, step: int, model, state_dict: dict[str, torch.Tensor], tokenizer) -> Path:
-    """An evaluation checkpoint of `step` from a weights snapshot: save_pretrained files and the
-    tokenizer, no trainer state (resume never starts from it); renamed into place when complete."""
+def save_weights(out: Path, step: int, model, state_dict: dict[str, torch.Tensor] | None, tokenizer,
+                 trainer_state: dict | None = None) -> Path:
+    """checkpoints/step_NNNNNN: save_pretrained files (of `state_dict` if given, else the model's own
+    weights), the tokenizer and, when given, the trainer state that makes it a resume point;
+    written to a temporary folder and renamed into place when complete. Without trainer state it is
+    an evaluation checkpoint of matched spend (resume never starts from it)."""
     folder = out / CHECKPOINTS
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / checkpoint_name(step)
@@ -272,21 +275,14 @@ def save_weights(out: Path, step: int, model, state_dict: dict[str, torch.Tensor
     shutil.rmtree(work, ignore_errors=True)
     model.save_pretrained(work, state_dict=state_dict)
     tokenizer.save_pretrained(work)
+    if trainer_state is not None:
+        torch.save(trainer_state, work / STATE_FILE)
     shutil.rmtree(target, ignore_errors=True)
     os.replace(work, target)
     return target
 
 
 def save_checkpoint(out: Path, trainer, tokenizer, wall_s: float) -> Path:
-    """Weights (save_pretrained), tokenizer and trainer state, renamed into place when complete."""
-    folder = out / CHECKPOINTS
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / checkpoint_name(trainer.step_count)
-    work = folder / f".{target.name}.tmp"
-    shutil.rmtree(work, ignore_errors=True)
-    trainer.policy.save_pretrained(work)
-    tokenizer.save_pretrained(work)
-    torch.save({"trainer": trainer.state_dict(), "wall_s": wall_s}, work / STATE_FILE)
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(work, target)
-    return target
+    """A resume point: weights, tokenizer and trainer state (save_weights)."""
+    return save_weights(out, trainer.step_count, trainer.policy, None, tokenizer,
+                        trainer_state={"trainer": trainer.state_dict(), "wall_s": wall_s})
