@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="do not print the tables")
     p.set_defaults(func=cmd_report, overrides=[])
 
-    p = sub.add_parser("regress", help="run the profile's comparison and check it against results/baselines/<profile>.json")
+    p = sub.add_parser("regress", help="run the profile's comparison and check it against harness/baselines/<profile>.json")
     p.add_argument("--update", action="store_true", help="write the baseline from this run instead of checking (on purpose)")
     p.add_argument("--out", default=None, help="keep the comparison folder here (default: a temporary folder)")
     p.add_argument("--fail-fast", action="store_true",
@@ -145,7 +145,7 @@ CHECKPOINT_NAMES = ("`base` for the profile's bootstrapped base (built if missin
 
 def _checkpoint(cfg, path: str, quiet: bool) -> str:
     """A checked checkpoint path; the names in bootstrap.NAMED stand for the bootstrap's checkpoints."""
-    from harness.bootstrap import NAMED, named_checkpoint
+    from harness.jobs.base_model import NAMED, named_checkpoint
     from harness.checkpoint import CheckpointError, check_checkpoint
 
     if path in NAMED:
@@ -162,7 +162,7 @@ def _log(message: str) -> None:
 
 def cmd_bootstrap(args) -> int:
     cfg = _setup(args)
-    from harness.bootstrap import bootstrap
+    from harness.jobs.base_model import bootstrap
 
     path = bootstrap(cfg, force=args.force, progress=not args.quiet, log=_log)
     print(path)
@@ -171,7 +171,7 @@ def cmd_bootstrap(args) -> int:
 
 def cmd_eval(args) -> int:
     cfg = _setup(args)
-    from suites import SUITES
+    from harness.suites import SUITES
 
     names = [s.strip() for s in (args.suites or ",".join(cfg.suites.enabled)).split(",") if s.strip()]
     for name in names:
@@ -180,8 +180,8 @@ def cmd_eval(args) -> int:
     args.checkpoint = _checkpoint(cfg, args.checkpoint, args.quiet)
 
     from harness import provenance
-    from harness.evaluate import evaluate_checkpoint, format_eval_table
-    from harness.files import write_json_atomic
+    from harness.jobs.evaluate import evaluate_checkpoint, format_eval_table
+    from harness.runs import write_json_atomic
 
     results = evaluate_checkpoint(cfg, args.checkpoint, names, progress=not args.quiet)
     print(format_eval_table(results))
@@ -206,7 +206,7 @@ def cmd_train(args) -> int:
     import datetime
     from pathlib import Path
 
-    from harness.train import run_training
+    from harness.jobs.train import run_training
 
     if args.resume and args.out is None:
         raise ConfigError("--resume needs --out: the folder of the run to continue")
@@ -216,7 +216,7 @@ def cmd_train(args) -> int:
     out = Path(args.out) if args.out else Path("results/runs") / f"{stamp}-{cfg.profile}-{Path(args.recipe).stem}"
     final = run_training(cfg, Path(args.recipe).stem, out, resume=args.resume, base=args.base,
                          progress=not args.quiet, log=_log)
-    from harness.train import METRICS_FILE, format_learning, learning_summary, read_metrics
+    from harness.jobs.train import METRICS_FILE, format_learning, learning_summary, read_metrics
 
     print(f"metrics: {out / METRICS_FILE}")
     print(format_learning(learning_summary(read_metrics(out / METRICS_FILE))))
@@ -228,7 +228,7 @@ def cmd_compare(args) -> int:
     import datetime
     from pathlib import Path
 
-    from harness.compare import arm_configs, run_compare, run_seeds
+    from harness.jobs.compare import arm_configs, run_compare, run_seeds
 
     cfg = _setup(args)
     run_seeds(arm_configs(args.profile, args.arms, args.overrides), 1 if args.seeds is None else args.seeds)  # validate first
@@ -278,14 +278,14 @@ def _positive_ints(text: str, option: str) -> list[int]:
 def cmd_bench(args) -> int:
     cfg = _setup(args)
     if args.what == "sandbox":
-        from suites.sandbox import benchmark
+        from harness.execution.sandbox import benchmark
 
         result = benchmark(n=max(1, args.samples // 4))
         print(f"sandbox: {result['executions']} trivial programs on {result['workers']} workers in "
               f"{result['seconds']:.1f} s: {result['executions_per_s']:.1f} executions/s")
         return 0
     if args.what == "memory":
-        from harness.bench import bench_memory
+        from harness.jobs.bench import bench_memory
 
         print(f"one RL step per arm, profile {cfg.profile}, micro-batch budget {cfg.train.micro_batch_tokens} tokens")
         bench_memory(args.profile, args.overrides)
@@ -294,7 +294,7 @@ def cmd_bench(args) -> int:
         _positive_ints(str(args.repeats), "--repeats")
         import torch
 
-        from harness.bench import bench_update
+        from harness.jobs.bench import bench_update
 
         print(f"one policy update per arm, profile {cfg.profile}, micro-batch budget {cfg.train.micro_batch_tokens} "
               f"tokens, median of {args.repeats}, {torch.get_num_threads()} threads")
@@ -302,9 +302,9 @@ def cmd_bench(args) -> int:
         return 0
     ns = _positive_ints(args.n, "--n")
     _positive_ints(f"{args.samples},{args.max_new_tokens},{args.repeats}", "--samples/--max-new-tokens/--repeats")
-    from harness.bench import bench_rollout
+    from harness.jobs.bench import bench_rollout
     from harness.checkpoint import load_policy
-    from suites import build_suite
+    from harness.suites import build_suite
 
     path = _checkpoint(cfg, args.checkpoint, args.quiet)
     model, tokenizer = load_policy(path, cfg.rollout.device, cfg.rollout.dtype)

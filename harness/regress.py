@@ -1,7 +1,7 @@
 """`harness regress`: the science guard. Runs the profile's comparison and checks its numbers
 against a committed baseline, so a change that silently breaks the trainer or a scorer fails CI.
 
-    harness regress --profile smoke            # compare with results/baselines/smoke.json
+    harness regress --profile smoke            # compare with harness/baselines/smoke.json
     harness regress --profile smoke --update   # refresh the baseline ON PURPOSE (commit it, say why)
     harness regress --profile smoke --fail-fast  # stop at the first evaluation beyond tolerance
 
@@ -22,8 +22,10 @@ import tempfile
 from pathlib import Path
 
 from harness.config import ConfigError, load_config
-from harness.files import write_json_atomic
-from results import BASELINES
+from harness.runs import write_json_atomic
+
+BASELINES = Path(__file__).resolve().parent / "baselines"
+"""The committed regression baselines, one `<profile>.json` each (`--update` rewrites one in a source checkout)."""
 
 TOLERANCES = {"score": 0.02, "mean_output_tokens": 0.5, "ds_pass_rate": 0.05, "steps": 1}
 """Absolute tolerances written into a new baseline: pass@1 fraction, tokens, pass-rate fraction, RL steps."""
@@ -87,7 +89,7 @@ class _Stop(Exception):
 def run_regress(profile: str, overrides: list[str], update: bool, out: Path | None, progress: bool, log=print,
                 fail_fast: bool = False) -> int:
     """0 when within tolerance (or after --update), 1 on a regression."""
-    from harness.compare import run_compare
+    from harness.jobs.compare import run_compare
     from harness.report import build_summary
 
     cfg = load_config(profile, overrides)

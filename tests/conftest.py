@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from harness.config import TinyModelConfig
-from harness.tiny_model import build_model, train_tokenizer
+from harness.jobs.tiny_model import build_model, train_tokenizer
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 """The real evaluation sets beside the repository (../shared/data); tests skip when it is absent."""

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from suites.base import ScoreResult
-from suites.bounded import ScorerPool
-from suites.reasoning_gym import ReasoningGymSuite, score
+from harness.suites.base import ScoreResult
+from harness.execution.bounded import ScorerPool
+from harness.suites.reasoning_gym import ReasoningGymSuite, score
 
 
 def exact(response: str, answer: str) -> ScoreResult:
@@ -94,7 +94,7 @@ def test_megabyte_responses_to_the_real_scorer_return_quickly(pool):
 
 def test_evaluation_counts_timeouts(tiny_engine_and_suite):
     """A suite whose scorer hangs still evaluates, and says how many calls timed out."""
-    from harness.evaluate import evaluate_suite
+    from harness.jobs.evaluate import evaluate_suite
     from harness.rollout import SamplingParams
 
     engine, tokenizer, suite = tiny_engine_and_suite

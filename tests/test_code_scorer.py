@@ -5,10 +5,10 @@ import warnings
 
 import pytest
 
-import suites.code as code_suite
-from suites.base import ScoreResult
-from suites.bounded import ScorerPool
-from suites.code import (
+import harness.suites.code as code_suite
+from harness.suites.base import ScoreResult
+from harness.execution.bounded import ScorerPool
+from harness.suites.code import (
     CODE_INSTRUCTION,
     call_timeout_s,
     extract_code,
@@ -16,7 +16,7 @@ from suites.code import (
     load_benchmark,
     score,
 )
-from suites.jsonl import DatasetError, read_jsonl
+from harness.suites.jsonl import DatasetError, read_jsonl
 from tests.conftest import SHARED_DATA
 
 DATA = SHARED_DATA

@@ -9,10 +9,10 @@ import textwrap
 
 import pytest
 
-from harness.compare import eval_points, point_steps, resolve_arm
+from harness.jobs.compare import eval_points, point_steps, resolve_arm
 from harness.config import ConfigError
 from harness.regress import diff, measurements
-from harness.train import TIMING_KEYS, Budget, read_metrics
+from harness.jobs.train import TIMING_KEYS, Budget, read_metrics
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow
@@ -211,8 +211,8 @@ def test_regress_diff_flags_moves_beyond_tolerance():
 
 BROKEN = {
     "scorer": """
-        from suites.base import ScoreResult
-        import suites.reasoning_gym as rg
+        from harness.suites.base import ScoreResult
+        import harness.suites.reasoning_gym as rg
 
         def broken_score(response, entry):  # ignores the answer: every response is wrong
             return ScoreResult(0.0, "wrong")
@@ -220,8 +220,8 @@ BROKEN = {
         rg.ReasoningGymSuite.scorer = staticmethod(broken_score)
     """,
     "loss": """
-        import trainers.grpo as grpo
-        from trainers.core import ppo_clip_objective
+        import harness.trainers.grpo as grpo
+        from harness.trainers.core import ppo_clip_objective
 
         def broken_objective(*args, **kwargs):  # sign error: unlearns
             loss, clipped = ppo_clip_objective(*args, **kwargs)

@@ -112,7 +112,7 @@ def test_every_user_error_derives_from_the_one_base_the_cli_catches():
     from harness.config import UserError
     from harness.config.errors import ConfigError as FromErrors
     from harness.report import ReportError
-    from suites.jsonl import DatasetError
+    from harness.suites.jsonl import DatasetError
 
     assert FromErrors is ConfigError
     for error in (ConfigError, CheckpointError, DatasetError, ReportError):

@@ -5,12 +5,12 @@ from __future__ import annotations
 import zlib
 
 from harness.config import load_config
-from harness.evaluate import evaluate_suite
+from harness.jobs.evaluate import evaluate_suite
 from harness.rollout import SamplingParams, make_engine
-from suites import build_suite
-from suites.base import ScoreResult
-from suites.bounded import ScorerPool
-from suites.tiny_math import TinyMathSuite
+from harness.suites import build_suite
+from harness.suites.base import ScoreResult
+from harness.execution.bounded import ScorerPool
+from harness.suites.tiny_math import TinyMathSuite
 
 
 def response_digest(response: str, reference) -> ScoreResult:

@@ -1,8 +1,8 @@
 import pytest
 
 from harness.config import ConfigError, load_config
-from suites import build_suite
-from suites.reasoning_gym import ReasoningGymSuite, score
+from harness.suites import build_suite
+from harness.suites.reasoning_gym import ReasoningGymSuite, score
 
 TASKS = [
     ("chain_sum", {"min_terms": 2, "max_terms": 3, "min_digits": 1, "max_digits": 2}),

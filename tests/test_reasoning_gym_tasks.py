@@ -20,8 +20,8 @@ import reasoning_gym
 from reasoning_gym.factory import DATASETS
 
 from harness.config import ConfigError
-from suites.reasoning_gym import ReasoningGymSuite, score
-from suites.reasoning_gym_tasks import (
+from harness.suites.reasoning_gym import ReasoningGymSuite, score
+from harness.suites.reasoning_gym_tasks import (
     ANSWER_FORM_MISMATCH,
     CAVEATS,
     EXCLUDED,

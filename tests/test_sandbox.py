@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from suites import sandbox
-from suites.sandbox import Execution, Job, outputs_match, run, run_many
+from harness.execution import sandbox
+from harness.execution.sandbox import Execution, Job, outputs_match, run, run_many
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the sandbox needs Linux")
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from harness.bootstrap import bootstrap
+from harness.jobs.base_model import bootstrap
 from harness.config import load_config
 from tests.conftest import run_cli as _cli
 

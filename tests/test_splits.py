@@ -17,10 +17,10 @@ from collections import defaultdict
 import pytest
 
 from harness.config import load_config
-from suites import build_suite
-from suites.math import MATH_INSTRUCTION
-from suites.procedural import Draw, ProceduralSuite, canonical_problem
-from suites.tiny_code import INSTRUCTION as CODE_INSTRUCTION
+from harness.suites import build_suite
+from harness.suites.math import MATH_INSTRUCTION
+from harness.suites.procedural import Draw, ProceduralSuite, canonical_problem
+from harness.suites.tiny_code import INSTRUCTION as CODE_INSTRUCTION
 
 PROFILES = ("tiny", "smoke")
 
@@ -173,8 +173,8 @@ def test_heldout_overrides_ask_word_problems():
     """Limit of the split (suites/procedural.py): a task with its own heldout_fraction must not share
     keys with other tasks. The override tasks' keys are their whole text, not an expression, so only
     a task asking the very same text could share one."""
-    from suites.reasoning_gym import ReasoningGymSuite
-    from suites.reasoning_gym_tasks import HELDOUT_FRACTION
+    from harness.suites.reasoning_gym import ReasoningGymSuite
+    from harness.suites.reasoning_gym_tasks import HELDOUT_FRACTION
 
     for name, fraction in HELDOUT_FRACTION.items():
         suite = ReasoningGymSuite([(name, {})], seed=0, heldout_fraction=fraction)

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from harness.compare import SPEND_RULE
-from harness.evaluate import task_mean_and_stderr
+from harness.jobs.compare import SPEND_RULE
+from harness.jobs.evaluate import task_mean_and_stderr
 from harness.report import ReportError, build_summary, render
 from harness.stats import hierarchical_bootstrap, holm, item_task, spread, stratified_paired_test, welch_test
 
@@ -192,8 +192,8 @@ def test_a_folder_from_before_matched_spend_is_refused_in_one_line(tmp_path):
 
 
 def test_a_budget_point_in_steps_is_not_rounded_down():
-    from harness.compare import point_steps
-    from harness.train import Budget
+    from harness.jobs.compare import point_steps
+    from harness.jobs.train import Budget
 
     rows = [{"step": i} for i in range(1, 101)]
     assert point_steps(rows, Budget("steps", 100), [0.29]) == {0.29: 29, 1.0: 100}  # 0.29 * 100 = 28.999...

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from harness.config import ConfigError, load_config
-from suites import build_suite
-from suites.bounded import ScorerPool
+from harness.suites import build_suite
+from harness.execution.bounded import ScorerPool
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +43,8 @@ def test_math_targets_carry_a_worked_solution(tiny_cfg):
 
 
 def test_wrong_math_and_broken_code_score_zero(tiny_cfg):
-    from suites.code import score as code_score
-    from suites.math import score as math_score
+    from harness.suites.code import score as code_score
+    from harness.suites.math import score as math_score
 
     item = build_suite("math", tiny_cfg).items("eval", 1)[0]
     assert math_score(f"\\boxed{{{int(item.reference) + 1}}}", item.reference).reward == 0.0

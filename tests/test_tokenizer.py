@@ -1,6 +1,6 @@
 from transformers import AutoTokenizer, Qwen2Tokenizer
 
-from harness.tiny_model import SPECIAL_TOKENS
+from harness.jobs.tiny_model import SPECIAL_TOKENS
 
 TEXTS = [
     "user\nState the final answer to the following arithmetic problem: 12 + 7 - 3 =\nGive your final answer inside <answer></answer> tags.",

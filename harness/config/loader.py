@@ -246,7 +246,7 @@ def _check_consistency(obj: Any) -> None:
                 f"must divide bootstrap.model.num_attention_heads ({obj.num_attention_heads})"
             )
     if isinstance(obj, ReasoningGymTaskConfig):
-        from suites.reasoning_gym import check_task_name
+        from harness.suites.reasoning_gym import check_task_name
 
         check_task_name(obj.name)
     if isinstance(obj, ReasoningGymSuiteConfig) and not obj.tasks:
@@ -260,7 +260,7 @@ def _check_consistency(obj: Any) -> None:
                               f"valid: a non-empty list of {', '.join(known)}")
         if not obj.tasks:
             raise ConfigError(f"invalid value for 'suites.{domain}.tasks': []; give at least one task")
-        from suites import procedural_registry
+        from harness.suites import procedural_registry
 
         registry = procedural_registry(domain)
         for i, task in enumerate(obj.tasks):

@@ -40,12 +40,12 @@ from tqdm.auto import tqdm
 from harness import provenance
 from harness.checkpoint import CheckpointError, render_prompts
 from harness.config import Config
-from harness.evaluate import evaluate_suite
-from harness.files import write_json_atomic
+from harness.jobs.evaluate import evaluate_suite
+from harness.runs import write_json_atomic
 from harness.rollout import SamplingParams, make_engine
-from harness.tiny_model import build_model, train_tokenizer
-from suites import build_suite
-from suites.bounded import shared_pool
+from harness.jobs.tiny_model import build_model, train_tokenizer
+from harness.suites import build_suite
+from harness.execution.bounded import shared_pool
 
 BOOTSTRAP_VERSION = 5
 """Bump when the bootstrap procedure changes, so cached checkpoints built by older code are not reused.
@@ -272,7 +272,7 @@ def _rl_to_plateau(cfg: Config, model, tokenizer, suites, validation: Validation
     at every check are kept in memory (the tiny model is a few MB) so that the early baseline
     point can be chosen once the final step is known.
     """
-    from trainers.registry import get_builder
+    from harness.trainers.registry import get_builder
 
     p = cfg.bootstrap.plateau
     if p.max_steps == 0:

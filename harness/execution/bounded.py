@@ -27,7 +27,7 @@ from collections import deque
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Sequence
 
-from suites.base import ScoreResult
+from harness.suites.base import ScoreResult
 
 _CHUNK = 64
 """Calls sent to a worker at once (amortises the inter-process round trip)."""

@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from suites.base import SPLITS, Item, ScoreResult, Split
+from harness.suites.base import SPLITS, Item, ScoreResult, Split
 
 VALIDATION_SHARE = 0.2
 """Part of the held-out question space given to `validation` (the rest is `eval`)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from suites.base import Item, ScoreResult, Split
+from harness.suites.base import Item, ScoreResult, Split
 
 
 class BenchmarkSuite:

@@ -18,7 +18,7 @@ legitimate whitespace, so `\\times`, `\\neq` or `\\right` eaten that way stay br
 
 The signal.alarm trap: math-verify bounds its own work with `signal.alarm`, which does nothing
 outside a main thread (verl once scored every MATH answer 0 that way) and, inside a
-`suites.bounded.ScorerPool` worker, would replace the SIGALRM interval timer the pool arms for each
+`harness.execution.bounded.ScorerPool` worker, would replace the SIGALRM interval timer the pool arms for each
 call. So every math-verify call here runs with its timeout disabled (`parsing_timeout=None`,
 `timeout_seconds=None`), and bounding is the ScorerPool's job: a direct in-process call of
 `score` is unbounded. math-verify and sympy also catch broad exceptions, which can swallow the
@@ -38,8 +38,8 @@ from pathlib import Path
 
 from math_verify import parse, verify
 
-from suites.base import Item, ScoreResult
-from suites.jsonl import read_jsonl
+from harness.suites.base import Item, ScoreResult
+from harness.suites.jsonl import read_jsonl
 
 NAME = "math"
 
@@ -117,7 +117,7 @@ def score(response: str, answer: str) -> ScoreResult:
     """1.0 `correct` if the last boxed answer of `response` equals `answer` by math-verify, 0.0
     `wrong` if not, 0.0 `no_answer` without a (non-empty) box; `error: <ExceptionType>` if
     math-verify raised, `timeout` if the ScorerPool's bound expired meanwhile. Unbounded when
-    called directly: run it through suites.bounded.ScorerPool."""
+    called directly: run it through harness.execution.bounded.ScorerPool."""
     extracted = extract_boxed(response)
     if extracted is None or not extracted.strip():
         return ScoreResult(reward=0.0, status="no_answer", extracted=extracted)

@@ -21,7 +21,7 @@ at 9c581f1be11fe5a67d78dc9ac3c95c0926061f0a ("Mahjong Puzzle (#241)", 2025-03-01
     question.
 The branch also has a reward server (`scripts/host_reward_server.py`, `utils.ScoreAnswer`). It takes
 the content of the last <answer> tag and passes it to the dataset's `score_answer`, which gives a
-continuous reward. `suites.reasoning_gym.score` works the same way.
+continuous reward. `harness.suites.reasoning_gym.score` works the same way.
 At that commit `DATASETS` holds exactly 96 names. `composite` is registered in
 `reasoning_gym/composite.py`, and `import reasoning_gym` does not import that module, so `composite`
 is not in `DATASETS`. Running the script's deduplication on that tree (2026-11, this repository's

@@ -1,6 +1,6 @@
 """Tiny-scale math: procedural, seeded problems in the paper's format (answer in `\\boxed{}`).
 
-Scored by the same `suites.math.score` (math-verify) as AIME or MATH-500. The supervised target
+Scored by the same `harness.suites.math.score` (math-verify) as AIME or MATH-500. The supervised target
 is a short worked solution, a few tens of tokens, so that a response carries reasoning and not
 only the answer (REFERENCE.md, "Tiny-scale feasibility": 7-token answers made RL degenerate).
 Difficulty is set per task by ranges (more terms, larger numbers), so one task mixes easy items
@@ -18,9 +18,9 @@ from __future__ import annotations
 import random
 from typing import Any, Iterator
 
-from suites.math import format_prompt
-from suites.math import score as math_score
-from suites.procedural import Draw, ProceduralSuite, task_from_registry
+from harness.suites.math import format_prompt
+from harness.suites.math import score as math_score
+from harness.suites.procedural import Draw, ProceduralSuite, task_from_registry
 
 
 def arithmetic(seed: int, min_terms: int = 2, max_terms: int = 4, max_value: int = 20,
@@ -114,7 +114,7 @@ def _check_range(task: str, what: str, low_value: int, high_value: int, low: int
 
 
 class TinyMathSuite(ProceduralSuite):
-    """The `math` suite of the tiny profiles: these tasks, scored by `suites.math.score`."""
+    """The `math` suite of the tiny profiles: these tasks, scored by `harness.suites.math.score`."""
 
     name = "math"
     scorer = staticmethod(math_score)

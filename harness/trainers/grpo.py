@@ -40,9 +40,9 @@ from harness.checkpoint import render_prompts
 from harness.config import Config
 from harness.rollout import SamplingParams, make_engine
 from harness.rollout.hf import cache_argument
-from suites.base import Item, Suite, suite_timeout
-from suites.bounded import shared_pool
-from trainers.core import (
+from harness.suites.base import Item, Suite, suite_timeout
+from harness.execution.bounded import shared_pool
+from harness.trainers.core import (
     clamped_ratio,
     dual_clip_active,
     group_advantages,
@@ -376,7 +376,7 @@ class _SharedPromptBatch:
 
 def _micro_batches(seqs: list[_Sequence], members: list[int], budget: int) -> list[list[int]]:
     """The members grouped by prompt and packed under the token budget, each prompt counted once
-    per micro-batch (`trainers.core.shared_prompt_micro_batches`). One micro-batch holds several
+    per micro-batch (`harness.trainers.core.shared_prompt_micro_batches`). One micro-batch holds several
     small groups (N=16) or a slice of one large group (N=512), so memory stays bounded in N."""
     return shared_prompt_micro_batches(
         members,

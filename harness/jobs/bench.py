@@ -91,7 +91,7 @@ def bench_memory(profile: str, overrides: list[str], log=print) -> list[dict]:
     rows = []
     for recipe in ("prorl", "brorl"):
         done = subprocess.run(
-            [sys.executable, "-m", "harness.bench", "memory-child", profile, recipe, *overrides],
+            [sys.executable, "-m", "harness.jobs.bench", "memory-child", profile, recipe, *overrides],
             capture_output=True, text=True,
         )
         if done.returncode != 0:
@@ -114,11 +114,11 @@ def _memory_child(profile: str, recipe: str, overrides: list[str]) -> None:
     import torch
     import transformers
 
-    from harness.bootstrap import bootstrap
+    from harness.jobs.base_model import bootstrap
     from harness.checkpoint import load_policy
     from harness.config import load_config
-    from suites import SUITES, build_suite
-    from trainers.registry import get_builder
+    from harness.suites import SUITES, build_suite
+    from harness.trainers.registry import get_builder
 
     transformers.utils.logging.disable_progress_bar()
     cfg = load_config(profile, overrides, recipe=recipe)
@@ -198,13 +198,13 @@ def bench_update(profile: str, overrides: list[str], repeats: int, log=print) ->
     the two computations alternate; each prints the median of `repeats`."""
     import transformers
 
-    from harness.bootstrap import bootstrap
+    from harness.jobs.base_model import bootstrap
     from harness.checkpoint import load_policy, render_prompts
     from harness.config import load_config
     from harness.rollout import SamplingParams
-    from suites import build_suite
-    from trainers.grpo import SHARED_PROMPT, UpdateLayout
-    from trainers.registry import get_builder
+    from harness.suites import build_suite
+    from harness.trainers.grpo import SHARED_PROMPT, UpdateLayout
+    from harness.trainers.registry import get_builder
 
     transformers.utils.logging.disable_progress_bar()
     per_sample = UpdateLayout(micro_batches=per_sample_micro_batches, forward=per_sample_forward)

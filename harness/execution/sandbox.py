@@ -2,7 +2,7 @@
 
 Code rewards execute programs a language model wrote, thousands per RL step. `run(code, stdin)`
 executes one program and returns an `Execution`; `run_many(jobs)` runs many in parallel, in order;
-`outputs_match` is the comparison the code scorer uses; `python -m suites.sandbox` prints the
+`outputs_match` is the comparison the code scorer uses; `python -m harness.execution.sandbox` prints the
 throughput of trivial programs (executions per second).
 
 Threat model

@@ -20,8 +20,8 @@ from tqdm.auto import tqdm
 
 from harness.checkpoint import render_prompts
 from harness.rollout import RolloutEngine, SamplingParams
-from suites.base import Item, Suite, suite_timeout
-from suites.bounded import ScorerPool
+from harness.suites.base import Item, Suite, suite_timeout
+from harness.execution.bounded import ScorerPool
 
 
 @dataclass
@@ -141,8 +141,8 @@ def evaluate_checkpoint(cfg, checkpoint: str, suite_names: Sequence[str], progre
     """Every named suite's held-out eval split on one checkpoint, with the profile's protocol."""
     from harness.checkpoint import load_policy
     from harness.rollout import make_engine
-    from suites import build_suite
-    from suites.bounded import shared_pool
+    from harness.suites import build_suite
+    from harness.execution.bounded import shared_pool
 
     model, tokenizer = load_policy(checkpoint, cfg.rollout.device, cfg.rollout.dtype)
     engine = make_engine(cfg.rollout.engine, model, tokenizer, cfg.rollout.max_batch_sequences)

@@ -20,8 +20,8 @@ import reasoning_gym
 from reasoning_gym.factory import DATASETS
 from reasoning_gym.utils import extract_answer
 
-from suites.base import ScoreResult
-from suites.procedural import Draw, ProceduralSuite
+from harness.suites.base import ScoreResult
+from harness.suites.procedural import Draw, ProceduralSuite
 
 NAME = "reasoning_gym"
 
@@ -115,7 +115,7 @@ class ReasoningGymSuite(ProceduralSuite):
         """Build from a `ReasoningGymSuiteConfig` (preset `prorl96`: the 96 ProRL tasks, default
         configs, with the held-out overrides of suites/reasoning_gym_tasks.py)."""
         if cfg.preset == "prorl96":
-            from suites.reasoning_gym_tasks import HELDOUT_FRACTION, PRORL_TASKS
+            from harness.suites.reasoning_gym_tasks import HELDOUT_FRACTION, PRORL_TASKS
 
             return cls([(name, {}) for name in PRORL_TASKS], seed, cfg.heldout_fraction, dict(HELDOUT_FRACTION))
         return cls([(t.name, dict(t.config)) for t in cfg.tasks], seed, cfg.heldout_fraction)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 
 from harness.config import Config, ConfigError
-from trainers.grpo import ArmSettings, GRPOTrainer
+from harness.trainers.grpo import ArmSettings, GRPOTrainer
 
 
 def settings(config: Config) -> ArmSettings:

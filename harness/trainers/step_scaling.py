@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness.config import Config
-from trainers.grpo import ArmSettings, GRPOTrainer
+from harness.trainers.grpo import ArmSettings, GRPOTrainer
 
 
 def settings(config: Config) -> ArmSettings:

@@ -1,6 +1,6 @@
 """Tiny-scale code: procedural, seeded stdin -> stdout problems in the paper's format.
 
-A response holds a fenced Python program; `suites.code.score` runs it in the sandbox on each
+A response holds a fenced Python program; `harness.suites.code.score` runs it in the sandbox on each
 input/output test and rewards the fraction passed, exactly as for codeforces or taco. The
 supervised target is the short program itself (a few tens of tokens). Difficulty grows with the
 number of operations a program must chain, so a task mixes easy items with a hard tail.
@@ -17,8 +17,8 @@ from __future__ import annotations
 import random
 from typing import Any, Iterator
 
-from suites import code
-from suites.procedural import Draw, ProceduralSuite, task_from_registry
+from harness.suites import code
+from harness.suites.procedural import Draw, ProceduralSuite, task_from_registry
 
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz"
 
@@ -124,7 +124,7 @@ def max_tests(tasks) -> int:
 
 
 class TinyCodeSuite(ProceduralSuite):
-    """The `code` suite of the tiny profiles: these tasks, scored by `suites.code.score`."""
+    """The `code` suite of the tiny profiles: these tasks, scored by `harness.suites.code.score`."""
 
     name = "code"
     scorer = staticmethod(code.score)

@@ -14,11 +14,11 @@ from typing import Callable
 ENTRY_POINT_GROUP = "harness.trainers"
 
 TrainerBuilder = Callable[..., object]
-"""build(config, model, tokenizer, suites, out_dir) -> an object with the `trainers.base.Trainer` methods."""
+"""build(config, model, tokenizer, suites, out_dir) -> an object with the `harness.trainers.base.Trainer` methods."""
 
 _BUILTIN: dict[str, str] = {
-    "step_scaling": "trainers.step_scaling:build",
-    "rollout_scaling": "trainers.rollout_scaling:build",
+    "step_scaling": "harness.trainers.step_scaling:build",
+    "rollout_scaling": "harness.trainers.rollout_scaling:build",
 }
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 
-from suites.base import Item, ScoreResult, Suite
+from harness.suites.base import Item, ScoreResult, Suite
 
 SUITES = ("math", "code", "reasoning_gym")
 """Table 2's domains, in its column order."""
@@ -17,20 +17,20 @@ SUITES = ("math", "code", "reasoning_gym")
 def procedural_registry(domain: str) -> dict:
     """Tiny generator tasks of `math` or `code`, by name."""
     if domain == "math":
-        from suites.tiny_math import TASKS
+        from harness.suites.tiny_math import TASKS
     else:
-        from suites.tiny_code import TASKS
+        from harness.suites.tiny_code import TASKS
     return TASKS
 
 
 def build_suite(name: str, config) -> Suite:
     """The suite `name` as the profile `config` (a harness Config) defines it."""
     if name == "reasoning_gym":
-        from suites.reasoning_gym import ReasoningGymSuite
+        from harness.suites.reasoning_gym import ReasoningGymSuite
 
         return ReasoningGymSuite.from_config(config.suites.reasoning_gym, seed=config.seed)
     if name == "math":
-        from suites import math, tiny_math
+        from harness.suites import math, tiny_math
 
         cfg = config.suites.math
         if cfg.source == "procedural":
@@ -38,7 +38,7 @@ def build_suite(name: str, config) -> Suite:
                 [(t.name, tiny_math.task_generator(t.name, t.config)) for t in cfg.tasks], config.seed, cfg.heldout_fraction)
         return _benchmark_suite("math", math.score, math.load_benchmark, cfg)
     if name == "code":
-        from suites import code, tiny_code
+        from harness.suites import code, tiny_code
 
         cfg = config.suites.code
         scorer = functools.partial(code.score, timeout_s=cfg.test_timeout_s, one_process=cfg.tests_in_one_process)
@@ -56,7 +56,7 @@ def build_suite(name: str, config) -> Suite:
 
 
 def _benchmark_suite(name, scorer, load, cfg):
-    from suites.benchmarks import BenchmarkSuite
+    from harness.suites.benchmarks import BenchmarkSuite
 
     path = cfg.data_dir or None
     return BenchmarkSuite(name, scorer, {b: load(b, path) for b in cfg.benchmarks})

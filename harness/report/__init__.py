@@ -28,7 +28,7 @@ import tempfile
 from pathlib import Path
 
 from harness.config.errors import UserError
-from harness.files import write_json_atomic, write_text_atomic
+from harness.runs import write_json_atomic, write_text_atomic
 from harness.stats import (
     BOOTSTRAP_REPLICATES,
     hierarchical_bootstrap,
@@ -37,10 +37,12 @@ from harness.stats import (
     stratified_paired_test,
     welch_test,
 )
-from harness.train import Budget, read_metrics
-from results import PAPER
+from harness.jobs.train import Budget, read_metrics
 
 PAPER_SUITES = ("math", "code", "reasoning_gym")
+
+PAPER = Path(__file__).resolve().parent / "paper.json"
+"""The paper's published rows, with their source, printed beside the measured ones."""
 
 
 class ReportError(UserError):
@@ -57,7 +59,7 @@ def _read(path: Path) -> dict:
 
 def _base_curve(out: Path) -> list[dict]:
     """The base's RL curve (bootstrap.json copy), hours relative to its end (<= 0)."""
-    from harness.compare import BASE_RECORD
+    from harness.jobs.compare import BASE_RECORD
 
     path = out / BASE_RECORD
     if not path.is_file():
@@ -119,7 +121,7 @@ def build_summary(out: Path) -> dict:
     significance, per suite: headline (hierarchical bootstrap, with p_holm over the suites),
     paired_items (stratified by benchmark, given these runs), welch_seeds (K >= 2).
     """
-    from harness.compare import SPEND_RULE, eval_points, point_steps, run_dir
+    from harness.jobs.compare import SPEND_RULE, eval_points, point_steps, run_dir
     if not (out / "config.json").is_file():
         raise ReportError(f"'{out}' is not a comparison folder (no config.json); run `harness compare` first")
     try:

@@ -42,8 +42,8 @@ from pathlib import Path
 
 from harness import provenance
 from harness.config import Config, ConfigError, available_recipes, load_config, to_dict
-from harness.files import write_json_atomic
-from harness.train import (
+from harness.runs import write_json_atomic
+from harness.jobs.train import (
     CHECKPOINTS,
     METRICS_FILE,
     Budget,
@@ -62,7 +62,7 @@ def resolve_arm(name: str) -> tuple[str, list[str]]:
     """(recipe, extra overrides) for an arm named by a recipe or by a registered trainer."""
     if name in available_recipes():
         return name, []
-    from trainers.registry import available
+    from harness.trainers.registry import available
 
     if name in available():
         return "prorl", [f"train.trainer={name}"]
@@ -121,7 +121,7 @@ def point_steps(rows: list[dict], budget: Budget, fractions) -> dict[float, int 
 
 def base_info(base: Path) -> dict:
     """The base checkpoint(s) of a comparison: final and (if the bootstrap kept one) early, with RL steps."""
-    from harness.bootstrap import EARLY
+    from harness.jobs.base_model import EARLY
 
     record = json.loads((base / BASE_RECORD).read_text()) if (base / BASE_RECORD).is_file() else {}
     early = base / EARLY
@@ -197,8 +197,8 @@ def run_compare(profile: str, arms: list[str], out: Path, overrides: list[str], 
     """Run (or continue) a comparison in `out` with K = `seeds` runs per arm (default: 1, or on resume
     the K it was started with); returns `out`. `after_eval(out)` runs after each new evaluation is
     written (`harness regress --fail-fast` checks the rows so far there and may raise to stop)."""
-    from harness.bootstrap import bootstrap, checkpoint_dir
-    from harness.evaluate import evaluate_checkpoint
+    from harness.jobs.base_model import bootstrap, checkpoint_dir
+    from harness.jobs.evaluate import evaluate_checkpoint
     from harness.report import render
 
     if (out / "config.json").exists() and not resume:

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from harness import provenance
 from harness.checkpoint import load_policy
 from harness.config import Config, ConfigError, to_dict
-from harness.files import write_json_atomic, write_text_atomic
+from harness.runs import write_json_atomic, write_text_atomic
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "trainer_state.pt"
@@ -128,7 +128,7 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
     memory (weights and tokenizer only: an evaluation checkpoint, not a resume point). The
     metrics' `wall_s` is training time: those copies and every checkpoint write are left out, so
     an arm with more (shorter) steps is not charged more for them under a wall-clock budget."""
-    from trainers.registry import get_builder
+    from harness.trainers.registry import get_builder
 
     budget = budget or Budget("steps", cfg.train.steps)
     try:
@@ -145,12 +145,12 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
 
     last = latest_checkpoint(out) if resume else None
     if base is None:
-        from harness.bootstrap import bootstrap
+        from harness.jobs.base_model import bootstrap
 
         base = str(bootstrap(cfg, progress=progress, log=log))
     # fp32 master weights (train.dtype) whatever the generation precision (rollout.dtype)
     model, tokenizer = load_policy(str(last or base), cfg.rollout.device, cfg.train.dtype)
-    from suites import build_suite
+    from harness.suites import build_suite
 
     trainer = builder(cfg, model, tokenizer, [build_suite(name, cfg) for name in cfg.suites.enabled])
     wall_before = 0.0
