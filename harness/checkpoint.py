@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from harness.config.errors import UserError
 
@@ -46,8 +47,6 @@ def check_checkpoint(path: str) -> None:
 
 def load_policy(path: str, device: str = "auto", dtype: str = "float32"):
     """(model, tokenizer) from a checkpoint directory or hub id, model in eval mode on `device`."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     check_checkpoint(path)
     target = resolve_device(device)
     try:

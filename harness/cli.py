@@ -127,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
 def _setup(args, recipe: str | None = None):
     """The validated config of a command, and the process set up for it (threads, quiet logs)."""
     cfg = load_config(args.profile, args.overrides, recipe=recipe)
+    from harness.suites import check_suites  # lazy: the CLI imports a command's modules only when it runs
+
+    check_suites(cfg.suites)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
     import transformers
@@ -145,8 +148,8 @@ CHECKPOINT_NAMES = ("`base` for the profile's bootstrapped base (built if missin
 
 def _checkpoint(cfg, path: str, quiet: bool) -> str:
     """A checked checkpoint path; the names in bootstrap.NAMED stand for the bootstrap's checkpoints."""
-    from harness.jobs.base_model import NAMED, named_checkpoint
     from harness.checkpoint import CheckpointError, check_checkpoint
+    from harness.jobs.base_model import NAMED, named_checkpoint
 
     if path in NAMED:
         path = str(named_checkpoint(cfg, path, progress=not quiet, log=_log))
@@ -216,7 +219,8 @@ def cmd_train(args) -> int:
     out = Path(args.out) if args.out else Path("results/runs") / f"{stamp}-{cfg.profile}-{Path(args.recipe).stem}"
     final = run_training(cfg, Path(args.recipe).stem, out, resume=args.resume, base=args.base,
                          progress=not args.quiet, log=_log)
-    from harness.jobs.train import METRICS_FILE, format_learning, learning_summary, read_metrics
+    from harness.jobs.train import format_learning, learning_summary
+    from harness.runs import METRICS_FILE, read_metrics
 
     print(f"metrics: {out / METRICS_FILE}")
     print(format_learning(learning_summary(read_metrics(out / METRICS_FILE))))
@@ -229,6 +233,7 @@ def cmd_compare(args) -> int:
     from pathlib import Path
 
     from harness.jobs.compare import arm_configs, run_compare, run_seeds
+    from harness.report import render
 
     cfg = _setup(args)
     run_seeds(arm_configs(args.profile, args.arms, args.overrides), 1 if args.seeds is None else args.seeds)  # validate first
@@ -238,6 +243,7 @@ def cmd_compare(args) -> int:
     out = Path(args.out) if args.out else Path("results/runs") / f"{stamp}-{cfg.profile}"
     run_compare(args.profile, args.arms, out, args.overrides, resume=args.resume, progress=not args.quiet, log=_log,
                 seeds=args.seeds)
+    render(out)
     print((out / "tables.md").read_text())
     print(f"wrote {out / 'summary.json'}, {out / 'tables.md'}, {out / 'figure1.png'}")
     return 0
@@ -302,8 +308,8 @@ def cmd_bench(args) -> int:
         return 0
     ns = _positive_ints(args.n, "--n")
     _positive_ints(f"{args.samples},{args.max_new_tokens},{args.repeats}", "--samples/--max-new-tokens/--repeats")
-    from harness.jobs.bench import bench_rollout
     from harness.checkpoint import load_policy
+    from harness.jobs.bench import bench_rollout
     from harness.suites import build_suite
 
     path = _checkpoint(cfg, args.checkpoint, args.quiet)

@@ -10,6 +10,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+import torch
+
 PACKAGES = ("rollout-scaling-harness", "torch", "transformers", "tokenizers", "reasoning-gym", "math-verify", "lm-eval")
 
 
@@ -40,8 +42,6 @@ def package_versions() -> dict[str, str | None]:
 
 def collect(seed: int | None = None, **extra) -> dict:
     """A provenance record; `extra` adds run-specific fields (config, checkpoint, ...)."""
-    import torch
-
     record = {
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),

@@ -22,6 +22,8 @@ import tempfile
 from pathlib import Path
 
 from harness.config import ConfigError, load_config
+from harness.jobs.compare import run_compare
+from harness.report import build_summary, render
 from harness.runs import write_json_atomic
 
 BASELINES = Path(__file__).resolve().parent / "baselines"
@@ -89,9 +91,6 @@ class _Stop(Exception):
 def run_regress(profile: str, overrides: list[str], update: bool, out: Path | None, progress: bool, log=print,
                 fail_fast: bool = False) -> int:
     """0 when within tolerance (or after --update), 1 on a regression."""
-    from harness.jobs.compare import run_compare
-    from harness.report import build_summary
-
     cfg = load_config(profile, overrides)
     if cfg.compare.budget_kind == "wall_s":
         raise ConfigError(
@@ -115,7 +114,7 @@ def run_regress(profile: str, overrides: list[str], update: bool, out: Path | No
     except _Stop as stop:
         rows, stopped_early = stop.rows, True
     if rows is None:
-        summary = build_summary(folder)
+        summary = render(folder)
         if update:
             write_json_atomic(baseline_path, {
                 "profile": cfg.profile,

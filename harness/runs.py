@@ -1,12 +1,15 @@
-"""Atomic writes: a reader (or an interrupted run) never sees a half-written result file."""
+"""The layout of runs on disk, shared by the jobs that write them and the report that reads them:
+folder and file names, the metrics file, budgets and the matched-spend rule, and atomic writes (a
+reader, or an interrupted run, never sees a half-written result file)."""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
@@ -28,3 +31,102 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+# --- a training run (`harness train`) ------------------------------------------------------------
+
+CHECKPOINTS = "checkpoints"
+STATE_FILE = "trainer_state.pt"
+METRICS_FILE = "metrics.jsonl"
+
+TIMING_KEYS = ("wall_s", "gen_s", "score_s", "train_s", "step_s", "gen_samples_per_s", "train_tokens_per_s")
+"""Metric fields that measure time: they differ between otherwise identical runs."""
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step_{step:06d}"
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    """The newest complete checkpoint folder under out/checkpoints, if any."""
+    folder = out / CHECKPOINTS
+    if not folder.is_dir():
+        return None
+    done = sorted(p for p in folder.glob("step_*") if (p / STATE_FILE).is_file())
+    return done[-1] if done else None
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """Metric lines of a run; a torn last line (the process died mid-write) is ignored."""
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return rows
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much an arm may spend: RL steps, wall-clock seconds, generated samples or tokens."""
+
+    kind: Literal["steps", "wall_s", "samples", "tokens"]
+    amount: float
+
+    def used(self, row: dict | None) -> float:
+        """Spent so far, read off the newest metrics row."""
+        if row is None:
+            return 0.0
+        key = {"steps": "step", "wall_s": "wall_s", "samples": "samples_generated", "tokens": "tokens_generated"}[self.kind]
+        return float(row[key])
+
+    def point(self, fraction: float) -> float:
+        """The spend at `fraction` of the budget, rounded so that 0.29 x 100 steps is 29, not 28.99..."""
+        return round(fraction * self.amount, 9)
+
+
+# --- a comparison (`harness compare`) ---------------------------------------------------------
+
+ARMS = "arms"
+EVALS = "evals"
+BASE_RECORD = "bootstrap.json"
+"""The base checkpoint's training record (rl_steps, early_rl_step, its curve); the comparison keeps a copy."""
+
+
+SPEND_RULE = "last checkpoint at or under each point"
+"""Which checkpoint serves an evaluation point (`point_steps`); recorded in config.json, because
+folders written before it evaluated the first step that passed each point."""
+
+
+def run_dir(out: Path, arm: str, seed: int) -> Path:
+    return out / ARMS / arm / f"seed{seed}"
+
+
+def eval_points(fractions) -> list[float]:
+    """The budget fractions evaluated: the configured ones and always the end (1.0), ascending."""
+    return sorted({float(f) for f in fractions} | {1.0})
+
+
+def point_steps(rows: list[dict], budget: Budget, fractions) -> dict[float, int | None]:
+    """RL step evaluated for each point of one run, from its metrics: matched spend, the last step
+    whose spend is at or under fraction x budget (`run_training` keeps a checkpoint there), never
+    the step that passed it; 0 (the base itself) when the first step already passed it; None while
+    no step has reached the point yet (the run is unfinished)."""
+    out: dict[float, int | None] = {}
+    for f in eval_points(fractions):
+        mark = budget.point(f)
+        if not any(budget.used(row) >= mark for row in rows):
+            out[f] = None
+            continue
+        out[f] = max((row["step"] for row in rows if budget.used(row) <= mark), default=0)
+    return out
+
+
+# --- a base checkpoint (`harness bootstrap`) ---------------------------------------------------
+
+EARLY = "early"
+"""Subfolder with the RL phase's earlier checkpoint (the first baseline row, as the paper's 2,000
+steps beside 3,000)."""

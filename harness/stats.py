@@ -25,6 +25,7 @@ import warnings
 from collections.abc import Callable, Mapping
 
 import numpy as np
+from scipy import stats
 
 BOOTSTRAP_REPLICATES = 4000
 """Replicates of the hierarchical bootstrap; its p-value resolves down to 1 / 4001."""
@@ -38,8 +39,6 @@ def item_task(item_id: str) -> str:
 
 def spread(values: list[float]) -> dict:
     """Mean, sample sd, min, max and the 95% t-interval of the mean over `values` (None where undefined)."""
-    from scipy import stats
-
     vals = [float(v) for v in values if v is not None]
     n = len(vals)
     if n == 0:
@@ -60,8 +59,6 @@ def stratified_paired_test(a: Mapping[str, float], b: Mapping[str, float],
     each (exactly the difference of the two domain scores over the common items); its variance is
     the sum over benchmarks of var_t / n_t, divided by T^2; the t reference has Welch-Satterthwaite
     degrees of freedom. A benchmark with one item adds its difference but no variance."""
-    from scipy import stats
-
     common = sorted(set(a) & set(b))
     by_task: dict[str, list[float]] = {}
     for i in common:
@@ -96,8 +93,6 @@ def stratified_paired_test(a: Mapping[str, float], b: Mapping[str, float],
 
 def welch_test(a: list[float], b: list[float]) -> dict:
     """Welch's t-test of mean(b) - mean(a) over independent runs (seeds), with its 95% interval."""
-    from scipy import stats
-
     out = {"test": "Welch t-test", "n": [len(a), len(b)], "mean_diff": None, "ci95": None, "t": None, "df": None,
            "p_value": None}
     if len(a) < 2 or len(b) < 2:

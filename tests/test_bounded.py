@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from harness.suites.base import ScoreResult
 from harness.execution.bounded import ScorerPool
+from harness.suites.base import ScoreResult
 from harness.suites.reasoning_gym import ReasoningGymSuite, score
 
 

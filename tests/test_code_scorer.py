@@ -6,8 +6,8 @@ import warnings
 import pytest
 
 import harness.suites.code as code_suite
-from harness.suites.base import ScoreResult
 from harness.execution.bounded import ScorerPool
+from harness.suites.base import ScoreResult
 from harness.suites.code import (
     CODE_INSTRUCTION,
     call_timeout_s,

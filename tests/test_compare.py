@@ -9,10 +9,10 @@ import textwrap
 
 import pytest
 
-from harness.jobs.compare import eval_points, point_steps, resolve_arm
 from harness.config import ConfigError
+from harness.jobs.compare import resolve_arm
 from harness.regress import diff, measurements
-from harness.jobs.train import TIMING_KEYS, Budget, read_metrics
+from harness.runs import TIMING_KEYS, Budget, eval_points, point_steps, read_metrics
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow

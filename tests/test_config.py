@@ -72,8 +72,20 @@ def test_unknown_profile_and_bad_yaml(tmp_path):
 
 
 def test_unknown_reasoning_gym_task_is_rejected():
+    from harness.suites import check_suites
+
+    cfg = load_config("tiny", ["suites.reasoning_gym.tasks=[{name: chain_summ}]"])  # names are the suites' to check
     with pytest.raises(ConfigError, match="unknown reasoning-gym task 'chain_summ'"):
-        load_config("tiny", ["suites.reasoning_gym.tasks=[{name: chain_summ}]"])
+        check_suites(cfg.suites)
+
+
+def test_cli_unknown_task_name_exits_2_before_writing(tmp_path):
+    out = tmp_path / "run"
+    done = _cli("train", "prorl", "--profile", "tiny", "--out", str(out), "suites.math.tasks=[{name: calculus}]")
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "suites.math.tasks[0].name" in lines[0] and "'calculus'" in lines[0]
+    assert not out.exists()
 
 
 def _cli(*args):

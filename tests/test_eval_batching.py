@@ -5,11 +5,11 @@ from __future__ import annotations
 import zlib
 
 from harness.config import load_config
+from harness.execution.bounded import ScorerPool
 from harness.jobs.evaluate import evaluate_suite
 from harness.rollout import SamplingParams, make_engine
 from harness.suites import build_suite
 from harness.suites.base import ScoreResult
-from harness.execution.bounded import ScorerPool
 from harness.suites.tiny_math import TinyMathSuite
 
 

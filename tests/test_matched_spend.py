@@ -8,10 +8,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import harness.trainers.registry
-from harness.jobs.compare import point_steps
+import harness.jobs.train
 from harness.config import load_config
-from harness.jobs.train import CHECKPOINTS, METRICS_FILE, STATE_FILE, Budget, read_metrics, run_training
+from harness.jobs.train import run_training
+from harness.runs import CHECKPOINTS, METRICS_FILE, STATE_FILE, Budget, point_steps, read_metrics
 
 
 class ScriptedTrainer:
@@ -58,7 +58,7 @@ def run(tmp_path, base, monkeypatch, per_step, budget, fractions=(0.5,), overrid
         seen["dtype"] = model.dtype
         return ScriptedTrainer(model, per_step)
 
-    monkeypatch.setattr(harness.trainers.registry, "get_builder", lambda name: builder)
+    monkeypatch.setattr(harness.jobs.train, "get_builder", lambda name: builder)
     cfg = load_config("smoke", ["suites.enabled=[math]", "rollout.device=cpu", "train.save_every=0", *overrides])
     out = tmp_path / "run"
     run_training(cfg, "scripted", out, resume=resume, base=str(base), progress=False, log=lambda _: None,

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import harness.suites.math as math_suite
-from harness.suites.base import ScoreResult
 from harness.execution.bounded import ScorerPool
+from harness.suites.base import ScoreResult
 from harness.suites.jsonl import DatasetError, read_jsonl
 from harness.suites.math import (
     BENCHMARKS,

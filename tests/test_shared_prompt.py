@@ -12,8 +12,8 @@ import copy
 import pytest
 import torch
 
-from harness.jobs.bench import per_sample_forward, per_sample_micro_batches
 from harness.config import load_config
+from harness.jobs.bench import per_sample_forward, per_sample_micro_batches
 from harness.trainers.core import kl_penalty, ppo_clip_objective, shared_prompt_micro_batches, truncated_is_weights
 from harness.trainers.grpo import SHARED_PROMPT, UpdateLayout, _accumulate_gradients, _logprobs, _pad, _Sequence
 

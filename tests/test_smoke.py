@@ -7,8 +7,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from harness.jobs.base_model import bootstrap
 from harness.config import load_config
+from harness.jobs.base_model import bootstrap
 from tests.conftest import run_cli as _cli
 
 pytestmark = pytest.mark.slow

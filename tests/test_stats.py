@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from harness.jobs.compare import SPEND_RULE
 from harness.jobs.evaluate import task_mean_and_stderr
 from harness.report import ReportError, build_summary, render
+from harness.runs import SPEND_RULE
 from harness.stats import hierarchical_bootstrap, holm, item_task, spread, stratified_paired_test, welch_test
 
 MATH_SIZES = {"aime24": 30, "aime25": 30, "amc": 83, "math500": 500, "minerva": 272, "olympiadbench": 675}
@@ -192,8 +192,7 @@ def test_a_folder_from_before_matched_spend_is_refused_in_one_line(tmp_path):
 
 
 def test_a_budget_point_in_steps_is_not_rounded_down():
-    from harness.jobs.compare import point_steps
-    from harness.jobs.train import Budget
+    from harness.runs import Budget, point_steps
 
     rows = [{"step": i} for i in range(1, 101)]
     assert point_steps(rows, Budget("steps", 100), [0.29]) == {0.29: 29, 1.0: 100}  # 0.29 * 100 = 28.999...

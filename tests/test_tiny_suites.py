@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from harness.config import ConfigError, load_config
-from harness.suites import build_suite
 from harness.execution.bounded import ScorerPool
+from harness.suites import build_suite
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,10 @@ import torch
 from safetensors.torch import load_file
 
 from harness.config import load_config
-from harness.jobs.train import TIMING_KEYS, format_learning, learning_summary, read_metrics, run_training
-from tests.conftest import run_cli
+from harness.jobs.train import format_learning, learning_summary, run_training
+from harness.runs import TIMING_KEYS, read_metrics
 from harness.trainers import registry, rollout_scaling, step_scaling
+from tests.conftest import run_cli
 
 REQUIRED = ("step", "reward_mean", "ds_pass_rate", "gen_samples_per_s", "train_tokens_per_s", "loss",
             "clip_frac", "kl", "entropy", "mean_response_tokens", "wall_s")

@@ -24,10 +24,22 @@ import pickle
 import signal
 import time
 from collections import deque
+from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Sequence
 
-from harness.suites.base import ScoreResult
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """What a scorer says about one response."""
+
+    reward: float
+    """In [0, 1]; continuous where the verifier gives partial credit."""
+    status: str
+    """`correct`, `partial`, `wrong`, `no_answer`, `timeout` or `error`."""
+    extracted: str | None = None
+    """The answer the scorer pulled out of the response, if any."""
+
 
 _CHUNK = 64
 """Calls sent to a worker at once (amortises the inter-process round trip)."""

@@ -40,20 +40,19 @@ from tqdm.auto import tqdm
 from harness import provenance
 from harness.checkpoint import CheckpointError, render_prompts
 from harness.config import Config
-from harness.jobs.evaluate import evaluate_suite
-from harness.runs import write_json_atomic
-from harness.rollout import SamplingParams, make_engine
-from harness.jobs.tiny_model import build_model, train_tokenizer
-from harness.suites import build_suite
 from harness.execution.bounded import shared_pool
+from harness.jobs.evaluate import evaluate_suite
+from harness.jobs.tiny_model import build_model, train_tokenizer
+from harness.rollout import SamplingParams, make_engine
+from harness.runs import EARLY, write_json_atomic
+from harness.suites import build_suite
+from harness.trainers.registry import get_builder
 
 BOOTSTRAP_VERSION = 5
 """Bump when the bootstrap procedure changes, so cached checkpoints built by older code are not reused.
 5: procedural splits by canonical problem (suites/procedural.py), so the train split changed."""
 
-EARLY = "early"
-"""Subfolder with the RL phase's earlier checkpoint (the first baseline row, as the paper's 2,000
-steps beside 3,000)."""
+
 
 SFT = "sft"
 """Subfolder with the supervised-only model (end of the warm-up, before RL)."""
@@ -272,8 +271,6 @@ def _rl_to_plateau(cfg: Config, model, tokenizer, suites, validation: Validation
     at every check are kept in memory (the tiny model is a few MB) so that the early baseline
     point can be chosen once the final step is known.
     """
-    from harness.trainers.registry import get_builder
-
     p = cfg.bootstrap.plateau
     if p.max_steps == 0:
         return [], None, "skipped"

@@ -29,9 +29,15 @@ import sys
 import time
 
 import torch
+import transformers
 
-from harness.checkpoint import render_prompt
+from harness.checkpoint import load_policy, render_prompt, render_prompts
+from harness.config import load_config
+from harness.jobs.base_model import bootstrap
 from harness.rollout import SamplingParams, make_engine
+from harness.suites import SUITES, build_suite
+from harness.trainers.grpo import SHARED_PROMPT, UpdateLayout
+from harness.trainers.registry import get_builder
 
 
 def bench_rollout(model, tokenizer, prompts: list[str], ns: list[int], samples: int, max_new_tokens: int,
@@ -111,15 +117,6 @@ def _rss_mb() -> float:
 
 
 def _memory_child(profile: str, recipe: str, overrides: list[str]) -> None:
-    import torch
-    import transformers
-
-    from harness.jobs.base_model import bootstrap
-    from harness.checkpoint import load_policy
-    from harness.config import load_config
-    from harness.suites import SUITES, build_suite
-    from harness.trainers.registry import get_builder
-
     transformers.utils.logging.disable_progress_bar()
     cfg = load_config(profile, overrides, recipe=recipe)
     model, tokenizer = load_policy(str(bootstrap(cfg, progress=False, log=lambda _: None)), cfg.rollout.device, cfg.train.dtype)
@@ -196,16 +193,6 @@ def bench_update(profile: str, overrides: list[str], repeats: int, log=print) ->
     are a fixed 0/1 pattern with spread: the update's cost does not depend on their values), then
     every timed update starts from the same weights and a fresh optimizer. After one untimed round,
     the two computations alternate; each prints the median of `repeats`."""
-    import transformers
-
-    from harness.jobs.base_model import bootstrap
-    from harness.checkpoint import load_policy, render_prompts
-    from harness.config import load_config
-    from harness.rollout import SamplingParams
-    from harness.suites import build_suite
-    from harness.trainers.grpo import SHARED_PROMPT, UpdateLayout
-    from harness.trainers.registry import get_builder
-
     transformers.utils.logging.disable_progress_bar()
     per_sample = UpdateLayout(micro_batches=per_sample_micro_batches, forward=per_sample_forward)
     rows = []

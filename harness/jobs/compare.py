@@ -15,8 +15,8 @@
    arm with long steps (rollout scaling) gets no extra training from its last step's overshoot.
 3. Evaluate each of those checkpoints on every suite of the profile (a checkpoint that serves two
    evaluation points is evaluated once).
-4. Render summary.json, tables.md and figure1.png (harness/report.py): means over seeds with
-   their intervals, next to the paper's rows.
+4. The caller (`harness compare`, `harness regress`) then renders summary.json, tables.md and
+   figure1.png with harness/report/: means over seeds with their intervals, next to the paper's rows.
 
 Layout of DIR:
 
@@ -42,27 +42,30 @@ from pathlib import Path
 
 from harness import provenance
 from harness.config import Config, ConfigError, available_recipes, load_config, to_dict
-from harness.runs import write_json_atomic
-from harness.jobs.train import (
+from harness.jobs.base_model import bootstrap, checkpoint_dir
+from harness.jobs.evaluate import evaluate_checkpoint
+from harness.jobs.train import run_training
+from harness.runs import (
+    BASE_RECORD,
     CHECKPOINTS,
+    EARLY,
+    EVALS,
     METRICS_FILE,
+    SPEND_RULE,
     Budget,
     checkpoint_name,
+    point_steps,
     read_metrics,
-    run_training,
+    run_dir,
+    write_json_atomic,
 )
-
-ARMS = "arms"
-EVALS = "evals"
-BASE_RECORD = "bootstrap.json"
-"""The base checkpoint's training record (rl_steps, early_rl_step, its curve); the comparison keeps a copy."""
+from harness.trainers.registry import available
 
 
 def resolve_arm(name: str) -> tuple[str, list[str]]:
     """(recipe, extra overrides) for an arm named by a recipe or by a registered trainer."""
     if name in available_recipes():
         return name, []
-    from harness.trainers.registry import available
 
     if name in available():
         return "prorl", [f"train.trainer={name}"]
@@ -95,33 +98,8 @@ def run_seeds(configs: dict[str, Config], k: int) -> list[int]:
     return list(range(first, first + k))
 
 
-def run_dir(out: Path, arm: str, seed: int) -> Path:
-    return out / ARMS / arm / f"seed{seed}"
-
-
-def eval_points(fractions) -> list[float]:
-    """The budget fractions evaluated: the configured ones and always the end (1.0), ascending."""
-    return sorted({float(f) for f in fractions} | {1.0})
-
-
-def point_steps(rows: list[dict], budget: Budget, fractions) -> dict[float, int | None]:
-    """RL step evaluated for each point of one run, from its metrics: matched spend, the last step
-    whose spend is at or under fraction x budget (`run_training` keeps a checkpoint there), never
-    the step that passed it; 0 (the base itself) when the first step already passed it; None while
-    no step has reached the point yet (the run is unfinished)."""
-    out: dict[float, int | None] = {}
-    for f in eval_points(fractions):
-        mark = budget.point(f)
-        if not any(budget.used(row) >= mark for row in rows):
-            out[f] = None
-            continue
-        out[f] = max((row["step"] for row in rows if budget.used(row) <= mark), default=0)
-    return out
-
-
 def base_info(base: Path) -> dict:
     """The base checkpoint(s) of a comparison: final and (if the bootstrap kept one) early, with RL steps."""
-    from harness.jobs.base_model import EARLY
 
     record = json.loads((base / BASE_RECORD).read_text()) if (base / BASE_RECORD).is_file() else {}
     early = base / EARLY
@@ -137,11 +115,6 @@ def base_info(base: Path) -> dict:
         "early_checkpoint": str(early) if has_early else None,
         "early_rl_step": int(early_step) if has_early else None,
     }
-
-
-SPEND_RULE = "last checkpoint at or under each point"
-"""Which checkpoint serves an evaluation point (`point_steps`); recorded in config.json, because
-folders written before it evaluated the first step that passed each point."""
 
 
 RUNTIME_KEYS = {"torch_threads", "cache_dir", "rollout.device", "rollout.max_batch_sequences", "eval.prompts_per_call",
@@ -197,10 +170,6 @@ def run_compare(profile: str, arms: list[str], out: Path, overrides: list[str], 
     """Run (or continue) a comparison in `out` with K = `seeds` runs per arm (default: 1, or on resume
     the K it was started with); returns `out`. `after_eval(out)` runs after each new evaluation is
     written (`harness regress --fail-fast` checks the rows so far there and may raise to stop)."""
-    from harness.jobs.base_model import bootstrap, checkpoint_dir
-    from harness.jobs.evaluate import evaluate_checkpoint
-    from harness.report import render
-
     if (out / "config.json").exists() and not resume:
         raise ConfigError(f"output folder '{out}' already holds a comparison; pass --resume to continue it, or choose another --out")
     stored = json.loads((out / "config.json").read_text()) if resume and (out / "config.json").is_file() else None
@@ -275,5 +244,4 @@ def run_compare(profile: str, arms: list[str], out: Path, overrides: list[str], 
                     continue
                 evaluate(f"{arm}-seed{seed}-{checkpoint_name(step)}", cfg, str(checkpoint),
                          {"method": arm, "seed": seed, "step": step})
-    render(out)
     return out

@@ -18,10 +18,11 @@ from typing import Sequence
 
 from tqdm.auto import tqdm
 
-from harness.checkpoint import render_prompts
-from harness.rollout import RolloutEngine, SamplingParams
+from harness.checkpoint import load_policy, render_prompts
+from harness.execution.bounded import ScorerPool, shared_pool
+from harness.rollout import RolloutEngine, SamplingParams, make_engine
+from harness.suites import build_suite
 from harness.suites.base import Item, Suite, suite_timeout
-from harness.execution.bounded import ScorerPool
 
 
 @dataclass
@@ -139,11 +140,6 @@ def task_mean_and_stderr(by_task: dict[str, list[float]]) -> tuple[float, float]
 
 def evaluate_checkpoint(cfg, checkpoint: str, suite_names: Sequence[str], progress: bool = True) -> dict[str, SuiteScore]:
     """Every named suite's held-out eval split on one checkpoint, with the profile's protocol."""
-    from harness.checkpoint import load_policy
-    from harness.rollout import make_engine
-    from harness.suites import build_suite
-    from harness.execution.bounded import shared_pool
-
     model, tokenizer = load_policy(checkpoint, cfg.rollout.device, cfg.rollout.dtype)
     engine = make_engine(cfg.rollout.engine, model, tokenizer, cfg.rollout.max_batch_sequences)
     pool = shared_pool(cfg.scoring.workers, cfg.scoring.timeout_s)

@@ -27,9 +27,7 @@ import shutil
 import signal
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 from tqdm.auto import tqdm
@@ -37,40 +35,21 @@ from tqdm.auto import tqdm
 from harness import provenance
 from harness.checkpoint import load_policy
 from harness.config import Config, ConfigError, to_dict
-from harness.runs import write_json_atomic, write_text_atomic
-
-CHECKPOINTS = "checkpoints"
-STATE_FILE = "trainer_state.pt"
-METRICS_FILE = "metrics.jsonl"
-
-TIMING_KEYS = ("wall_s", "gen_s", "score_s", "train_s", "step_s", "gen_samples_per_s", "train_tokens_per_s")
-"""Metric fields that measure time: they differ between otherwise identical runs."""
-
-
-def checkpoint_name(step: int) -> str:
-    return f"step_{step:06d}"
-
-
-def latest_checkpoint(out: Path) -> Path | None:
-    """The newest complete checkpoint folder under out/checkpoints, if any."""
-    folder = out / CHECKPOINTS
-    if not folder.is_dir():
-        return None
-    done = sorted(p for p in folder.glob("step_*") if (p / STATE_FILE).is_file())
-    return done[-1] if done else None
-
-
-def read_metrics(path: Path) -> list[dict]:
-    """Metric lines of a run; a torn last line (the process died mid-write) is ignored."""
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-    return rows
+from harness.jobs.base_model import bootstrap
+from harness.runs import (
+    CHECKPOINTS,
+    METRICS_FILE,
+    STATE_FILE,
+    Budget,
+    checkpoint_name,
+    latest_checkpoint,
+    read_metrics,
+    write_json_atomic,
+    write_text_atomic,
+)
+from harness.stats import welch_test
+from harness.suites import build_suite
+from harness.trainers.registry import get_builder
 
 
 class StopRequest:
@@ -96,25 +75,6 @@ class StopRequest:
             signal.signal(sig, handler)
 
 
-@dataclass(frozen=True)
-class Budget:
-    """How much an arm may spend: RL steps, wall-clock seconds, generated samples or tokens."""
-
-    kind: Literal["steps", "wall_s", "samples", "tokens"]
-    amount: float
-
-    def used(self, row: dict | None) -> float:
-        """Spent so far, read off the newest metrics row."""
-        if row is None:
-            return 0.0
-        key = {"steps": "step", "wall_s": "wall_s", "samples": "samples_generated", "tokens": "tokens_generated"}[self.kind]
-        return float(row[key])
-
-    def point(self, fraction: float) -> float:
-        """The spend at `fraction` of the budget, rounded so that 0.29 x 100 steps is 29, not 28.99..."""
-        return round(fraction * self.amount, 9)
-
-
 def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base: str | None = None,
                  progress: bool = True, log=print, budget: Budget | None = None,
                  checkpoint_fractions: tuple[float, ...] = ()) -> Path:
@@ -128,8 +88,6 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
     memory (weights and tokenizer only: an evaluation checkpoint, not a resume point). The
     metrics' `wall_s` is training time: those copies and every checkpoint write are left out, so
     an arm with more (shorter) steps is not charged more for them under a wall-clock budget."""
-    from harness.trainers.registry import get_builder
-
     budget = budget or Budget("steps", cfg.train.steps)
     try:
         builder = get_builder(cfg.train.trainer)
@@ -145,12 +103,9 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
 
     last = latest_checkpoint(out) if resume else None
     if base is None:
-        from harness.jobs.base_model import bootstrap
-
         base = str(bootstrap(cfg, progress=progress, log=log))
     # fp32 master weights (train.dtype) whatever the generation precision (rollout.dtype)
     model, tokenizer = load_policy(str(last or base), cfg.rollout.device, cfg.train.dtype)
-    from harness.suites import build_suite
 
     trainer = builder(cfg, model, tokenizer, [build_suite(name, cfg) for name in cfg.suites.enabled])
     wall_before = 0.0
@@ -173,7 +128,7 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
         "provenance": provenance.collect(seed=cfg.seed),
     })
 
-    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard import SummaryWriter  # lazy: tensorboard takes a second to import; only training writes it
 
     writer = SummaryWriter(str(out / "tb"), purge_step=trainer.step_count + 1)
     marks = sorted({budget.point(f) for f in checkpoint_fractions if 0 < f < 1} | {budget.amount})
@@ -230,8 +185,6 @@ def learning_summary(rows: list[dict]) -> dict:
     least one step each), and Welch's test of last - first over those steps' rewards (no interval
     with one step per window). Steps are not independent draws, so read the interval as the
     step-to-step noise of this run, not as a guarantee."""
-    from harness.stats import welch_test
-
     k = max(1, len(rows) // 5)
     first = [r["reward_mean"] for r in rows[:k]]
     last = [r["reward_mean"] for r in rows[-k:]]

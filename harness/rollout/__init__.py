@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from harness.rollout.base import Group, RolloutEngine, RolloutResult, Sample, SamplingParams
+from harness.rollout.hf import HFRolloutEngine
 
 ENGINES = ("hf",)
 
@@ -10,8 +11,6 @@ ENGINES = ("hf",)
 def make_engine(name: str, model, tokenizer, max_batch_sequences: int = 1024) -> RolloutEngine:
     """Build the engine called `name` around an in-memory model and tokenizer."""
     if name == "hf":
-        from harness.rollout.hf import HFRolloutEngine
-
         return HFRolloutEngine(model, tokenizer, max_batch_sequences=max_batch_sequences)
     raise ValueError(f"unknown rollout engine '{name}'; valid: {', '.join(ENGINES)}")
 

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import functools
 
+from harness.config import ConfigError, SuitesConfig
+from harness.suites import code, math, tiny_code, tiny_math
 from harness.suites.base import Item, ScoreResult, Suite
+from harness.suites.benchmarks import BenchmarkSuite
 
 SUITES = ("math", "code", "reasoning_gym")
 """Table 2's domains, in its column order."""
@@ -16,30 +19,39 @@ SUITES = ("math", "code", "reasoning_gym")
 
 def procedural_registry(domain: str) -> dict:
     """Tiny generator tasks of `math` or `code`, by name."""
-    if domain == "math":
-        from harness.suites.tiny_math import TASKS
-    else:
-        from harness.suites.tiny_code import TASKS
-    return TASKS
+    return tiny_math.TASKS if domain == "math" else tiny_code.TASKS
+
+
+def check_suites(suites: SuitesConfig) -> None:
+    """Refuse, in one line (ConfigError), a task name no suite knows: reasoning-gym datasets and the
+    tiny procedural tasks of `math` and `code`. The commands call it right after loading a profile,
+    before anything is written; `build_suite` calls it too."""
+    from harness.suites.reasoning_gym import check_task_name  # lazy: reasoning_gym takes seconds to import
+
+    for task in suites.reasoning_gym.tasks:
+        check_task_name(task.name)
+    for domain in ("math", "code"):
+        registry = procedural_registry(domain)
+        for i, task in enumerate(getattr(suites, domain).tasks):
+            if task.name not in registry:
+                raise ConfigError(f"invalid value for 'suites.{domain}.tasks[{i}].name': {task.name!r}; "
+                                  f"valid: {', '.join(registry)}")
 
 
 def build_suite(name: str, config) -> Suite:
     """The suite `name` as the profile `config` (a harness Config) defines it."""
+    check_suites(config.suites)
     if name == "reasoning_gym":
-        from harness.suites.reasoning_gym import ReasoningGymSuite
+        from harness.suites.reasoning_gym import ReasoningGymSuite  # lazy: reasoning_gym takes seconds to import
 
         return ReasoningGymSuite.from_config(config.suites.reasoning_gym, seed=config.seed)
     if name == "math":
-        from harness.suites import math, tiny_math
-
         cfg = config.suites.math
         if cfg.source == "procedural":
             return tiny_math.TinyMathSuite(
                 [(t.name, tiny_math.task_generator(t.name, t.config)) for t in cfg.tasks], config.seed, cfg.heldout_fraction)
         return _benchmark_suite("math", math.score, math.load_benchmark, cfg)
     if name == "code":
-        from harness.suites import code, tiny_code
-
         cfg = config.suites.code
         scorer = functools.partial(code.score, timeout_s=cfg.test_timeout_s, one_process=cfg.tests_in_one_process)
         if cfg.source == "procedural":
@@ -56,10 +68,8 @@ def build_suite(name: str, config) -> Suite:
 
 
 def _benchmark_suite(name, scorer, load, cfg):
-    from harness.suites.benchmarks import BenchmarkSuite
-
     path = cfg.data_dir or None
     return BenchmarkSuite(name, scorer, {b: load(b, path) for b in cfg.benchmarks})
 
 
-__all__ = ["SUITES", "Item", "ScoreResult", "Suite", "build_suite", "procedural_registry"]
+__all__ = ["SUITES", "Item", "ScoreResult", "Suite", "build_suite", "check_suites", "procedural_registry"]

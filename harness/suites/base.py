@@ -10,22 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from harness.execution.bounded import ScoreResult  # the scorers' result type is the bounded pool's contract (re-exported)
+
 Split = Literal["train", "validation", "eval"]
 """`train` feeds supervised warm-up and RL; `validation` drives stopping rules; `eval` is reported."""
 
 SPLITS: tuple[str, ...] = ("train", "validation", "eval")
-
-
-@dataclass(frozen=True)
-class ScoreResult:
-    """What a scorer says about one response."""
-
-    reward: float
-    """In [0, 1]; continuous where the verifier gives partial credit."""
-    status: str
-    """`correct`, `partial`, `wrong`, `no_answer`, `timeout` or `error`."""
-    extracted: str | None = None
-    """The answer the scorer pulled out of the response, if any."""
 
 
 @dataclass(frozen=True)

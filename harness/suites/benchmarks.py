@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from harness.config import ConfigError
 from harness.suites.base import Item, ScoreResult, Split
 
 
@@ -24,8 +25,6 @@ class BenchmarkSuite:
 
     def items(self, split: Split, n: int) -> list[Item]:
         if split != "eval":
-            from harness.config import ConfigError
-
             raise ConfigError(
                 f"suite '{self.name}' with source 'benchmarks' has only an eval split (asked for '{split}'); "
                 f"train on suites.{self.name}.source=procedural or leave {self.name} out of suites.enabled"

@@ -39,9 +39,9 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from harness.execution.sandbox import DRAIN_S, SandboxError, outputs_match, run
 from harness.suites.base import Item, ScoreResult
 from harness.suites.jsonl import DatasetError, read_jsonl
-from harness.execution.sandbox import DRAIN_S, SandboxError, outputs_match, run
 
 NAME = "code"
 
@@ -280,7 +280,7 @@ def _local_rows(name: str, path: Path) -> list[tuple[str, list[dict]]]:
 
 def _hub_rows(name: str) -> list[tuple[str, list[dict]]]:
     """(problem, tests) of a benchmark from PRIME-RL/Eurus-2-RL-Data (layout UNCONFIRMED)."""
-    from datasets import load_dataset
+    from datasets import load_dataset  # lazy: datasets takes seconds to import; only a hub download needs it
 
     dataset, split = HUB_DATASET
     source = BENCHMARKS[name]["data_source"]

@@ -183,7 +183,7 @@ def load_benchmark(name: str, path: str | None = None) -> list[Item]:
 def _hub_rows(name: str) -> list[tuple[str, str]]:
     """(problem, answer) pairs of a benchmark from the hub; list answers give their first item, and
     unescaped `$` are removed (as in ../shared/data/math/olympiadbench.jsonl)."""
-    from datasets import load_dataset
+    from datasets import load_dataset  # lazy: datasets takes seconds to import; only a hub download needs it
 
     source = BENCHMARKS[name]
     rows = load_dataset(source["dataset"], source["config"], split=source["split"])

@@ -28,6 +28,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
+from harness.config import ConfigError
 from harness.suites.base import SPLITS, Item, ScoreResult, Split
 
 VALIDATION_SHARE = 0.2
@@ -191,7 +192,6 @@ class ProceduralSuite:
                 return out
         if n == 0:
             return out
-        from harness.config import ConfigError
 
         raise ConfigError(
             f"{self.name} task '{task_name}' yields only {len(out)} distinct {split} questions of the "
@@ -206,8 +206,6 @@ class ProceduralSuite:
 def task_from_registry(suite: str, registry: dict[str, Callable[..., Iterator[Draw]]], name: str,
                        config: dict[str, Any]) -> Generator:
     """Registered generator `name` bound to its config; a wrong name or knob is a one-line ConfigError."""
-    from harness.config import ConfigError
-
     if name not in registry:
         raise ConfigError(f"unknown {suite} task '{name}'; valid: {', '.join(registry)}")
     fn = registry[name]

@@ -20,8 +20,10 @@ import reasoning_gym
 from reasoning_gym.factory import DATASETS
 from reasoning_gym.utils import extract_answer
 
+from harness.config import ConfigError
 from harness.suites.base import ScoreResult
 from harness.suites.procedural import Draw, ProceduralSuite
+from harness.suites.reasoning_gym_tasks import HELDOUT_FRACTION, PRORL_TASKS
 
 NAME = "reasoning_gym"
 
@@ -31,8 +33,6 @@ INSTRUCTION = "Give your final answer inside <answer></answer> tags."
 def check_task_name(name: str) -> None:
     """Reject an unknown dataset name with one line (raises config.ConfigError)."""
     if name not in DATASETS:
-        from harness.config import ConfigError
-
         close = [n for n in sorted(DATASETS) if name[:4] and n.startswith(name[:4])]
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise ConfigError(
@@ -115,8 +115,6 @@ class ReasoningGymSuite(ProceduralSuite):
         """Build from a `ReasoningGymSuiteConfig` (preset `prorl96`: the 96 ProRL tasks, default
         configs, with the held-out overrides of suites/reasoning_gym_tasks.py)."""
         if cfg.preset == "prorl96":
-            from harness.suites.reasoning_gym_tasks import HELDOUT_FRACTION, PRORL_TASKS
-
             return cls([(name, {}) for name in PRORL_TASKS], seed, cfg.heldout_fraction, dict(HELDOUT_FRACTION))
         return cls([(t.name, dict(t.config)) for t in cfg.tasks], seed, cfg.heldout_fraction)
 

@@ -14,9 +14,11 @@ Tasks:
 
 from __future__ import annotations
 
+import inspect
 import random
 from typing import Any, Iterator
 
+from harness.config import ConfigError
 from harness.suites import code
 from harness.suites.procedural import Draw, ProceduralSuite, task_from_registry
 
@@ -52,8 +54,6 @@ def list_stat(seed: int, stats: str = "sum,max,min,even,squares", max_len: int =
     names = [s.strip() for s in stats.split(",") if s.strip()]
     unknown = [s for s in names if s not in _STATS]
     if unknown or not names:
-        from harness.config import ConfigError
-
         raise ConfigError(f"tiny code task 'list_stat': unknown stats {unknown or stats!r}; valid: {', '.join(_STATS)}")
     rng = random.Random(seed)
     while True:
@@ -118,8 +118,6 @@ def _run_reference(body: str, stdin: str) -> str:
 
 def max_tests(tasks) -> int:
     """Most tests any configured task gives an item (bounds a score call's duration)."""
-    import inspect
-
     return max(t.config.get("tests", inspect.signature(TASKS[t.name]).parameters["tests"].default) for t in tasks)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import random
 from typing import Any, Iterator
 
+from harness.config import ConfigError
 from harness.suites.math import format_prompt
 from harness.suites.math import score as math_score
 from harness.suites.procedural import Draw, ProceduralSuite, task_from_registry
@@ -107,8 +108,6 @@ def _evaluate(terms: list[int], ops: list[str]) -> tuple[list[str], int]:
 
 def _check_range(task: str, what: str, low_value: int, high_value: int, low: int) -> None:
     if not low <= low_value <= high_value:
-        from harness.config import ConfigError
-
         raise ConfigError(f"tiny math task '{task}': need {low} <= min_{what} <= max_{what}, "
                           f"got {low_value} and {high_value}")
 

@@ -38,10 +38,10 @@ from transformers import DynamicCache
 
 from harness.checkpoint import render_prompts
 from harness.config import Config
+from harness.execution.bounded import shared_pool
 from harness.rollout import SamplingParams, make_engine
 from harness.rollout.hf import cache_argument
 from harness.suites.base import Item, Suite, suite_timeout
-from harness.execution.bounded import shared_pool
 from harness.trainers.core import (
     clamped_ratio,
     dual_clip_active,

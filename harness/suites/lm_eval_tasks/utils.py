@@ -51,6 +51,13 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+import datasets
+
+from harness.config import load_config
+from harness.execution.bounded import shared_pool
+from harness.suites import build_suite
+from harness.suites.base import suite_timeout
+
 TASKS_DIR = Path(__file__).resolve().parent
 """This folder: what `lm_eval --include_path` needs."""
 
@@ -119,10 +126,6 @@ def _row(suite, item, scorer_spec: str, timeout_s: float, workers: int) -> dict:
 
 
 def _dataset(suite_name: str, built, items, cfg):
-    import datasets
-
-    from harness.suites.base import suite_timeout
-
     if not items:
         raise ValueError(f"suite '{suite_name}' gave no items to evaluate")
     spec = _scorer_spec(built.scorer)
@@ -141,9 +144,6 @@ def procedural_dataset(suite: str = "reasoning_gym", profile: str = "tiny", spli
                        items: int | None = None, **_):
     """The items `harness eval --profile PROFILE` evaluates for `suite`: its held-out `split`, the
     profile's `eval_items` of them (or `items`), built by `suites.build_suite`."""
-    from harness.config import load_config
-    from harness.suites import build_suite
-
     cfg = load_config(str(profile))
     built = build_suite(suite, cfg)
     n = int(items) if items else getattr(cfg.suites, suite).eval_items
@@ -156,9 +156,6 @@ def benchmark_dataset(suite: str, benchmark: str, data_dir: str | None = None, p
     when given (a folder holding `<benchmark>.jsonl`, or its parent with math/ and code/ as in
     shared/data), else from the hub ids in suites/<suite>.py BENCHMARKS. The profile only sets
     scoring bounds (the code suite's per-test limit, the per-call timeout)."""
-    from harness.config import load_config
-    from harness.suites import build_suite
-
     cfg = load_config(str(profile))
     suite_cfg = getattr(cfg.suites, suite)
     suite_cfg.source = "benchmarks"
@@ -204,8 +201,6 @@ def _scorer(spec: str):
 def score_responses(doc: dict, responses: list[str]) -> list:
     """`ScoreResult` of each response to `doc`: the suite's scorer in the harness's bounded worker
     pool, with the profile's bounds (a timeout or a scorer error is reward 0 with its status)."""
-    from harness.execution.bounded import shared_pool
-
     scorer = _scorer(doc["scorer"])
     reference = unpack_reference(doc["reference"])
     pool = shared_pool(int(doc["score_workers"]), _POOL_TIMEOUT_S)

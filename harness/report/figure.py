@@ -1,0 +1,93 @@
+"""Figure 1 of a comparison (figure1.png), from the summary dict alone: score vs training hours per
+suite, the base's RL curve before 0 and the arms after it. Apart from the tables because it alone
+needs matplotlib, which is imported only when a figure is drawn.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from harness.report.summary import PAPER_SUITES
+
+
+def render_figure(summary: dict, path: Path) -> None:
+    """Score vs training hours, one panel per measured suite: the base's RL curve at negative hours
+    (validation pass@1), the baseline evaluations on it, then each arm's mean over seeds from 0 on,
+    with its min-max band over seeds (K >= 2) or its interval over items (K = 1), and each seed faintly."""
+    import matplotlib  # lazy: matplotlib costs start-up time; only the figure needs it
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # lazy: as above
+
+    rows = summary["rows"]
+    suites = [s for s in PAPER_SUITES if any(s in r["scores"] for r in rows)]
+    fig, axes = plt.subplots(1, max(1, len(suites)), figsize=(max(7.5, 5.5 * len(suites)), 4.6), squeeze=False)
+    base = [r for r in rows if r["method"] == "baseline"]
+    final_base = next((r for r in base if r["hours"] == 0.0), base[-1] if base else None)
+    arms = list(summary["arm_settings"])
+    k = summary["n_seeds"]
+    curve = summary.get("base_curve", [])
+    for ax, suite in zip(axes[0], suites):
+        pts = [p for p in curve if suite in p["val_per_suite"]]
+        if pts:
+            ax.plot([p["hours"] for p in pts], [100 * p["val_per_suite"][suite] for p in pts], color="0.45",
+                    linewidth=1.2, marker=".", markersize=4, label="base RL curve (validation pass@1)")
+        bx, by, blo, bhi, names = [], [], [], [], []
+        for r in base:
+            if suite in r["scores"] and r["hours"] is not None:
+                bx.append(r["hours"])
+                by.append(100 * r["scores"][suite])
+                lo, hi = r["ci95"][suite]
+                blo.append(100 * (r["scores"][suite] - lo))
+                bhi.append(100 * (hi - r["scores"][suite]))
+                names.append(r["step_label"])
+        if bx:
+            ax.errorbar(bx, by, yerr=[blo, bhi], fmt="s", color="black", capsize=3, markersize=5,
+                        label=f"baseline eval (RL step {', '.join(names)})", zorder=5)
+        start = (0.0, 100 * final_base["scores"][suite]) if final_base and suite in final_base["scores"] else None
+        for arm, color in zip(arms, ("tab:blue", "tab:red", "tab:green", "tab:purple")):
+            arm_rows = [r for r in rows if r["method"] == arm and suite in r["scores"]]
+            if not arm_rows:
+                continue
+            n = (summary["arm_settings"].get(arm) or {}).get("n", "?")
+            lead_x, lead_y = ([start[0]], [start[1]]) if start else ([], [])
+            for seed in summary["seeds"] if k >= 2 else []:
+                sx, sy = list(lead_x), list(lead_y)
+                for r in arm_rows:
+                    if seed in r["seeds"]:
+                        i = r["seeds"].index(seed)
+                        sx.append(r["hours_per_seed"][i])
+                        sy.append(100 * r["scores_per_seed"][suite][i])
+                ax.plot(sx, sy, color=color, alpha=0.3, linewidth=0.8, marker=".", markersize=3)
+            xs = lead_x + [r["hours"] for r in arm_rows]
+            ys = lead_y + [100 * r["scores"][suite] for r in arm_rows]
+            if k >= 2:
+                lo = lead_y + [100 * min(r["scores_per_seed"][suite]) for r in arm_rows]
+                hi = lead_y + [100 * max(r["scores_per_seed"][suite]) for r in arm_rows]
+                ax.fill_between(xs, lo, hi, color=color, alpha=0.15, linewidth=0)
+                ax.plot(xs, ys, color=color, marker="o", linewidth=1.8, label=f"{arm} (N={n}), mean of {k} seeds")
+            else:
+                lo = [0.0] * len(lead_x) + [100 * (r["scores"][suite] - r["ci95"][suite][0]) for r in arm_rows]
+                hi = [0.0] * len(lead_x) + [100 * (r["ci95"][suite][1] - r["scores"][suite]) for r in arm_rows]
+                ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, color=color, label=f"{arm} (N={n})")
+        ax.axvline(0.0, color="0.6", linestyle=":", linewidth=1)
+        ax.set_title(suite.replace("_", " "))
+        ax.set_xlabel("training time (hours; base RL before 0, arms after)")
+        ax.set_ylabel("pass@1 (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    band = f"band: min-max over {k} seeds, faint lines: each seed" if k >= 2 else "error bars: 95% CI over items (1 seed)"
+    fig.suptitle(f"Score vs training time, profile {summary['profile']}: eval pass@1 of the arms from the base at 0\n"
+                 f"({band}; the base's RL curve: its validation pass@1)", fontsize=9)
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(prefix=".figure1.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=120)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        Path(tmp).unlink(missing_ok=True)
+

@@ -1,0 +1,268 @@
+"""The summary of a comparison folder, read from its files alone: the dict that summary.json holds
+and that the tables and the figure are drawn from. Nothing is re-run: the rows come from `evals/*.json`,
+the runs' `metrics.jsonl` and `config.json` (arms/<arm>/seed<k>/), and the copy of the base's
+bootstrap.json; keeping the reading and the statistics here, apart from the rendering, lets
+`harness regress` and the tests use the numbers without drawing anything.
+
+Rows (Table 2): one per base checkpoint (labelled with its RL step), then one per (arm, evaluation
+point): the MEAN over the K runs (seeds) of that arm at its checkpoint for that point (the last one
+whose spend is at or under the point: matched spend, harness/compare.py `point_steps`), with a 95%
+t-interval over seeds (df = K-1) and the actual spend beside the budget point. With one run (or one
+finished run at that point) the interval is the run's own interval over items, and the row says so
+(`ci_kind`: "seeds" or "items").
+
+Tests between the arms' final checkpoints (budget end), per suite (harness/stats.py): the headline
+bootstrap over seeds and items with Holm's correction over the suites, and two secondary tests named
+for what they condition on (paired over items given these runs; Welch over seeds, unpaired). All of
+them are about the domain score's own definition (benchmarks weighted equally).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness.config.errors import UserError
+from harness.runs import BASE_RECORD, SPEND_RULE, Budget, eval_points, point_steps, read_metrics, run_dir
+from harness.stats import hierarchical_bootstrap, holm, spread, stratified_paired_test, welch_test
+
+PAPER_SUITES = ("math", "code", "reasoning_gym")
+"""The suites the paper reports, in its column order; the tables and the figure show these."""
+
+
+class ReportError(UserError):
+    """A folder that is not (yet) a comparison; one line."""
+
+
+def _read(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _base_curve(out: Path) -> list[dict]:
+    """The base's RL curve (bootstrap.json copy), hours relative to its end (<= 0)."""
+    path = out / BASE_RECORD
+    if not path.is_file():
+        return []
+    points = [p for p in _read(path).get("curve", []) if p.get("phase") == "rl"]
+    if not points:
+        return []
+    end = points[-1]["seconds"]
+    return [{"rl_step": p.get("rl_step"), "hours": (p["seconds"] - end) / 3600, "val_pass_at_1": p.get("val_pass_at_1"),
+             "val_per_suite": p.get("val_per_suite", {})} for p in points]
+
+
+def _same_or_mean(values: list):
+    """An int when every run agrees (steps, samples), else the mean."""
+    if values and all(v == values[0] for v in values):
+        return values[0]
+    return sum(values) / len(values) if values else None
+
+
+def _aggregate(evs: list[dict], suites: list[str]) -> dict:
+    """Scores and tokens of one evaluation point over the runs that have it."""
+    out = {"scores": {}, "ci95": {}, "sd": {}, "scores_per_seed": {}, "mean_output_tokens": {},
+           "mean_output_tokens_sd": {}, "mean_output_tokens_per_seed": {}}
+    kind = "seeds" if len(evs) >= 2 else "items"
+    for s in suites:
+        if not all(s in ev["suites"] for ev in evs):
+            continue
+        scores = [ev["suites"][s]["pass_at_1"] for ev in evs]
+        tokens = [ev["suites"][s]["mean_output_tokens"] for ev in evs]
+        st, tk = spread(scores), spread(tokens)
+        out["scores"][s] = st["mean"]
+        out["ci95"][s] = st["ci95"] if kind == "seeds" else list(evs[0]["suites"][s]["ci95"])
+        out["sd"][s] = st["sd"]
+        out["scores_per_seed"][s] = scores
+        out["mean_output_tokens"][s] = tk["mean"]
+        out["mean_output_tokens_sd"][s] = tk["sd"]
+        out["mean_output_tokens_per_seed"][s] = tokens
+    out["ci_kind"] = kind
+    return out
+
+
+def _step_label(base_rl: int, steps: list[int]) -> str:
+    lo, hi = min(steps), max(steps)
+    return f"{base_rl}+{lo}" if lo == hi else f"{base_rl}+{lo}..{hi}"
+
+
+def build_summary(out: Path) -> dict:
+    """The summary.json content of a comparison folder.
+
+    Keys: profile, budget, seeds (train.seed values), n_seeds, ci_note, base (checkpoints and RL steps),
+    base_curve (the base's RL validation curve, hours <= 0), arm_settings (per arm: trainer, n,
+    prompts_per_step, learning_rate, lr_rule), rows, efficiency, significance, complete, provenance.
+    A row: method, n, label (`baseline@<RL step>` / `<arm>@<base RL steps>+<arm steps>`), step,
+    step_label, base_rl_step, eval_points (budget fractions it serves), seeds, steps_per_seed, hours
+    (arm: mean training hours; baseline: position on the base curve, 0 = final), hours_per_seed,
+    samples, samples_per_seed, budget_point, spent (mean actual spend of the evaluated checkpoints,
+    in the budget's unit), spent_per_seed, and per suite: scores (mean), ci95, ci_kind, sd, scores_per_seed,
+    mean_output_tokens, mean_output_tokens_sd, mean_output_tokens_per_seed.
+    significance, per suite: headline (hierarchical bootstrap, with p_holm over the suites),
+    paired_items (stratified by benchmark, given these runs), welch_seeds (K >= 2).
+    """
+    if not (out / "config.json").is_file():
+        raise ReportError(f"'{out}' is not a comparison folder (no config.json); run `harness compare` first")
+    try:
+        meta = _read(out / "config.json")
+    except json.JSONDecodeError:
+        raise ReportError(f"'{out}/config.json' is not valid JSON (a half-written folder?); run `harness compare` again") from None
+    if not isinstance(meta, dict) or not {"arms", "seeds", "budget", "suites"} <= set(meta):
+        raise ReportError(f"'{out}' is not a comparison folder: its config.json was not written by `harness compare` "
+                          "(a `harness train` run's folder?); give the folder `harness compare --out` wrote")
+    if meta.get("spend_rule") != SPEND_RULE:
+        raise ReportError(f"'{out}' was written by an older harness, which evaluated each budget point at the step "
+                          "that passed it; its tables cannot be rendered at matched spend: run the comparison again")
+    arms: list[str] = meta["arms"]
+    suites: list[str] = meta["suites"]
+    seeds: list[int] = meta["seeds"]
+    b = meta["budget"]
+    budget = Budget(b["kind"], b["amount"])
+    points = eval_points(b["eval_points"])
+    base = meta.get("base", {"checkpoint": meta.get("base_checkpoint"), "rl_steps": 0, "early_rl_step": None})
+    base_rl = int(base.get("rl_steps") or 0)
+
+    evals = [_read(p) for p in sorted((out / "evals").glob("*.json"))]
+    baseline_evals = sorted((e for e in evals if e["method"] == "baseline"), key=lambda e: e.get("rl_step", e["step"]))
+    by_run = {(e["method"], e["seed"], e["step"]): e for e in evals if e["method"] in arms}
+
+    runs: dict[tuple[str, int], dict] = {}
+    settings: dict[str, dict | None] = {}
+    for arm in arms:
+        for seed in seeds:
+            folder = run_dir(out, arm, seed)
+            record = _read(folder / "config.json") if (folder / "config.json").is_file() else None
+            rows = read_metrics(folder / "metrics.jsonl")
+            runs[arm, seed] = {"metrics": {r["step"]: r for r in rows}, "points": point_steps(rows, budget, points)}
+            if record is not None and settings.get(arm) is None:
+                settings[arm] = record.get("arm")
+        settings.setdefault(arm, None)
+    base_n = meta["configs"][arms[0]]["train"]["n"]
+    curve = _base_curve(out)
+    curve_hours = {p["rl_step"]: p["hours"] for p in curve}
+
+    rows = []
+    for ev in baseline_evals:
+        rl_step = ev.get("rl_step", ev["step"])
+        hours = 0.0 if rl_step == base_rl else curve_hours.get(rl_step)
+        rows.append({
+            "method": "baseline", "n": base_n, "label": f"baseline@{rl_step}", "step": rl_step, "step_label": str(rl_step),
+            "base_rl_step": rl_step, "eval_points": [], "seeds": [], "steps_per_seed": [], "hours": hours,
+            "hours_per_seed": [], "samples": None, **_aggregate([ev], suites),
+        })
+    complete = bool(baseline_evals)
+    for arm in arms:
+        n = (settings[arm] or {}).get("n")
+        previous = None
+        for f in points:
+            got = []
+            for seed in seeds:
+                run = runs[arm, seed]
+                step = run["points"][f]
+                ev = by_run.get((arm, seed, step)) if step is not None else None
+                if ev is None:
+                    complete = False
+                    continue
+                got.append((seed, step, ev, run["metrics"].get(step, {})))
+            if not got:
+                continue
+            key = [(seed, step) for seed, step, _, _ in got]
+            if previous is not None and previous["key"] == key:  # the same checkpoints serve both points
+                previous["row"]["eval_points"].append(f)
+                continue
+            steps = [step for _, step, _, _ in got]
+            # step 0: the arm's checkpoint at this point is the base itself (its first step overshot)
+            hours = [m.get("wall_s", 0.0 if step == 0 else float("nan")) / 3600 for _, step, _, m in got]
+            samples = [m.get("samples_generated", 0) for _, _, _, m in got]
+            spent = [budget.used(m) if m else 0.0 for _, _, _, m in got]
+            label = _step_label(base_rl, steps)
+            row = {
+                "method": arm, "n": n, "label": f"{arm}@{label}", "step": _same_or_mean(steps), "step_label": label,
+                "base_rl_step": base_rl, "eval_points": [f], "seeds": [seed for seed, _, _, _ in got],
+                "steps_per_seed": steps, "hours": sum(hours) / len(hours), "hours_per_seed": hours,
+                "samples": _same_or_mean(samples), "samples_per_seed": samples,
+                "budget_point": budget.point(f), "spent": sum(spent) / len(spent), "spent_per_seed": spent,
+                **_aggregate([ev for _, _, ev, _ in got], suites),
+            }
+            rows.append(row)
+            previous = {"key": key, "row": row}
+
+    efficiency = {}
+    for arm in arms:
+        per_seed = {"ds_pass_rate": [], "gen_samples_per_s": [], "steps": []}
+        used = []
+        for seed in seeds:
+            steps = list(runs[arm, seed]["metrics"].values())
+            if not steps:
+                continue
+            used.append(seed)
+            gen_s = sum(r["gen_s"] for r in steps)
+            per_seed["ds_pass_rate"].append(sum(r["ds_pass_rate"] for r in steps) / len(steps))
+            per_seed["gen_samples_per_s"].append(steps[-1]["samples_generated"] / gen_s if gen_s > 0 else None)
+            per_seed["steps"].append(len(steps))
+        if used:
+            sp = {k: spread(v) for k, v in per_seed.items()}
+            efficiency[arm] = {
+                "ds_pass_rate": sp["ds_pass_rate"]["mean"],
+                "gen_samples_per_s": sp["gen_samples_per_s"]["mean"],
+                "steps": _same_or_mean(per_seed["steps"]),
+                "seeds": used,
+                "per_seed": per_seed,
+                "sd": {k: v["sd"] for k, v in sp.items()},
+            }
+
+    final_point = points[-1]
+    finals = {}
+    for arm in arms:
+        finals[arm] = []
+        for seed in seeds:
+            step = runs[arm, seed]["points"][final_point]
+            ev = by_run.get((arm, seed, step)) if step is not None else None
+            if ev is not None:
+                finals[arm].append((seed, step, ev))
+    significance = {}
+    if all(finals.values()):
+        a, b2 = arms
+        for s in suites:
+            if not all(s in ev["suites"] for arm in arms for _, _, ev in finals[arm]):
+                continue
+            per_seed = {arm: {seed: ev["suites"][s]["item_scores"] for seed, _, ev in finals[arm]} for arm in arms}
+            items = {arm: _mean_items(list(per_seed[arm].values())) for arm in arms}
+            scores = {arm: [ev["suites"][s]["pass_at_1"] for _, _, ev in finals[arm]] for arm in arms}
+            k_min = min(len(v) for v in scores.values())
+            significance[s] = {
+                "compared": f"{b2} - {a}, final checkpoints (budget end)",
+                "seeds": {arm: [seed for seed, _, _ in finals[arm]] for arm in arms},
+                "steps": {arm: [step for _, step, _ in finals[arm]] for arm in arms},
+                "headline": hierarchical_bootstrap(per_seed[a], per_seed[b2]),
+                "paired_items": {**stratified_paired_test(items[a], items[b2]),
+                                 "conditional_on": "these K runs (item scores averaged over each arm's seeds)"},
+                "welch_seeds": ({**welch_test(scores[a], scores[b2]), "conditional_on": "nothing shared: seeds unpaired"}
+                                if k_min >= 2 else None),
+            }
+        adjusted = holm({s: sig["headline"]["p_value"] for s, sig in significance.items()})
+        for s, sig in significance.items():
+            sig["headline"]["p_holm"] = adjusted[s]
+            sig["headline"]["family"] = sorted(significance)
+    return {
+        "profile": meta["profile"],
+        "budget": b,
+        "seeds": seeds,
+        "n_seeds": len(seeds),
+        "ci_note": ("mean over seeds; ci95 = 95% t-interval over seeds (df = K-1) where ci_kind is 'seeds', "
+                    "the single run's interval over items where it is 'items'"),
+        "base": base,
+        "base_curve": curve,
+        "arm_settings": settings,
+        "rows": rows,
+        "efficiency": efficiency,
+        "significance": significance,
+        "complete": complete,
+        "provenance": meta["provenance"],
+    }
+
+
+def _mean_items(per_seed: list[dict[str, float]]) -> dict[str, float]:
+    """Each item's score averaged over the runs (items every run scored)."""
+    common = set(per_seed[0]).intersection(*per_seed[1:]) if per_seed else set()
+    return {i: sum(d[i] for d in per_seed) / len(per_seed) for i in sorted(common)}
+
