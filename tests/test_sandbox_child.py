@@ -1,0 +1,131 @@
+"""The sandbox's child program (`harness/execution/sandbox_child.py`): its own functions, imported as
+a module, and a run through it end to end."""
+
+from __future__ import annotations
+
+import ast
+import errno
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from harness.execution import sandbox
+from harness.execution import sandbox_child as child
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the sandbox needs Linux")
+
+
+def test_importing_has_no_side_effects():
+    assert child.STATUS_FD is None and child.WORKDIR is None  # the entry point did not run
+    assert callable(child.start) and callable(child.run_program)
+
+
+def test_imports_only_the_standard_library():
+    """It runs under whichever interpreter the sandbox chose, with -S: nothing else is importable."""
+    tree = ast.parse(sandbox.SANDBOX_CHILD.read_text(encoding="utf-8"))
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            imported.add((node.module or "").split(".")[0])
+    assert imported and imported <= set(sys.stdlib_module_names), imported - set(sys.stdlib_module_names)
+
+
+def test_the_parent_passes_the_files_text_and_the_child_reads_its_numbers():
+    mode = sandbox._Mode("/usr/bin/python3", isolate=True, drop_uid=True)
+    limits = sandbox._Limits(cpu_s=6, memory_bytes=1 << 30, file_bytes=16 << 20, open_files=64, processes=64)
+    argv = sandbox._bootstrap_argv(mode, 61003, "/tmp/harness-sandbox-run-1-x", limits, 7)
+    assert argv[:4] == ["/usr/bin/python3", "-S", "-B", "-c"]
+    assert argv[4] == sandbox.SANDBOX_CHILD.read_text(encoding="utf-8")
+    assert str(sandbox.SANDBOX_CHILD) not in argv  # by text, not by path: see SANDBOX_CHILD
+    # `python -c TEXT a b ...` gives the program sys.argv == ["-c", "a", "b", ...]
+    assert child.parse_argv(["-c", *argv[5:]]) == (
+        7, os.getpid(), 1, 61003, 61003, 6, 1 << 30, 16 << 20, 64, 64, "/tmp/harness-sandbox-run-1-x", sandbox._mask_dirs())
+    plain = sandbox._bootstrap_argv(sandbox._Mode("/usr/bin/python3", isolate=False, drop_uid=False), -1, "/w", limits, 3)
+    _, _, isolate, uid, gid, *_, workdir, masks = child.parse_argv(["-c", *plain[5:]])
+    assert (isolate, uid, gid, workdir, masks) == (0, -1, -1, "/w", [])  # no namespaces: nothing to mask
+
+
+def test_report_writes_one_line_on_the_status_pipe(monkeypatch):
+    read_end, write_end = os.pipe()
+    try:
+        monkeypatch.setattr(child, "STATUS_FD", write_end)
+        child.report("ready")
+        child.report("exit 0 0.012")
+        os.close(write_end)
+        write_end = -1
+        assert os.read(read_end, 1 << 10) == b"ready\nexit 0 0.012\n"
+    finally:
+        os.close(read_end)
+        if write_end >= 0:
+            os.close(write_end)
+
+
+def test_call_is_silent_when_libc_returned_zero(monkeypatch):
+    monkeypatch.setattr(child, "STATUS_FD", -1)  # any write would fail
+    assert child.call(0, "unshare") is None
+
+
+def test_a_failed_libc_call_reports_an_error_line_and_exits_125():
+    """In a separate process: `fail` ends the process with os._exit. The file is loaded by path,
+    with -S -I like the sandbox's interpreter, so this also checks it needs nothing but itself."""
+    code = textwrap.dedent(f"""
+        import ctypes, errno, importlib.util
+        spec = importlib.util.spec_from_file_location("sandbox_child", {str(sandbox.SANDBOX_CHILD)!r})
+        child = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(child)
+        child.STATUS_FD = 1
+        ctypes.set_errno(errno.EPERM)
+        child.call(-1, "unshare")
+        print("not reached")
+    """)
+    result = subprocess.run([sys.executable, "-S", "-I", "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 125, result.stderr
+    assert result.stdout == f"error unshare: {os.strerror(errno.EPERM)}\n"
+
+
+def test_owned_by_uid_reads_the_uid_lines_of_proc(monkeypatch):
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        monkeypatch.setattr(child, "UID", os.getuid())
+        assert child.owned_by_uid(str(sleeper.pid))
+        assert not child.owned_by_uid(str(os.getpid()))  # never the process asking
+        assert not child.owned_by_uid("999999999")  # no such process
+        monkeypatch.setattr(child, "UID", sandbox.SLOT_UID_BASE + sandbox.SLOT_COUNT - 1)
+        assert not child.owned_by_uid(str(sleeper.pid))
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_a_program_runs_end_to_end_through_the_child():
+    result = sandbox.run("print(1)")
+    assert (result.status, result.stdout, result.exit_code) == ("ok", "1\n", 0), result.stderr
+
+
+def test_the_program_sees_the_globals_and_path_of_python_c_not_of_the_child_file():
+    """What the program inherits from the bootstrap's `__main__`: no docstring, no loader or cache
+    of sandbox_child.py, its own working directory first on sys.path, its own argv."""
+    code = ("import os, sys\n"
+            "g = globals()\n"
+            "print(g['__doc__'], g['__name__'], '__cached__' in g, getattr(g['__loader__'], '__name__', g['__loader__']))\n"
+            "print(repr(sys.path[0]), sys.argv == [__file__], __file__ == os.path.join(os.getcwd(), 'main.py'))\n"
+            "print(sorted(k for k in g if not k.startswith('__')))\n")
+    result = sandbox.run(code)
+    assert result.status == "ok", result.stderr
+    assert result.stdout.splitlines() == ["None __main__ False BuiltinImporter", "'' True True", "['g', 'os', 'sys']"]
+    documented = sandbox.run('"""A program with a docstring."""\nprint(__doc__)\n')
+    assert documented.stdout == "A program with a docstring.\n"
+
+
+def test_the_program_can_import_modules_it_wrote_in_its_working_directory():
+    code = ("with open('helper_mod.py', 'w') as f:\n"
+            "    f.write('VALUE = 41\\n')\n"
+            "import helper_mod\n"
+            "print(helper_mod.VALUE + 1)\n")
+    result = sandbox.run(code)
+    assert (result.status, result.stdout) == ("ok", "42\n"), result.stderr
