@@ -314,13 +314,13 @@ def cmd_bench(args) -> int:
 
     path = _checkpoint(cfg, args.checkpoint, args.quiet)
     model, tokenizer = load_policy(path, cfg.rollout.device, cfg.rollout.dtype)
-    prompts = [it.prompt for it in build_suite("reasoning_gym", cfg).items("eval", 64)]
+    prompts = [it.prompt for it in build_suite("reasoning_gym", cfg.suites, cfg.seed).items("eval", 64)]
     import torch
 
     print(f"rollout throughput: {path}, {args.samples} samples x {args.max_new_tokens} new tokens, "
           f"median of {args.repeats}, device {model.device}, {torch.get_num_threads()} threads")
     bench_rollout(model, tokenizer, prompts, ns, args.samples, args.max_new_tokens,
-                  cfg.rollout.max_batch_sequences, args.repeats)
+                  cfg.rollout, args.repeats)
     return 0
 
 

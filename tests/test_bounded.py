@@ -111,6 +111,7 @@ class HangingSuite(ReasoningGymSuite):
 
 @pytest.fixture
 def tiny_engine_and_suite(model, tokenizer):
+    from harness.config import RolloutConfig
     from harness.rollout import make_engine
 
-    return make_engine("hf", model, tokenizer), tokenizer, HangingSuite([("chain_sum", {})], seed=0)
+    return make_engine(RolloutConfig(), model, tokenizer), tokenizer, HangingSuite([("chain_sum", {})], seed=0)

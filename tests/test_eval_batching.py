@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import zlib
 
-from harness.config import load_config
+from harness.config import RolloutConfig, load_config
 from harness.execution.bounded import ScorerPool
 from harness.jobs.evaluate import evaluate_suite
 from harness.rollout import SamplingParams, make_engine
@@ -25,10 +25,11 @@ class DigestMathSuite(TinyMathSuite):
 
 
 def test_eval_scores_do_not_depend_on_prompts_per_call(model, tokenizer):
-    math = build_suite("math", load_config("tiny"))
+    cfg = load_config("tiny")
+    math = build_suite("math", cfg.suites, cfg.seed)
     suite = DigestMathSuite(math.tasks, math.seed, math.heldout_fraction, math.scorer_timeout_s, math.task_heldout)
     items = suite.items("eval", 12)
-    engine = make_engine("hf", model, tokenizer)
+    engine = make_engine(RolloutConfig(), model, tokenizer)
     sampling = SamplingParams(temperature=0.6, top_p=0.95, max_new_tokens=12, seed=7)
     with ScorerPool(workers=1, timeout_s=10.0) as pool:
         scores = [evaluate_suite(engine, tokenizer, suite, items, 4, sampling, pool, prompts_per_call=per_call, progress=False)

@@ -172,7 +172,8 @@ def test_reasoning_gym_task_scores_every_repeat(run):
     from harness.suites import build_suite
     from harness.suites.reasoning_gym import score
 
-    items = build_suite("reasoning_gym", load_config(RG_PROFILE)).items("eval", RG_ITEMS)
+    rg_cfg = load_config(RG_PROFILE)
+    items = build_suite("reasoning_gym", rg_cfg.suites, rg_cfg.seed).items("eval", RG_ITEMS)
     expected = [(item.prompt, lambda text, entry=item.reference: score(text, entry)) for item in items]
     metric = _check_task(run, "rsh_reasoning_gym", "reasoning_gym", expected)
     assert metric >= len(CORRECT_REPEATS["reasoning_gym"]) / K

@@ -54,7 +54,7 @@ def base(tmp_path, model, tokenizer):
 def run(tmp_path, base, monkeypatch, per_step, budget, fractions=(0.5,), overrides=(), resume=False):
     seen = {}
 
-    def builder(cfg, model, tokenizer, suites):
+    def builder(*, train, rollout, scoring, seed, model, tokenizer, suites):
         seen["dtype"] = model.dtype
         return ScriptedTrainer(model, per_step)
 

@@ -15,7 +15,8 @@ def trainer_for(model, tokenizer, overrides):
     cfg = load_config("smoke", ["suites.enabled=[math]", "rollout.device=cpu", "train.tis=false",
                                 "train.learning_rate=1e-6", "train.mini_batches=1", "train.prompt_pool=16", *overrides])
     arm = ArmSettings(n=4, prompts_per_step=2, learning_rate=1e-6, lr_rule="none")
-    return GRPOTrainer("step_scaling", cfg, arm, model, tokenizer, [build_suite("math", cfg)])
+    return GRPOTrainer("step_scaling", arm, train=cfg.train, rollout=cfg.rollout, scoring=cfg.scoring, seed=cfg.seed,
+                       model=model, tokenizer=tokenizer, suites=[build_suite("math", cfg.suites, cfg.seed)])
 
 
 def groups(tokenizer):

@@ -73,6 +73,7 @@ def test_too_small_question_space_is_a_clear_error():
 
 
 def test_profile_builds_the_suite():
-    suite = build_suite("reasoning_gym", load_config("smoke"))
+    cfg = load_config("smoke")
+    suite = build_suite("reasoning_gym", cfg.suites, cfg.seed)
     items = suite.items("eval", 10)
     assert len(items) == 10 and all(i.id.startswith("reasoning_gym/") for i in items)

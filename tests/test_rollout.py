@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from harness.checkpoint import render_prompt
+from harness.config import RolloutConfig
 from harness.rollout import SamplingParams, make_engine
 
 PROMPTS = ["What is 3 + 4?", "What is 12 + 29? Give your final answer inside <answer></answer> tags.", "Hi"]
@@ -15,7 +16,7 @@ def rendered(tokenizer):
 
 
 def test_greedy_equals_plain_generate_token_for_token(model, tokenizer):
-    engine = make_engine("hf", model, tokenizer)
+    engine = make_engine(RolloutConfig(), model, tokenizer)
     prompts = rendered(tokenizer)
     result = engine.generate(prompts, n=2, sampling=SamplingParams(temperature=0.0, max_new_tokens=20))
     for prompt, group in zip(prompts, result.groups):
@@ -30,7 +31,7 @@ def test_greedy_equals_plain_generate_token_for_token(model, tokenizer):
 
 
 def test_seeded_sampling_is_reproducible_and_seed_sensitive(model, tokenizer):
-    engine = make_engine("hf", model, tokenizer)
+    engine = make_engine(RolloutConfig(), model, tokenizer)
     sampling = SamplingParams(temperature=1.0, top_p=0.95, max_new_tokens=12, seed=123)
     a = engine.generate(rendered(tokenizer), n=8, sampling=sampling)
     b = engine.generate(rendered(tokenizer), n=8, sampling=sampling)
@@ -42,7 +43,7 @@ def test_seeded_sampling_is_reproducible_and_seed_sensitive(model, tokenizer):
 
 
 def test_logprobs_match_a_teacher_forced_recomputation(model, tokenizer):
-    engine = make_engine("hf", model, tokenizer)
+    engine = make_engine(RolloutConfig(), model, tokenizer)
     temperature = 0.7
     result = engine.generate(rendered(tokenizer), n=3, sampling=SamplingParams(temperature=temperature, max_new_tokens=10, seed=5))
     for group in result.groups:
@@ -57,7 +58,7 @@ def test_logprobs_match_a_teacher_forced_recomputation(model, tokenizer):
 
 @pytest.mark.parametrize("n, max_batch", [(1, 1024), (512, 1024), (512, 200)])
 def test_n_samples_per_prompt(model, tokenizer, n, max_batch):
-    engine = make_engine("hf", model, tokenizer, max_batch_sequences=max_batch)
+    engine = make_engine(RolloutConfig(max_batch_sequences=max_batch), model, tokenizer)
     result = engine.generate(rendered(tokenizer)[:2], n=n, sampling=SamplingParams(temperature=1.0, max_new_tokens=6, seed=0))
     assert [len(g.samples) for g in result.groups] == [n, n]
     for g in result.groups:
@@ -88,7 +89,7 @@ class ForwardRecorder:
 
 
 def test_prompt_is_prefilled_once_for_all_its_samples(model, tokenizer):
-    engine = make_engine("hf", model, tokenizer, max_batch_sequences=64)
+    engine = make_engine(RolloutConfig(max_batch_sequences=64), model, tokenizer)
     prompts = rendered(tokenizer)
     recorder = ForwardRecorder(model)
     try:
@@ -105,7 +106,7 @@ def test_prompt_is_prefilled_once_for_all_its_samples(model, tokenizer):
 
 
 def test_finished_sequences_leave_the_batch(model, tokenizer):
-    engine = make_engine("hf", model, tokenizer)
+    engine = make_engine(RolloutConfig(), model, tokenizer)
     stop = tuple(range(0, len(tokenizer), 2))  # half the vocabulary stops a sample
     recorder = ForwardRecorder(model)
     try:
@@ -124,7 +125,7 @@ def test_finished_sequences_leave_the_batch(model, tokenizer):
 
 
 def test_top_p_keeps_only_the_nucleus(model, tokenizer):
-    engine = make_engine("hf", model, tokenizer)
+    engine = make_engine(RolloutConfig(), model, tokenizer)
     prompt = rendered(tokenizer)[:1]
     greedy = engine.generate(prompt, n=1, sampling=SamplingParams(temperature=0.0, max_new_tokens=1))
     tiny_p = engine.generate(prompt, n=32, sampling=SamplingParams(temperature=1.0, top_p=1e-6, max_new_tokens=1, seed=3))
@@ -155,7 +156,7 @@ def assert_same_samples(a, b):
 def test_samples_do_not_depend_on_max_batch_sequences(model, tokenizer, top_p):
     prompts = rendered(tokenizer) + [render_prompt(tokenizer, "What is 7 + 21? Answer inside <answer></answer> tags, please.")]
     sampling = SamplingParams(temperature=1.0, top_p=top_p, max_new_tokens=10, seed=42)
-    results = [make_engine("hf", model, tokenizer, max_batch_sequences=m).generate(prompts, n=8, sampling=sampling)
+    results = [make_engine(RolloutConfig(max_batch_sequences=m), model, tokenizer).generate(prompts, n=8, sampling=sampling)
                for m in (1024, 16, 3)]
     assert len({tuple(s.token_ids) for s in all_samples(results[0])}) > 16
     for other in results[1:]:
@@ -163,7 +164,7 @@ def test_samples_do_not_depend_on_max_batch_sequences(model, tokenizer, top_p):
 
 
 def test_a_list_split_into_calls_with_offsets_gives_the_same_samples(model, tokenizer):
-    engine = make_engine("hf", model, tokenizer)
+    engine = make_engine(RolloutConfig(), model, tokenizer)
     prompts = rendered(tokenizer)
     sampling = SamplingParams(temperature=1.0, top_p=0.95, max_new_tokens=10, seed=9)
     whole = engine.generate(prompts, n=4, sampling=sampling)
@@ -177,7 +178,7 @@ def test_a_list_split_into_calls_with_offsets_gives_the_same_samples(model, toke
 
 
 def test_every_prompt_and_sample_index_has_its_own_stream(model, tokenizer):
-    engine = make_engine("hf", model, tokenizer)
+    engine = make_engine(RolloutConfig(), model, tokenizer)
     prompt = rendered(tokenizer)[0]
     result = engine.generate([prompt, prompt], n=16, sampling=SamplingParams(temperature=1.0, max_new_tokens=8, seed=4))
     first, second = ([tuple(s.token_ids) for s in g.samples] for g in result.groups)
@@ -186,7 +187,7 @@ def test_every_prompt_and_sample_index_has_its_own_stream(model, tokenizer):
 
 
 def test_unseeded_calls_vary_and_follow_torch_manual_seed(model, tokenizer):
-    engine = make_engine("hf", model, tokenizer)
+    engine = make_engine(RolloutConfig(), model, tokenizer)
     sampling = SamplingParams(temperature=1.0, max_new_tokens=8)
     tokens = lambda: [s.token_ids for s in all_samples(engine.generate(rendered(tokenizer), n=4, sampling=sampling))]
     torch.manual_seed(11)

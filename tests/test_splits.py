@@ -52,7 +52,7 @@ def profile_items(profile: str) -> dict[str, dict[str, list[str]]]:
     out: dict[str, dict[str, list[str]]] = {"train": defaultdict(list), "heldout": defaultdict(list)}
     n_validation = validation_items(cfg)
     for name in cfg.suites.enabled:
-        suite = build_suite(name, cfg)
+        suite = build_suite(name, cfg.suites, cfg.seed)
         if not isinstance(suite, ProceduralSuite):
             continue
         n_train = max(cfg.train.prompt_pool, cfg.bootstrap.train_items_per_task * len(suite.tasks))
@@ -135,7 +135,7 @@ def test_no_heldout_item_is_a_training_problem_of_any_task(profile):
 def test_heldout_items_are_unique_problems_within_a_task(profile):
     cfg = load_config(profile)
     for name in cfg.suites.enabled:
-        suite = build_suite(name, cfg)
+        suite = build_suite(name, cfg.suites, cfg.seed)
         for split, n in (("eval", getattr(cfg.suites, name).eval_items), ("validation", validation_items(cfg))):
             by_task = defaultdict(list)
             for item in suite.items(split, n):

@@ -16,7 +16,7 @@ def tiny_cfg():
 
 @pytest.mark.parametrize("name", ["math", "code", "reasoning_gym"])
 def test_targets_score_one_and_splits_are_disjoint(tiny_cfg, name):
-    suite = build_suite(name, tiny_cfg)
+    suite = build_suite(name, tiny_cfg.suites, tiny_cfg.seed)
     train = suite.items("train", 300)
     held = suite.items("eval", 30) + suite.items("validation", 30)
     assert not {it.prompt for it in train} & {it.prompt for it in held}
@@ -29,15 +29,15 @@ def test_targets_score_one_and_splits_are_disjoint(tiny_cfg, name):
 
 
 def test_items_are_deterministic_and_seeded(tiny_cfg):
-    a = build_suite("math", tiny_cfg).items("eval", 20)
-    b = build_suite("math", tiny_cfg).items("eval", 20)
-    other = build_suite("math", load_config("tiny", ["seed=1"])).items("eval", 20)
+    a = build_suite("math", tiny_cfg.suites, tiny_cfg.seed).items("eval", 20)
+    b = build_suite("math", tiny_cfg.suites, tiny_cfg.seed).items("eval", 20)
+    other = build_suite("math", tiny_cfg.suites, seed=1).items("eval", 20)  # another master seed
     assert a == b
     assert [it.prompt for it in a] != [it.prompt for it in other]
 
 
 def test_math_targets_carry_a_worked_solution(tiny_cfg):
-    items = build_suite("math", tiny_cfg).items("train", 50)
+    items = build_suite("math", tiny_cfg.suites, tiny_cfg.seed).items("train", 50)
     assert all(it.target.endswith(f"\\boxed{{{it.reference}}}") for it in items)
     assert sum(it.target.count("=") >= 2 for it in items) > 40  # reasoning steps, not just the answer
 
@@ -46,9 +46,9 @@ def test_wrong_math_and_broken_code_score_zero(tiny_cfg):
     from harness.suites.code import score as code_score
     from harness.suites.math import score as math_score
 
-    item = build_suite("math", tiny_cfg).items("eval", 1)[0]
+    item = build_suite("math", tiny_cfg.suites, tiny_cfg.seed).items("eval", 1)[0]
     assert math_score(f"\\boxed{{{int(item.reference) + 1}}}", item.reference).reward == 0.0
-    code_item = build_suite("code", tiny_cfg).items("eval", 1)[0]
+    code_item = build_suite("code", tiny_cfg.suites, tiny_cfg.seed).items("eval", 1)[0]
     assert code_score("```python\nprint(input())\n```", code_item.reference).reward < 1.0
 
 
@@ -61,7 +61,7 @@ def test_wrong_math_and_broken_code_score_zero(tiny_cfg):
 def test_bad_suite_config_is_one_line(override, needle):
     with pytest.raises(ConfigError) as err:
         cfg = load_config("tiny", [override])
-        build_suite("code", cfg)
+        build_suite("code", cfg.suites, cfg.seed)
     assert needle in str(err.value) and "\n" not in str(err.value)
 
 
@@ -69,7 +69,7 @@ def test_benchmark_suites_have_no_training_split(tmp_path):
     (tmp_path / "aime24.jsonl").write_text('{"problem": "1+1?", "answer": "2"}\n')
     cfg = load_config("tiny", ["suites.math.source=benchmarks", "suites.math.benchmarks=[aime24]",
                                f"suites.math.data_dir={tmp_path}"])
-    suite = build_suite("math", cfg)
+    suite = build_suite("math", cfg.suites, cfg.seed)
     assert [it.reference for it in suite.items("eval", 0)] == ["2"]
     with pytest.raises(ConfigError, match="only an eval split"):
         suite.items("train", 10)

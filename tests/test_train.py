@@ -26,10 +26,10 @@ REQUIRED = ("step", "reward_mean", "ds_pass_rate", "gen_samples_per_s", "train_t
 def test_recipes_hold_the_papers_values(tmp_path):
     empty = tmp_path / "paper.yaml"
     empty.write_text("seed: 0\n")
-    prorl = step_scaling.settings(load_config(str(empty), recipe="prorl"))
+    prorl = step_scaling.settings(load_config(str(empty), recipe="prorl").train)
     assert (prorl.n, prorl.prompts_per_step, prorl.learning_rate) == (16, 512, 1e-6)
     brorl_cfg = load_config(str(empty), recipe="brorl")
-    brorl = rollout_scaling.settings(brorl_cfg)
+    brorl = rollout_scaling.settings(brorl_cfg.train)
     assert brorl_cfg.train.trainer == "rollout_scaling"
     assert (brorl.n, brorl.prompts_per_step) == (512, 128)
     assert brorl.learning_rate == pytest.approx(1e-6 * math.sqrt(65536 / 8192))
@@ -40,7 +40,7 @@ def test_recipes_hold_the_papers_values(tmp_path):
 def test_arms_differ_only_where_the_paper_says():
     prorl = load_config("tiny", recipe="prorl")
     brorl = load_config("tiny", recipe="brorl")
-    a, b = step_scaling.settings(prorl), rollout_scaling.settings(brorl)
+    a, b = step_scaling.settings(prorl.train), rollout_scaling.settings(brorl.train)
     assert (a.n, b.n) == (16, 512)
     assert b.prompts_per_step == a.prompts_per_step // 4
     assert b.learning_rate == a.learning_rate  # the tiny profile's documented rule (lr_rule: none)
@@ -51,11 +51,11 @@ def test_arms_differ_only_where_the_paper_says():
 
 def test_lr_rules():
     cfg = load_config("tiny", ["train.rollout_scaling.lr_rule=sqrt"], recipe="brorl")
-    assert rollout_scaling.settings(cfg).learning_rate == pytest.approx(cfg.train.learning_rate * math.sqrt(8))
+    assert rollout_scaling.settings(cfg.train).learning_rate == pytest.approx(cfg.train.learning_rate * math.sqrt(8))
     cfg = load_config("tiny", ["train.rollout_scaling.lr_rule=linear"], recipe="brorl")
-    assert rollout_scaling.settings(cfg).learning_rate == pytest.approx(cfg.train.learning_rate * 8)
+    assert rollout_scaling.settings(cfg.train).learning_rate == pytest.approx(cfg.train.learning_rate * 8)
     cfg = load_config("tiny", ["train.rollout_scaling.lr_rule=none"], recipe="brorl")
-    assert rollout_scaling.settings(cfg).learning_rate == pytest.approx(cfg.train.learning_rate)
+    assert rollout_scaling.settings(cfg.train).learning_rate == pytest.approx(cfg.train.learning_rate)
 
 
 def test_unknown_trainer_and_recipe_exit_2(tmp_path):
@@ -149,9 +149,10 @@ def test_micro_batches_change_accumulation_not_the_result(smoke_base, tmp_path):
 PLUGIN = textwrap.dedent('''
     from harness.trainers.grpo import ArmSettings, GRPOTrainer
 
-    def build(config, model, tokenizer, suites):
+    def build(*, train, rollout, scoring, seed, model, tokenizer, suites):
         arm = ArmSettings(n=4, prompts_per_step=2, learning_rate=1e-4, lr_rule="plug-in")
-        return GRPOTrainer("tiny_plugin", config, arm, model, tokenizer, suites)
+        return GRPOTrainer("tiny_plugin", arm, train=train, rollout=rollout, scoring=scoring, seed=seed, model=model,
+                           tokenizer=tokenizer, suites=suites)
 ''')
 
 
@@ -236,3 +237,14 @@ def test_signal_stops_after_the_step_with_a_checkpoint_and_resumes(smoke_base, t
     resumed = run_cli(args + ["--resume", f"train.steps={last + 1}"], cache)
     assert resumed.returncode == 0, resumed.stderr
     assert [r["step"] for r in read_metrics(out / "metrics.jsonl")] == list(range(1, last + 2))
+
+
+def test_a_builder_with_another_signature_is_refused_naming_both():
+    def old_style(config, model, tokenizer, suites):
+        return None
+
+    with pytest.raises(ValueError, match=r"trainer 'old': its builder takes \(config, model, tokenizer, suites\); "
+                                         r"a trainer builder takes \(train, rollout, scoring, seed, model, tokenizer, suites\)"):
+        registry.check_builder("old", old_style)
+    for name in ("step_scaling", "rollout_scaling"):
+        assert registry.get_builder(name) is not None  # the built-ins pass the same check

@@ -124,7 +124,7 @@ def _build(cfg: Config, out: Path, progress: bool, log) -> dict:
     b = cfg.bootstrap
     started = time.perf_counter()
     torch.manual_seed(cfg.seed)
-    suites = [build_suite(name, cfg) for name in cfg.suites.enabled]
+    suites = [build_suite(name, cfg.suites, cfg.seed) for name in cfg.suites.enabled]
     train_items = [it for s in suites for it in s.items("train", b.train_items_per_task * len(s.tasks))]
     corpus = [f"user\nassistant\n{it.prompt}\n{it.target}" for it in train_items]
     tokenizer = train_tokenizer(corpus, b.model.vocab_size)
@@ -181,7 +181,7 @@ class Validation:
 
     def __init__(self, cfg: Config, model, tokenizer, suites):
         self.tokenizer = tokenizer
-        self.engine = make_engine(cfg.rollout.engine, model, tokenizer, cfg.rollout.max_batch_sequences)
+        self.engine = make_engine(cfg.rollout, model, tokenizer)
         self.pool = shared_pool(cfg.scoring.workers, cfg.scoring.timeout_s)
         self.sampling = SamplingParams(temperature=cfg.eval.temperature, top_p=cfg.eval.top_p,
                                        max_new_tokens=cfg.eval.max_new_tokens, seed=cfg.seed + 17)
@@ -274,8 +274,8 @@ def _rl_to_plateau(cfg: Config, model, tokenizer, suites, validation: Validation
     p = cfg.bootstrap.plateau
     if p.max_steps == 0:
         return [], None, "skipped"
-    rl_cfg = replace(cfg, train=replace(cfg.train, trainer="step_scaling", seed=RL_PHASE_SEED))
-    trainer = get_builder("step_scaling")(rl_cfg, model, tokenizer, suites)
+    trainer = get_builder("step_scaling")(train=replace(cfg.train, trainer="step_scaling", seed=RL_PHASE_SEED), rollout=cfg.rollout,
+                                          scoring=cfg.scoring, seed=cfg.seed, model=model, tokenizer=tokenizer, suites=suites)
     first = validation(p.check_items, p.check_k)
     best, since_best = first["all"], 0
     offset = sft_curve[-1]["step"]

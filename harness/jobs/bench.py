@@ -32,7 +32,7 @@ import torch
 import transformers
 
 from harness.checkpoint import load_policy, render_prompt, render_prompts
-from harness.config import load_config
+from harness.config import RolloutConfig, load_config
 from harness.jobs.base_model import bootstrap
 from harness.rollout import SamplingParams, make_engine
 from harness.suites import SUITES, build_suite
@@ -41,10 +41,10 @@ from harness.trainers.registry import get_builder
 
 
 def bench_rollout(model, tokenizer, prompts: list[str], ns: list[int], samples: int, max_new_tokens: int,
-                  max_batch_sequences: int, repeats: int, log=print) -> list[dict]:
+                  rollout: RolloutConfig, repeats: int, log=print) -> list[dict]:
     """Rows of {engine, n, prompts, samples_per_s, tokens_per_s} (medians over repeats)."""
     rows = []
-    engine = make_engine("hf", model, tokenizer, max_batch_sequences=max_batch_sequences)
+    engine = make_engine(rollout, model, tokenizer)
     for n in ns:
         n_prompts = max(1, samples // n)
         chosen = [render_prompt(tokenizer, prompts[i % len(prompts)]) for i in range(n_prompts)]
@@ -56,7 +56,7 @@ def bench_rollout(model, tokenizer, prompts: list[str], ns: list[int], samples: 
             "tokens_per_s": statistics.median(r.tokens_per_s for r in runs),
         })
         log(_row(rows[-1]))
-        rows.append(_bench_generate(model, tokenizer, chosen, n, max_new_tokens, max_batch_sequences, repeats))
+        rows.append(_bench_generate(model, tokenizer, chosen, n, max_new_tokens, rollout.max_batch_sequences, repeats))
         log(_row(rows[-1]))
     return rows
 
@@ -120,7 +120,8 @@ def _memory_child(profile: str, recipe: str, overrides: list[str]) -> None:
     transformers.utils.logging.disable_progress_bar()
     cfg = load_config(profile, overrides, recipe=recipe)
     model, tokenizer = load_policy(str(bootstrap(cfg, progress=False, log=lambda _: None)), cfg.rollout.device, cfg.train.dtype)
-    trainer = get_builder(cfg.train.trainer)(cfg, model, tokenizer, [build_suite(n, cfg) for n in SUITES])
+    trainer = get_builder(cfg.train.trainer)(train=cfg.train, rollout=cfg.rollout, scoring=cfg.scoring, seed=cfg.seed, model=model,
+                                             tokenizer=tokenizer, suites=[build_suite(n, cfg.suites, cfg.seed) for n in SUITES])
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     before = _rss_mb()
@@ -200,8 +201,9 @@ def bench_update(profile: str, overrides: list[str], repeats: int, log=print) ->
         cfg = load_config(profile, overrides, recipe=recipe)
         model, tokenizer = load_policy(str(bootstrap(cfg, progress=False, log=lambda _: None)),
                                        cfg.rollout.device, cfg.train.dtype)
-        trainer = get_builder(cfg.train.trainer)(cfg, model, tokenizer,
-                                                 [build_suite(name, cfg) for name in cfg.suites.enabled])
+        suites = [build_suite(name, cfg.suites, cfg.seed) for name in cfg.suites.enabled]
+        trainer = get_builder(cfg.train.trainer)(train=cfg.train, rollout=cfg.rollout, scoring=cfg.scoring, seed=cfg.seed,
+                                                 model=model, tokenizer=tokenizer, suites=suites)
         n, k = trainer.arm.n, trainer.arm.prompts_per_step
         batch = trainer._next_prompts(k)
         sampling = SamplingParams(temperature=cfg.train.temperature, top_p=cfg.train.top_p,

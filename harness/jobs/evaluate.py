@@ -141,11 +141,11 @@ def task_mean_and_stderr(by_task: dict[str, list[float]]) -> tuple[float, float]
 def evaluate_checkpoint(cfg, checkpoint: str, suite_names: Sequence[str], progress: bool = True) -> dict[str, SuiteScore]:
     """Every named suite's held-out eval split on one checkpoint, with the profile's protocol."""
     model, tokenizer = load_policy(checkpoint, cfg.rollout.device, cfg.rollout.dtype)
-    engine = make_engine(cfg.rollout.engine, model, tokenizer, cfg.rollout.max_batch_sequences)
+    engine = make_engine(cfg.rollout, model, tokenizer)
     pool = shared_pool(cfg.scoring.workers, cfg.scoring.timeout_s)
     results = {}
     for name in suite_names:
-        suite = build_suite(name, cfg)
+        suite = build_suite(name, cfg.suites, cfg.seed)
         items = suite.items("eval", getattr(cfg.suites, name).eval_items)
         sampling = SamplingParams(
             temperature=cfg.eval.temperature, top_p=cfg.eval.top_p, max_new_tokens=cfg.eval.max_new_tokens,

@@ -107,7 +107,9 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
     # fp32 master weights (train.dtype) whatever the generation precision (rollout.dtype)
     model, tokenizer = load_policy(str(last or base), cfg.rollout.device, cfg.train.dtype)
 
-    trainer = builder(cfg, model, tokenizer, [build_suite(name, cfg) for name in cfg.suites.enabled])
+    suites = [build_suite(name, cfg.suites, cfg.seed) for name in cfg.suites.enabled]
+    trainer = builder(train=cfg.train, rollout=cfg.rollout, scoring=cfg.scoring, seed=cfg.seed, model=model, tokenizer=tokenizer,
+                      suites=suites)
     wall_before = 0.0
     if last is not None:
         state = torch.load(last / STATE_FILE, weights_only=False)

@@ -1,6 +1,6 @@
 """Evaluation and reward suites; the same scorer serves training rewards and evaluation scores.
 
-`build_suite(name, config)` returns a suite configured by a profile: `math` and `code` (the
+`build_suite(name, suites, seed)` returns a suite as the profile's `suites` section defines it: `math` and `code` (the
 paper's benchmarks, or seeded tiny problems in the same formats) and `reasoning_gym`.
 """
 
@@ -38,25 +38,26 @@ def check_suites(suites: SuitesConfig) -> None:
                                   f"valid: {', '.join(registry)}")
 
 
-def build_suite(name: str, config) -> Suite:
-    """The suite `name` as the profile `config` (a harness Config) defines it."""
-    check_suites(config.suites)
+def build_suite(name: str, suites: SuitesConfig, seed: int) -> Suite:
+    """The suite `name` as the `suites` section defines it; `seed` (the profile's master seed)
+    fixes its items and their split."""
+    check_suites(suites)
     if name == "reasoning_gym":
         from harness.suites.reasoning_gym import ReasoningGymSuite  # lazy: reasoning_gym takes seconds to import
 
-        return ReasoningGymSuite.from_config(config.suites.reasoning_gym, seed=config.seed)
+        return ReasoningGymSuite.from_config(suites.reasoning_gym, seed=seed)
     if name == "math":
-        cfg = config.suites.math
+        cfg = suites.math
         if cfg.source == "procedural":
             return tiny_math.TinyMathSuite(
-                [(t.name, tiny_math.task_generator(t.name, t.config)) for t in cfg.tasks], config.seed, cfg.heldout_fraction)
+                [(t.name, tiny_math.task_generator(t.name, t.config)) for t in cfg.tasks], seed, cfg.heldout_fraction)
         return _benchmark_suite("math", math.score, math.load_benchmark, cfg)
     if name == "code":
-        cfg = config.suites.code
+        cfg = suites.code
         scorer = functools.partial(code.score, timeout_s=cfg.test_timeout_s, one_process=cfg.tests_in_one_process)
         if cfg.source == "procedural":
             tasks = [(t.name, tiny_code.task_generator(t.name, t.config)) for t in cfg.tasks]
-            suite = tiny_code.TinyCodeSuite(tasks, config.seed, cfg.heldout_fraction)
+            suite = tiny_code.TinyCodeSuite(tasks, seed, cfg.heldout_fraction)
             suite.scorer = scorer
             suite.scorer_timeout_s = code.call_timeout_s(tiny_code.max_tests(cfg.tasks), cfg.test_timeout_s)
             return suite

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
+
+from harness.config import RolloutConfig, ScoringConfig, TrainConfig
+from harness.suites import Suite
 
 
 class Trainer(Protocol):
@@ -28,3 +32,19 @@ class Trainer(Protocol):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         ...
+
+
+class TrainerBuilder(Protocol):
+    """What builds a trainer, and so everything a trainer may depend on: the `train` section (the
+    recipe and the arm's settings), the `rollout` section (its engine), the `scoring` section (its
+    scorer pool), the profile's master seed, the policy to train, its tokenizer and the suites
+    that give the training prompts and rewards. The training loop calls it with keywords;
+    `registry.get_builder` refuses a builder whose parameters differ (BUILDER_PARAMETERS)."""
+
+    def __call__(self, *, train: TrainConfig, rollout: RolloutConfig, scoring: ScoringConfig, seed: int,
+                 model: Any, tokenizer: Any, suites: Sequence[Suite]) -> Trainer:
+        ...
+
+
+BUILDER_PARAMETERS = ("train", "rollout", "scoring", "seed", "model", "tokenizer", "suites")
+"""The keyword parameters of every `TrainerBuilder`, in order."""

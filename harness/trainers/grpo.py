@@ -28,7 +28,7 @@ import copy
 import itertools
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -37,7 +37,7 @@ import torch
 from transformers import DynamicCache
 
 from harness.checkpoint import render_prompts
-from harness.config import Config
+from harness.config import RolloutConfig, ScoringConfig, TrainConfig
 from harness.execution.bounded import shared_pool
 from harness.rollout import SamplingParams, make_engine
 from harness.rollout.hf import cache_argument
@@ -58,7 +58,7 @@ from harness.trainers.core import (
 
 @dataclass(frozen=True)
 class ArmSettings:
-    """What distinguishes one arm from the other; everything else comes from `config.train`."""
+    """What distinguishes one arm from the other; everything else comes from the `train` section."""
 
     n: int
     """Rollouts per prompt."""
@@ -82,23 +82,23 @@ class _Sequence:
 class GRPOTrainer:
     """Shared RL step; `step_scaling` and `rollout_scaling` build it with their own `ArmSettings`."""
 
-    def __init__(self, name: str, config: Config, arm: ArmSettings, model, tokenizer, suites: list[Suite]):
+    def __init__(self, name: str, arm: ArmSettings, *, train: TrainConfig, rollout: RolloutConfig, scoring: ScoringConfig,
+                 seed: int, model, tokenizer, suites: Sequence[Suite]):
         self.name = name
-        self.config = config
-        self.train_cfg = config.train
+        self.train_cfg = train
         self.arm = arm
         # Root of the arm's randomness: the master seed and the arm's own `train.seed`.
-        self.rl_seed = config.seed * 7_919 + config.train.seed
+        self.rl_seed = seed * 7_919 + train.seed
         self.policy = model
         self.tokenizer = tokenizer
         self.policy.train()
         self.reference = copy.deepcopy(model).eval().requires_grad_(False)
         # Generation precision is rollout.dtype; training keeps the master weights in train.dtype.
         # When they differ the engine gets its own copy, refreshed before every generation.
-        rollout_dtype = getattr(torch, config.rollout.dtype)
+        rollout_dtype = getattr(torch, rollout.dtype)
         self.rollout_model = model if rollout_dtype == model.dtype else _generation_copy(model, rollout_dtype)
-        self.engine = make_engine(config.rollout.engine, self.rollout_model, tokenizer, config.rollout.max_batch_sequences)
-        self.scorer_pool = shared_pool(config.scoring.workers, config.scoring.timeout_s)
+        self.engine = make_engine(rollout, self.rollout_model, tokenizer)
+        self.scorer_pool = shared_pool(scoring.workers, scoring.timeout_s)
         self.optimizer = self._new_optimizer()
         self.scheduler = self._new_scheduler()
         self.pool: list[tuple[Suite, Item]] = []

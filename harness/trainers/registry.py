@@ -8,13 +8,12 @@ group `harness.trainers`, each entry point naming a builder with the signature o
 
 from __future__ import annotations
 
+import inspect
 from importlib import metadata
-from typing import Callable
+
+from harness.trainers.base import BUILDER_PARAMETERS, TrainerBuilder
 
 ENTRY_POINT_GROUP = "harness.trainers"
-
-TrainerBuilder = Callable[..., object]
-"""build(config, model, tokenizer, suites, out_dir) -> an object with the `harness.trainers.base.Trainer` methods."""
 
 _BUILTIN: dict[str, str] = {
     "step_scaling": "harness.trainers.step_scaling:build",
@@ -37,8 +36,20 @@ def get_builder(name: str) -> TrainerBuilder:
         raise ValueError(f"unknown trainer '{name}'; valid: {', '.join(sorted(known))}")
     if name in _BUILTIN:
         module, attr = _BUILTIN[name].split(":")
-        return getattr(__import__(module, fromlist=[attr]), attr)
+        return check_builder(name, getattr(__import__(module, fromlist=[attr]), attr))
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         if ep.name == name:
-            return ep.load()
+            return check_builder(name, ep.load())
     raise AssertionError("unreachable")
+
+
+def check_builder(name: str, builder) -> TrainerBuilder:
+    """`builder` if it takes exactly the `TrainerBuilder` keywords; ValueError naming both signatures otherwise."""
+    try:
+        params = tuple(inspect.signature(builder).parameters)
+    except (TypeError, ValueError):
+        params = None
+    if params != BUILDER_PARAMETERS:
+        raise ValueError(f"trainer '{name}': its builder takes ({', '.join(params or ['?'])}); a trainer builder takes "
+                         f"({', '.join(BUILDER_PARAMETERS)}) (harness.trainers.base.TrainerBuilder)")
+    return builder

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import math
 
-from harness.config import Config, ConfigError
+from harness.config import ConfigError, TrainConfig
 from harness.trainers.grpo import ArmSettings, GRPOTrainer
 
 
-def settings(config: Config) -> ArmSettings:
-    t = config.train
+def settings(t: TrainConfig) -> ArmSettings:
     rule = t.rollout_scaling
     prompts = t.prompts_per_step // rule.prompt_divisor
     if prompts < 1:
@@ -35,5 +34,7 @@ def settings(config: Config) -> ArmSettings:
     )
 
 
-def build(config: Config, model, tokenizer, suites) -> GRPOTrainer:
-    return GRPOTrainer("rollout_scaling", config, settings(config), model, tokenizer, suites)
+def build(*, train, rollout, scoring, seed, model, tokenizer, suites) -> GRPOTrainer:
+    """The `harness.trainers.base.TrainerBuilder` of this arm."""
+    return GRPOTrainer("rollout_scaling", settings(train), train=train, rollout=rollout, scoring=scoring, seed=seed,
+                       model=model, tokenizer=tokenizer, suites=suites)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from harness.config import Config
+from harness.config import TrainConfig
 from harness.trainers.grpo import ArmSettings, GRPOTrainer
 
 
-def settings(config: Config) -> ArmSettings:
-    t = config.train
-    return ArmSettings(n=t.n, prompts_per_step=t.prompts_per_step, learning_rate=t.learning_rate, lr_rule="as given")
+def settings(train: TrainConfig) -> ArmSettings:
+    return ArmSettings(n=train.n, prompts_per_step=train.prompts_per_step, learning_rate=train.learning_rate, lr_rule="as given")
 
 
-def build(config: Config, model, tokenizer, suites) -> GRPOTrainer:
-    return GRPOTrainer("step_scaling", config, settings(config), model, tokenizer, suites)
+def build(*, train, rollout, scoring, seed, model, tokenizer, suites) -> GRPOTrainer:
+    """The `harness.trainers.base.TrainerBuilder` of this arm."""
+    return GRPOTrainer("step_scaling", settings(train), train=train, rollout=rollout, scoring=scoring, seed=seed,
+                       model=model, tokenizer=tokenizer, suites=suites)

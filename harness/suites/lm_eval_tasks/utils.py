@@ -145,7 +145,7 @@ def procedural_dataset(suite: str = "reasoning_gym", profile: str = "tiny", spli
     """The items `harness eval --profile PROFILE` evaluates for `suite`: its held-out `split`, the
     profile's `eval_items` of them (or `items`), built by `suites.build_suite`."""
     cfg = load_config(str(profile))
-    built = build_suite(suite, cfg)
+    built = build_suite(suite, cfg.suites, cfg.seed)
     n = int(items) if items else getattr(cfg.suites, suite).eval_items
     return _dataset(suite, built, built.items(split, n), cfg)
 
@@ -162,7 +162,7 @@ def benchmark_dataset(suite: str, benchmark: str, data_dir: str | None = None, p
     suite_cfg.benchmarks = [benchmark]
     suite_cfg.data_dir = _local_folder(suite, data_dir or os.environ.get(DATA_DIR_ENV) or "")
     suite_cfg.eval_items = 0  # every item; lm-eval's --limit caps them
-    built = build_suite(suite, cfg)
+    built = build_suite(suite, cfg.suites, cfg.seed)
     return _dataset(suite, built, built.items("eval", 0), cfg)
 
 
