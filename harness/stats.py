@@ -2,7 +2,7 @@
 test that resamples both seeds and items.
 
 A domain's score is the unweighted mean over its benchmarks (tasks) of the mean over their items
-(harness/evaluate.py). Every paired quantity here is about that same definition: an item of task t
+(`task_mean_and_stderr`, which `harness eval` reports). Every paired quantity here is about that same definition: an item of task t
 weighs 1 / (T * n_t), so a 30-item AIME set counts as much as a 675-item OlympiadBench set, as it
 does in the score. (An unstratified mean over items would weigh each benchmark by its size and
 estimate another number than the one the tables report.)
@@ -29,6 +29,18 @@ from scipy import stats
 
 BOOTSTRAP_REPLICATES = 4000
 """Replicates of the hierarchical bootstrap; its p-value resolves down to 1 / 4001."""
+
+
+def task_mean_and_stderr(by_task: dict[str, list[float]]) -> tuple[float, float]:
+    """Unweighted mean of the task means, and its standard error from each task's item variance."""
+    means, variances = [], []
+    for values in by_task.values():
+        n = len(values)
+        m = sum(values) / n
+        means.append(m)
+        variances.append(sum((x - m) ** 2 for x in values) / (n - 1) / n if n > 1 else 0.0)
+    t = len(means)
+    return sum(means) / t, math.sqrt(sum(variances)) / t
 
 
 def item_task(item_id: str) -> str:

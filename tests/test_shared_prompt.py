@@ -1,7 +1,7 @@
 """The shared-prompt update computes what the per-sample update computes.
 
 The trainer runs each prompt once per micro-batch and its responses against the prompt's KV cache
-(trainers/grpo.py `_pad`). The reference here is the plainest per-sample computation: each
+(harness/trainers/shared_prompt.py `pad`). The reference here is the plainest per-sample computation: each
 sequence alone (batch of one, no padding), prompt + response in one forward. Groups have different
 prompt lengths (one of a single token, so its cached part is empty) and responses of different
 lengths; small token budgets split groups over micro-batches and put several groups in one.
@@ -15,7 +15,8 @@ import torch
 from harness.config import load_config
 from harness.jobs.bench import per_sample_forward, per_sample_micro_batches
 from harness.trainers.core import kl_penalty, ppo_clip_objective, shared_prompt_micro_batches, truncated_is_weights
-from harness.trainers.grpo import SHARED_PROMPT, UpdateLayout, _accumulate_gradients, _logprobs, _pad, _Sequence
+from harness.trainers.grpo import _accumulate_gradients, _logprobs
+from harness.trainers.shared_prompt import SHARED_PROMPT, ScoredSequence, UpdateLayout, pad
 
 PER_SAMPLE = UpdateLayout(micro_batches=per_sample_micro_batches, forward=per_sample_forward)
 PROMPT_LENS = (9, 1, 17, 4)
@@ -27,7 +28,7 @@ def train_config(budget: int):
     return load_config("smoke", overrides, recipe="prorl").train
 
 
-def make_seqs(vocab: int, pad_id: int, seed: int = 0) -> list[_Sequence]:
+def make_seqs(vocab: int, pad_id: int, seed: int = 0) -> list[ScoredSequence]:
     g = torch.Generator().manual_seed(seed)
     tokens = [t for t in range(vocab) if t != pad_id]
 
@@ -39,12 +40,12 @@ def make_seqs(vocab: int, pad_id: int, seed: int = 0) -> list[_Sequence]:
         prompt = draw(prompt_len)
         for _ in range(size):
             response = draw(int(torch.randint(1, 13, (1,), generator=g)))
-            seqs.append(_Sequence(ids=prompt + response, prompt_len=prompt_len, group=group,
+            seqs.append(ScoredSequence(ids=prompt + response, prompt_len=prompt_len, group=group,
                                   rollout_logp=[], advantage=float(torch.randn(1, generator=g))))
     return seqs
 
 
-def per_sequence_logprobs(model, s: _Sequence, temperature: float) -> torch.Tensor:
+def per_sequence_logprobs(model, s: ScoredSequence, temperature: float) -> torch.Tensor:
     """The reference: one sequence alone, prompt and response in one forward."""
     logits = model(input_ids=torch.tensor([s.ids])).logits[0, s.prompt_len - 1: -1].float() / temperature
     return torch.log_softmax(logits, -1).gather(-1, torch.tensor(s.ids[s.prompt_len:]).unsqueeze(-1)).squeeze(-1)
@@ -93,7 +94,7 @@ def test_micro_batches_count_each_prompt_once_per_micro_batch():
 def test_layout_positions_continue_from_each_groups_own_prompt(tokenizer):
     seqs = make_seqs(50, tokenizer.pad_token_id)
     rows = [0, 1, 5, 12]  # groups 0 (prompt 9), 1 (prompt 1), 2 (prompt 17)
-    batch = _pad(seqs, rows, tokenizer.pad_token_id, "cpu")
+    batch = pad(seqs, rows, tokenizer.pad_token_id, "cpu")
     assert batch.prompt_ids.shape == (3, 16) and batch.rows_per_prompt == [2, 1, 1]
     width = batch.input_ids.shape[1]
     for r, i in enumerate(rows):
@@ -127,7 +128,7 @@ def test_logprobs_equal_the_per_sample_computation(policy, tokenizer, budget):
 def test_a_micro_batch_of_single_token_prompts_needs_no_cache(policy, tokenizer):
     t = train_config(100_000)
     seqs = [s for s in make_seqs(policy.config.vocab_size, tokenizer.pad_token_id) if s.prompt_len == 1]
-    assert _pad(seqs, list(range(len(seqs))), tokenizer.pad_token_id, "cpu").prompt_ids.shape[1] == 0
+    assert pad(seqs, list(range(len(seqs))), tokenizer.pad_token_id, "cpu").prompt_ids.shape[1] == 0
     with torch.no_grad():
         for s, logp in zip(seqs, _logprobs(policy, seqs, t, tokenizer.pad_token_id)):
             torch.testing.assert_close(logp, per_sequence_logprobs(policy, s, t.temperature), atol=1e-5, rtol=0)
@@ -173,7 +174,7 @@ def test_loss_and_gradients_equal_the_per_sample_computation(policy, tokenizer, 
 def test_layout_refuses_rows_whose_groups_are_interleaved(tokenizer):
     seqs = make_seqs(50, tokenizer.pad_token_id)
     with pytest.raises(ValueError, match="consecutively"):
-        _pad(seqs, [0, 5, 1], tokenizer.pad_token_id, "cpu")
+        pad(seqs, [0, 5, 1], tokenizer.pad_token_id, "cpu")
 
 
 def test_gradients_are_bitwise_reproducible(model, tokenizer):
@@ -188,7 +189,7 @@ def test_gradients_are_bitwise_reproducible(model, tokenizer):
         prompt = torch.randint(3, 300, (40,), generator=g).tolist()
         for _ in range(size):
             response = torch.randint(3, 300, (int(torch.randint(1, 6, (1,), generator=g)),), generator=g).tolist()
-            seqs.append(_Sequence(ids=prompt + response, prompt_len=40, group=group, rollout_logp=[0.0] * len(response),
+            seqs.append(ScoredSequence(ids=prompt + response, prompt_len=40, group=group, rollout_logp=[0.0] * len(response),
                                   advantage=float(torch.randn(1, generator=g))))
     policy = copy.deepcopy(model).train()
     with torch.no_grad():

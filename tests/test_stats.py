@@ -6,10 +6,9 @@ import random
 
 import pytest
 
-from harness.jobs.evaluate import task_mean_and_stderr
 from harness.report import ReportError, build_summary, render
 from harness.runs import SPEND_RULE
-from harness.stats import hierarchical_bootstrap, holm, item_task, spread, stratified_paired_test, welch_test
+from harness.stats import hierarchical_bootstrap, holm, item_task, spread, stratified_paired_test, task_mean_and_stderr, welch_test
 
 MATH_SIZES = {"aime24": 30, "aime25": 30, "amc": 83, "math500": 500, "minerva": 272, "olympiadbench": 675}
 """The real math benchmarks' sizes: AIME is 3.8% of the items and a third of the score."""

@@ -10,7 +10,6 @@ about the suite).
 
 from __future__ import annotations
 
-import math
 import zlib
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -21,6 +20,7 @@ from tqdm.auto import tqdm
 from harness.checkpoint import load_policy, render_prompts
 from harness.execution.bounded import ScorerPool, shared_pool
 from harness.rollout import RolloutEngine, SamplingParams, make_engine
+from harness.stats import task_mean_and_stderr
 from harness.suites import build_suite
 from harness.suites.base import Item, Suite, suite_timeout
 
@@ -124,18 +124,6 @@ def evaluate_suite(
         samples_per_s=samples / gen_s if gen_s > 0 else 0.0,
         item_scores=item_scores,
     )
-
-
-def task_mean_and_stderr(by_task: dict[str, list[float]]) -> tuple[float, float]:
-    """Unweighted mean of the task means, and its standard error from each task's item variance."""
-    means, variances = [], []
-    for values in by_task.values():
-        n = len(values)
-        m = sum(values) / n
-        means.append(m)
-        variances.append(sum((x - m) ** 2 for x in values) / (n - 1) / n if n > 1 else 0.0)
-    t = len(means)
-    return sum(means) / t, math.sqrt(sum(variances)) / t
 
 
 def evaluate_checkpoint(cfg, checkpoint: str, suite_names: Sequence[str], progress: bool = True) -> dict[str, SuiteScore]:
