@@ -1,4 +1,4 @@
-"""lm-eval integration (suites/lm_eval_tasks/): offline, end to end, on a tiny checkpoint.
+"""lm-eval integration (harness/suites/lm_eval_tasks/): offline, end to end, on a tiny checkpoint.
 
 lm-eval runs a math task (AIME24 from ../shared/data) and the reasoning-gym task with `repeats` k
 through its `hf` model and the chat template, on a tiny Qwen2 checkpoint written by

@@ -124,3 +124,19 @@ def test_resume_without_a_full_checkpoint_drops_the_old_attempts_evaluation_chec
     assert point_steps(read_metrics(out / METRICS_FILE), Budget("samples", 2000), [0.5]) == {0.5: 0, 1.0: 2}
     assert not (out / CHECKPOINTS / "step_000001").exists()  # the old attempt's step 1 is not this run's
     assert (out / CHECKPOINTS / "step_000002").is_dir() and (out / CHECKPOINTS / "step_000003" / STATE_FILE).is_file()
+
+
+def test_a_builder_that_returns_no_trainer_is_refused_in_one_line(tmp_path, base, monkeypatch):
+    """The Trainer protocol is enforced at the seam: what a builder returns is checked before training."""
+    from harness.config import ConfigError
+
+    class Half:
+        name, policy = "half", None
+
+        def step(self):
+            return {}
+
+    monkeypatch.setattr(harness.jobs.train, "get_builder", lambda name: lambda **kw: Half())
+    cfg = load_config("smoke", ["suites.enabled=[math]", "rollout.device=cpu"])
+    with pytest.raises(ConfigError, match=r"built a Half without settings, state_dict, load_state_dict \(harness.trainers.base.Trainer\)"):
+        run_training(cfg, "half", tmp_path / "run", base=str(base), progress=False, log=lambda _: None)

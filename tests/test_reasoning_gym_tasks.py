@@ -1,4 +1,4 @@
-"""The full-scale Reasoning Gym task list (suites/reasoning_gym_tasks.py): its shape, the scorability
+"""The full-scale Reasoning Gym task list (harness/suites/reasoning_gym_tasks.py): its shape, the scorability
 of each task's reference answer, and whether each task yields 100 distinct held-out questions.
 
 Known problems are listed in that module and marked here with strict xfails. They show up in the

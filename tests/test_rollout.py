@@ -220,3 +220,10 @@ def test_counter_based_sampler_draws_the_softmax(top_p):
     support = expected > 0
     chi2 = float(((counts[support] - draws * expected[support]) ** 2 / (draws * expected[support])).sum())
     assert chi2 < 30  # chi-square with <= 7 degrees of freedom: p < 1e-4 above 30
+
+
+def test_every_engine_satisfies_the_engine_seam(model, tokenizer):
+    from harness.rollout import ENGINES, RolloutEngine
+
+    for name in ENGINES:
+        assert isinstance(make_engine(RolloutConfig(engine=name), model, tokenizer), RolloutEngine), name

@@ -1,6 +1,6 @@
 """No held-out question is a training question in disguise, across every procedural task of a profile.
 
-The procedural suites (suites/procedural.py) put each question in train, validation or eval by a
+The procedural suites (harness/suites/procedural.py) put each question in train, validation or eval by a
 hash of its canonical problem (`canonical_problem`), the same function for every task of every
 suite. Different tasks word one problem differently ("Compute 35 - 2." in tiny math, "Calculate
 35 - 2." in reasoning-gym basic_arithmetic): hashed by raw text, such a pair could land on both
@@ -35,7 +35,7 @@ def question(suite: str, item) -> str:
 
 
 def validation_items(cfg) -> int:
-    """Validation items per suite that the bootstrap checks (harness/bootstrap.py, Validation)."""
+    """Validation items per suite that the bootstrap checks (harness/jobs/base_model.py, Validation)."""
     return -(-max(cfg.bootstrap.check_items, cfg.bootstrap.plateau.check_items) // len(cfg.suites.enabled))
 
 
@@ -170,7 +170,7 @@ def test_paraphrases_are_one_heldout_problem_and_one_split():
 
 
 def test_heldout_overrides_ask_word_problems():
-    """Limit of the split (suites/procedural.py): a task with its own heldout_fraction must not share
+    """Limit of the split (harness/suites/procedural.py): a task with its own heldout_fraction must not share
     keys with other tasks. The override tasks' keys are their whole text, not an expression, so only
     a task asking the very same text could share one."""
     from harness.suites.reasoning_gym import ReasoningGymSuite

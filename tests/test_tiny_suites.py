@@ -23,7 +23,7 @@ def test_targets_score_one_and_splits_are_disjoint(tiny_cfg, name):
     assert len({it.prompt for it in suite.items("eval", 30)}) == 30
     sample = train[:12] + held[:12]
     with ScorerPool(workers=2, timeout_s=30) as pool:
-        results = pool.map(suite.scorer, [(it.target, it.reference) for it in sample], getattr(suite, "scorer_timeout_s", None))
+        results = pool.map(suite.scorer, [(it.target, it.reference) for it in sample], suite.scorer_timeout_s)
     assert [r.status for r in results] == ["correct"] * len(sample)
     assert all(r.reward == 1.0 for r in results)
 
@@ -73,3 +73,24 @@ def test_benchmark_suites_have_no_training_split(tmp_path):
     assert [it.reference for it in suite.items("eval", 0)] == ["2"]
     with pytest.raises(ConfigError, match="only an eval split"):
         suite.items("train", 10)
+
+
+@pytest.mark.parametrize("profile", ["tiny", "smoke"])
+def test_every_built_suite_satisfies_the_suite_seam(profile):
+    """The `Suite` protocol is enforced, not decorative: each suite a profile builds has its
+    members, and its scorer takes (response, the item's reference) and returns a ScoreResult."""
+    import inspect
+
+    from harness.suites import SUITES
+    from harness.suites.base import ScoreResult, Suite
+
+    cfg = load_config(profile)
+    for name in SUITES:
+        suite = build_suite(name, cfg.suites, cfg.seed)
+        assert isinstance(suite, Suite), name
+        assert suite.scorer_timeout_s is None or suite.scorer_timeout_s > 0
+        fn = getattr(suite.scorer, "func", suite.scorer)  # a functools.partial binds bounds (code)
+        params = list(inspect.signature(fn).parameters.values())
+        assert params[0].name == "response" and len(params) >= 2, name  # (response, the item's reference, ...)
+        item = suite.items("eval", 1)[0]
+        assert isinstance(suite.scorer(item.target, item.reference), ScoreResult)

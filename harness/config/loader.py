@@ -38,7 +38,7 @@ def available_recipes() -> list[str]:
 
 DEFAULT_RECIPE = "prorl"
 """Recipe under every config that names none: the step-scaling recipe, which is also what the
-tiny base's RL phase runs (harness/bootstrap.py)."""
+tiny base's RL phase runs (harness/jobs/base_model.py)."""
 
 
 def load_config(profile: str, overrides: list[str] | tuple[str, ...] = (), recipe: str | None = None) -> Config:
@@ -259,7 +259,7 @@ def _check_consistency(obj: Any) -> None:
     if isinstance(obj, SuitesConfig) and not obj.enabled:
         raise ConfigError(f"invalid value for 'suites.enabled': []; valid: a non-empty list of {', '.join(SUITE_NAMES)}")
     if isinstance(obj, SuitesConfig):
-        # one problem must land in one split whichever suite words it (suites/procedural.py)
+        # one problem must land in one split whichever suite words it (harness/suites/procedural.py)
         procedural = {name: getattr(obj, name).heldout_fraction for name in obj.enabled
                       if name == "reasoning_gym" or getattr(obj, name).source == "procedural"}
         if len(set(procedural.values())) > 1:

@@ -142,7 +142,7 @@ class EvalConfig:
 
 @dataclass
 class ScoringConfig:
-    """How scorer calls run: in worker processes, each under a wall-clock bound (suites/bounded.py)."""
+    """How scorer calls run: in worker processes, each under a wall-clock bound (harness/execution/bounded.py)."""
 
     workers: PosInt = 2
     """Worker processes for scorer calls."""
@@ -170,18 +170,18 @@ class ReasoningGymSuiteConfig:
     """Datasets mixed into the suite, in equal shares (ignored when `preset` is set)."""
     preset: Literal["", "prorl96"] = ""
     """`prorl96`: the paper's 96 ProRL tasks with default configs, 100 held-out items each at full
-    scale (list and provenance: suites/reasoning_gym_tasks.py); empty: use `tasks`."""
+    scale (list and provenance: harness/suites/reasoning_gym_tasks.py); empty: use `tasks`."""
     eval_items: PosInt = 300
     """Held-out evaluation items, split evenly across tasks, unique by canonical problem."""
     heldout_fraction: Annotated[float, Range(min=0.01, max=0.9)] = 0.3
     """Share of each task's question space reserved for validation + eval (assigned by a hash of
     the question's canonical problem, the same for every suite of the profile, so no held-out item
-    is a training item of any task, however worded: suites/procedural.py)."""
+    is a training item of any task, however worded: harness/suites/procedural.py)."""
 
 
 @dataclass
 class ProceduralTaskConfig:
-    """One seeded generator task of a tiny math or code suite (suites/tiny_math.py, tiny_code.py)."""
+    """One seeded generator task of a tiny math or code suite (harness/suites/tiny_math.py, tiny_code.py)."""
 
     name: str = ""
     """Task name in that module's TASKS."""
@@ -195,7 +195,7 @@ CODE_BENCHMARKS = ["apps", "codecontests", "codeforces", "taco"]
 
 @dataclass
 class MathSuiteConfig:
-    """Math: answers in \\boxed{}, verified by math-verify (suites/math.py). Either the paper's six
+    """Math: answers in \\boxed{}, verified by math-verify (harness/suites/math.py). Either the paper's six
     benchmarks (evaluation only) or seeded tiny problems (training and evaluation)."""
 
     source: Literal["benchmarks", "procedural"] = "benchmarks"
@@ -204,7 +204,7 @@ class MathSuiteConfig:
     """Benchmarks averaged (unweighted) into the domain score (paper: the six defaults)."""
     data_dir: str = ""
     """Folder holding `<benchmark>.jsonl` files (e.g. ../shared/data/math); empty loads the hub ids
-    listed in suites/math.py (BENCHMARKS)."""
+    listed in harness/suites/math.py (BENCHMARKS)."""
     tasks: list[ProceduralTaskConfig] = field(default_factory=lambda: [
         ProceduralTaskConfig("arithmetic"), ProceduralTaskConfig("linear_equation")])
     """Tiny generator tasks, in equal shares (source `procedural`)."""
@@ -218,7 +218,7 @@ class MathSuiteConfig:
 @dataclass
 class CodeSuiteConfig:
     """Code: a fenced Python program run in the sandbox on input/output tests; reward = fraction of
-    tests passed (suites/code.py). Either the paper's four sets or seeded tiny problems."""
+    tests passed (harness/suites/code.py). Either the paper's four sets or seeded tiny problems."""
 
     source: Literal["benchmarks", "procedural"] = "benchmarks"
     """`benchmarks`: the public sets below, loaded from `data_dir` or the hub; `procedural`: `tasks`."""
@@ -237,7 +237,7 @@ class CodeSuiteConfig:
     """Wall-clock limit per test run in the sandbox (paper: 5 s)."""
     tests_in_one_process: bool = False
     """Run a response's stdin/stdout tests in one sandboxed interpreter instead of one each: ~3x
-    cheaper scoring at 3 tests, less isolation between tests (suites/code.py `_run_in_one_process`).
+    cheaper scoring at 3 tests, less isolation between tests (harness/suites/code.py `_run_in_one_process`).
     On for the tiny procedural tasks, where the sandbox's start dominates RL time; off (the paper's
     one run per test) for the benchmarks."""
 

@@ -41,6 +41,11 @@ class ScoreResult:
     """The answer the scorer pulled out of the response, if any."""
 
 
+Scorer = Callable[..., ScoreResult]
+"""A scorer: a module-level function `(response, reference, **bound keywords) -> ScoreResult`.
+`ScorerPool.map` records any other return value as an error (its status names the type)."""
+
+
 _CHUNK = 64
 """Calls sent to a worker at once (amortises the inter-process round trip)."""
 

@@ -50,7 +50,7 @@ from harness.trainers.registry import get_builder
 
 BOOTSTRAP_VERSION = 5
 """Bump when the bootstrap procedure changes, so cached checkpoints built by older code are not reused.
-5: procedural splits by canonical problem (suites/procedural.py), so the train split changed."""
+5: procedural splits by canonical problem (harness/suites/procedural.py), so the train split changed."""
 
 
 

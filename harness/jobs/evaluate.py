@@ -22,7 +22,7 @@ from harness.execution.bounded import ScorerPool, shared_pool
 from harness.rollout import RolloutEngine, SamplingParams, make_engine
 from harness.stats import task_mean_and_stderr
 from harness.suites import build_suite
-from harness.suites.base import Item, Suite, suite_timeout
+from harness.suites.base import Item, Suite
 
 
 @dataclass
@@ -93,7 +93,7 @@ def evaluate_suite(
         gen_s += result.generation_s
         scores = iter(pool.map(
             suite.scorer, [(s.text, item.reference) for item, g in zip(batch, result.groups) for s in g.samples],
-            suite_timeout(suite),
+            suite.scorer_timeout_s,
         ))
         for item, group in zip(batch, result.groups):
             rewards = []

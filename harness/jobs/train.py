@@ -49,6 +49,7 @@ from harness.runs import (
 )
 from harness.stats import welch_test
 from harness.suites import build_suite
+from harness.trainers.base import Trainer
 from harness.trainers.registry import get_builder
 
 
@@ -110,6 +111,10 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
     suites = [build_suite(name, cfg.suites, cfg.seed) for name in cfg.suites.enabled]
     trainer = builder(train=cfg.train, rollout=cfg.rollout, scoring=cfg.scoring, seed=cfg.seed, model=model, tokenizer=tokenizer,
                       suites=suites)
+    if not isinstance(trainer, Trainer):
+        missing = [m for m in ("name", "policy", "settings", "step", "state_dict", "load_state_dict") if not hasattr(trainer, m)]
+        raise ConfigError(f"invalid value for 'train.trainer': {cfg.train.trainer!r} built a {type(trainer).__name__} without "
+                          f"{', '.join(missing)} (harness.trainers.base.Trainer)")
     wall_before = 0.0
     if last is not None:
         state = torch.load(last / STATE_FILE, weights_only=False)

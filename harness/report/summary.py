@@ -6,7 +6,7 @@ bootstrap.json; keeping the reading and the statistics here, apart from the rend
 
 Rows (Table 2): one per base checkpoint (labelled with its RL step), then one per (arm, evaluation
 point): the MEAN over the K runs (seeds) of that arm at its checkpoint for that point (the last one
-whose spend is at or under the point: matched spend, harness/compare.py `point_steps`), with a 95%
+whose spend is at or under the point: matched spend, harness/jobs/compare.py `point_steps`), with a 95%
 t-interval over seeds (df = K-1) and the actual spend beside the budget point. With one run (or one
 finished run at that point) the interval is the run's own interval over items, and the row says so
 (`ci_kind`: "seeds" or "items").

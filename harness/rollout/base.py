@@ -15,7 +15,7 @@ still flip: samples are identical up to floating-point differences in the logits
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, Sequence
+from typing import Literal, Protocol, Sequence, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,7 @@ class RolloutResult:
         return self.num_output_tokens / self.generation_s if self.generation_s > 0 else float("inf")
 
 
+@runtime_checkable
 class RolloutEngine(Protocol):
     """Generates groups of samples; the policy's weights are the engine's business."""
 

@@ -8,9 +8,9 @@ and offline numbers cannot drift apart.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
-from harness.execution.bounded import ScoreResult  # the scorers' result type is the bounded pool's contract (re-exported)
+from harness.execution.bounded import Scorer, ScoreResult  # the scorers' contract is the bounded pool's (re-exported)
 
 Split = Literal["train", "validation", "eval"]
 """`train` feeds supervised warm-up and RL; `validation` drives stopping rules; `eval` is reported."""
@@ -34,13 +34,15 @@ class Item:
     """A correct response, used as the supervised target when bootstrapping a base."""
 
 
+@runtime_checkable
 class Suite(Protocol):
-    """A source of items and the scorer for them."""
+    """A source of items and the scorer for them. Every suite `build_suite` returns satisfies it
+    (tests/test_tiny_suites.py checks each one with isinstance and the scorer's parameters)."""
 
     name: str
-    scorer: Any
+    scorer: Scorer
     """Module-level function (response, reference) -> ScoreResult; picklable, so it can run in a
-    bounded worker process (suites/bounded.py)."""
+    bounded worker process (harness/execution/bounded.py)."""
 
     scorer_timeout_s: float | None
     """Wall-clock bound per scorer call, or None for the profile's `scoring.timeout_s` (a code
@@ -54,9 +56,3 @@ class Suite(Protocol):
         """Reward for `response` to `item` (in-process, unbounded: `scorer` through a ScorerPool
         is what training and evaluation use)."""
         ...
-
-
-
-def suite_timeout(suite: Suite) -> float | None:
-    """The suite's own per-call scorer bound, if it declares one."""
-    return getattr(suite, "scorer_timeout_s", None)

@@ -2,7 +2,7 @@
 
 The paper's math score averages AIME24, AIME25, AMC, MATH-500, Minerva and OlympiadBench; its code
 score averages apps, codecontests, codeforces and taco. Each loads from a local jsonl or the hub
-(`load_benchmark` in suites/math.py and suites/code.py); there is no training split here.
+(`load_benchmark` in harness/suites/math.py and harness/suites/code.py); there is no training split here.
 """
 
 from __future__ import annotations

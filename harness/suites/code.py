@@ -17,7 +17,7 @@ Speed matters (training scores thousands of responses; the sandbox does ~30-45 r
 - each program is first compiled in-process; one that does not compile fails every test it would
   have run, without running them (a SyntaxError, or a source compile() refuses, such as one with
   NUL bytes). compile() is this interpreter's; the sandbox may run another Python 3 (see
-  suites/sandbox.py), so syntax newer than this interpreter's would be refused here;
+  harness/execution/sandbox.py), so syntax newer than this interpreter's would be refused here;
 - once a response's program has timed out on two tests, the remaining tests are not run and count
   as failed (timed out): a slow or looping program would otherwise cost 5 s per test;
 - opt-in (`one_process=True`, config `suites.code.tests_in_one_process`): all stdin/stdout tests

@@ -12,7 +12,7 @@ problem spaces repeat questions across seeds, so seeds alone would let the eval 
 task. tests/test_splits.py checks, for the tiny and smoke profiles, that no held-out item of any
 task is the problem of a training item of any task.
 
-Limit: a task's `heldout_fraction` override (`task_heldout`; suites/reasoning_gym_tasks.py
+Limit: a task's `heldout_fraction` override (`task_heldout`; harness/suites/reasoning_gym_tasks.py
 HELDOUT_FRACTION under preset prorl96) moves the train/held-out boundary for that task alone, so a
 problem whose bucket lies between two tasks' fractions would be held out by one and trained on by
 the other if both tasks produced it. The override tasks (string_splitting, string_synthesis) ask

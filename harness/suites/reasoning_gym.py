@@ -5,7 +5,7 @@ then calls the dataset's own `score_answer`. Calling `score_answer` on the raw r
 reasoning-gym gives partial credit when the right answer appears anywhere in a long response, so
 a model would be rewarded for rambling.
 
-Items are split by a hash of the question's canonical problem (suites/procedural.py, the same key
+Items are split by a hash of the question's canonical problem (harness/suites/procedural.py, the same key
 as the tiny math and code suites), so no eval question is a training question, of this task or of
 another that words the same problem in a way the key recognises ("Calculate 35 - 2." here,
 "Compute 35 - 2." in tiny math; the limits are in `canonical_problem`).
@@ -75,7 +75,7 @@ word_ladder, refuse large sizes)."""
 
 
 def task_generator(name: str, task_config: dict[str, Any]):
-    """A reasoning-gym dataset as a procedural task (suites/procedural.py).
+    """A reasoning-gym dataset as a procedural task (harness/suites/procedural.py).
 
     A draw whose generator raises (maze does, about once in 1,500) is skipped: the stream stays
     deterministic and the item count is what was asked for.
@@ -113,7 +113,7 @@ class ReasoningGymSuite(ProceduralSuite):
     @classmethod
     def from_config(cls, cfg, seed: int) -> "ReasoningGymSuite":
         """Build from a `ReasoningGymSuiteConfig` (preset `prorl96`: the 96 ProRL tasks, default
-        configs, with the held-out overrides of suites/reasoning_gym_tasks.py)."""
+        configs, with the held-out overrides of harness/suites/reasoning_gym_tasks.py)."""
         if cfg.preset == "prorl96":
             return cls([(name, {}) for name in PRORL_TASKS], seed, cfg.heldout_fraction, dict(HELDOUT_FRACTION))
         return cls([(t.name, dict(t.config)) for t in cfg.tasks], seed, cfg.heldout_fraction)

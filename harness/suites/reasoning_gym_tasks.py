@@ -136,7 +136,7 @@ ANSWER_FORM_MISMATCH: dict[str, str] = {
 (`<answer>{answer}</answer>`) is therefore wrong for these tasks."""
 
 GENERATION_FAILS: dict[str, str] = {}
-"""Tasks whose generator cannot be used by the suite. Fixed in suites/reasoning_gym.py: word_ladder
+"""Tasks whose generator cannot be used by the suite. Fixed in harness/suites/reasoning_gym.py: word_ladder
 (refused sizes above 20,000: datasets are now made in chunks of 10,000) and maze (about 1 draw in
 1,500 raised RuntimeError: failed draws are now skipped)."""
 """Tasks that raise inside `ReasoningGymSuite.items` at the seeds the tests use."""

@@ -93,12 +93,12 @@ TASKS = {"affine": affine, "list_stat": list_stat, "string_op": string_op}
 
 
 def task_generator(name: str, config: dict[str, Any]):
-    """The task `name` with its config, as a seed -> draws function (suites/procedural.py)."""
+    """The task `name` with its config, as a seed -> draws function (harness/suites/procedural.py)."""
     return task_from_registry("tiny code", TASKS, name, config)
 
 
 INSTRUCTION = "Answer with a Python program in a ```python code block."
-"""Shorter than the full-scale instruction (suites/code.py): the tiny model's context is short and
+"""Shorter than the full-scale instruction (harness/suites/code.py): the tiny model's context is short and
 the prompt is re-read in every sequence of training; the response format is the same."""
 
 

@@ -64,7 +64,7 @@ TASKS = {"arithmetic": arithmetic, "linear_equation": linear_equation}
 
 
 def task_generator(name: str, config: dict[str, Any]):
-    """The task `name` with its config, as a seed -> draws function (suites/procedural.py)."""
+    """The task `name` with its config, as a seed -> draws function (harness/suites/procedural.py)."""
     return task_from_registry("tiny math", TASKS, name, config)
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from harness.config import RolloutConfig, ScoringConfig, TrainConfig
 from harness.suites import Suite
 
 
+@runtime_checkable
 class Trainer(Protocol):
     """One RL arm. The harness calls `step` until its budget is spent and saves `state_dict` with
     the policy weights; `load_state_dict` on a freshly built trainer must continue exactly."""

@@ -38,7 +38,7 @@ from harness.checkpoint import render_prompts
 from harness.config import RolloutConfig, ScoringConfig, TrainConfig
 from harness.execution.bounded import shared_pool
 from harness.rollout import SamplingParams, make_engine
-from harness.suites.base import Item, Suite, suite_timeout
+from harness.suites.base import Item, Suite
 from harness.trainers.core import (
     clamped_ratio,
     dual_clip_active,
@@ -216,7 +216,7 @@ class GRPOTrainer:
                 by_suite.setdefault(suite.name, (suite, []))[1].append((k, (sample.text, item.reference)))
                 k += 1
         for suite, calls in by_suite.values():
-            results = self.scorer_pool.map(suite.scorer, [args for _, args in calls], suite_timeout(suite))
+            results = self.scorer_pool.map(suite.scorer, [args for _, args in calls], suite.scorer_timeout_s)
             for (index, _), result in zip(calls, results):
                 out[index] = result
         return out

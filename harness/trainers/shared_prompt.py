@@ -3,7 +3,7 @@
 A step's sequences share prompts (N responses each). Packing them into micro-batches under a token
 budget that counts each prompt once per micro-batch, and running each prompt's responses on top of
 its one key/value cache, keeps the update's cost and memory bounded in N: N=512 does not pay for
-its prompts 512 times. `UpdateLayout` is the contract the loss (trainers/grpo.py) is written
+its prompts 512 times. `UpdateLayout` is the contract the loss (harness/trainers/grpo.py) is written
 against; `SHARED_PROMPT` is the layout training uses; tests/test_shared_prompt.py checks it against
 the plainest per-sample computation.
 """

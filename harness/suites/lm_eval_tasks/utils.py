@@ -5,7 +5,7 @@ only user turn of the model's chat template), samples k responses per problem (t
 protocol: k=16, temperature 0.6, top_p 0.95, up to 32k tokens, stop at the model's EOS) and scores
 EVERY response with the suite's scorer (`harness.suites.math.score`, `harness.suites.code.score`,
 `harness.suites.reasoning_gym.score`, as `suites.build_suite` configures it) in the harness's bounded
-worker pool (suites/bounded.py). `pass@1` is the mean reward over a problem's k responses, then
+worker pool (harness/execution/bounded.py). `pass@1` is the mean reward over a problem's k responses, then
 over problems. lm-eval's default filter, `take_first`, would score only the first response; these
 tasks use the filter `all_samples`, which keeps them all, so results read `pass@1,all_samples`.
 
@@ -56,7 +56,6 @@ import datasets
 from harness.config import load_config
 from harness.execution.bounded import shared_pool
 from harness.suites import build_suite
-from harness.suites.base import suite_timeout
 
 TASKS_DIR = Path(__file__).resolve().parent
 """This folder: what `lm_eval --include_path` needs."""
@@ -129,7 +128,7 @@ def _dataset(suite_name: str, built, items, cfg):
     if not items:
         raise ValueError(f"suite '{suite_name}' gave no items to evaluate")
     spec = _scorer_spec(built.scorer)
-    timeout_s = suite_timeout(built) or cfg.scoring.timeout_s
+    timeout_s = built.scorer_timeout_s or cfg.scoring.timeout_s
     rows = [_row(suite_name, item, spec, timeout_s, cfg.scoring.workers) for item in items]
     return datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})
 
