@@ -183,3 +183,10 @@ def test_sandbox_child_is_standard_library_only():
     if not child.is_file():
         pytest.skip("no separate child program")
     assert [t for t, *_ in imports_of(child, project_modules()) if t] == []
+
+
+def test_every_code_folder_is_a_package():
+    """A folder of modules without __init__.py imports in a source checkout (namespace package) but is
+    left out of the built wheel; lm_eval_tasks/ is package data that lm-eval loads by path."""
+    folders = {p.parent for p in (ROOT / "harness").rglob("*.py")} - {ROOT / "harness" / "suites" / "lm_eval_tasks"}
+    assert sorted(str(f.relative_to(ROOT)) for f in folders if not (f / "__init__.py").is_file()) == []
