@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -35,6 +36,7 @@ def check_checkpoint(path: str) -> None:
                 f"checkpoint '{path}' has no config.json: give a directory written by save_pretrained "
                 "(for example the path `harness bootstrap` prints)"
             )
+        _check_config(path, p / "config.json")
         if not any(p.glob("*.safetensors")) and not any(p.glob("*.bin")):
             raise CheckpointError(f"checkpoint '{path}' has no model weights (*.safetensors or *.bin)")
         return
@@ -43,6 +45,29 @@ def check_checkpoint(path: str) -> None:
             f"checkpoint '{path}' not found: give a directory written by save_pretrained "
             "(for example the path `harness bootstrap` prints) or a Hugging Face model id"
         )
+
+
+def _check_config(path: str, config: Path) -> None:
+    """A checkpoint's config.json is a model config: not torn, and not another command's config.json
+    (a `harness train` run's or a `harness compare` folder's, whose checkpoints lie inside them)."""
+    try:
+        meta = json.loads(config.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        meta = None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"checkpoint '{path}' has a config.json that is not valid JSON (a half-written or damaged "
+                              "checkpoint); give a directory written by save_pretrained")
+    if "model_type" in meta:
+        return
+    if {"recipe", "arm"} <= set(meta):
+        newest = sorted(c for c in config.parent.glob("checkpoints/step_*") if any(c.glob("*.safetensors")))
+        raise CheckpointError(f"'{path}' is a `harness train` run's folder, not a checkpoint: give one of its checkpoints, "
+                              f"{newest[-1] if newest else Path(path) / 'checkpoints' / 'step_NNNNNN'}")
+    if {"arms", "seeds"} <= set(meta):
+        raise CheckpointError(f"'{path}' is a `harness compare` folder, not a checkpoint: give a checkpoint of one of its "
+                              f"runs, {Path(path) / 'arms' / '<arm>' / 'seed<k>' / 'checkpoints' / 'step_NNNNNN'}")
+    raise CheckpointError(f"checkpoint '{path}' has a config.json without model_type: give a directory written by "
+                          "save_pretrained (for example the path `harness bootstrap` prints)")
 
 
 def load_policy(path: str, device: str = "auto", dtype: str = "float32"):

@@ -218,7 +218,7 @@ def cmd_train(args) -> int:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.out) if args.out else Path("results/runs") / f"{stamp}-{cfg.profile}-{Path(args.recipe).stem}"
     final = run_training(cfg, Path(args.recipe).stem, out, resume=args.resume, base=args.base,
-                         progress=not args.quiet, log=_log)
+                         progress=not args.quiet, log=_log, restart=False)
     from harness.jobs.train import format_learning, learning_summary
     from harness.runs import METRICS_FILE, read_metrics
 

@@ -39,7 +39,7 @@ CHECKPOINTS = "checkpoints"
 STATE_FILE = "trainer_state.pt"
 METRICS_FILE = "metrics.jsonl"
 
-TIMING_KEYS = ("wall_s", "gen_s", "score_s", "train_s", "step_s", "gen_samples_per_s", "train_tokens_per_s")
+TIMING_KEYS = ("wall_s", "gen_s", "score_s", "train_s", "step_s", "gen_samples_per_s", "train_tokens_per_s", "weight_sync_s")
 """Metric fields that measure time: they differ between otherwise identical runs."""
 
 
@@ -130,3 +130,60 @@ def point_steps(rows: list[dict], budget: Budget, fractions) -> dict[float, int 
 EARLY = "early"
 """Subfolder with the RL phase's earlier checkpoint (the first baseline row, as the paper's 2,000
 steps beside 3,000)."""
+
+
+# --- which command wrote a folder (for the one-line errors) ----------------------------------------
+
+COMPARISON_KEYS = ("arms", "seeds", "budget", "suites")
+"""Keys every `harness compare` config.json has."""
+
+RUN_KEYS = ("recipe", "arm", "budget", "config")
+"""Keys every `harness train` config.json has."""
+
+FOLDER_KINDS = {
+    "missing": "a folder that does not exist",
+    "file": "a file, not a folder",
+    "empty": "an empty folder",
+    "comparison": "a `harness compare` folder",
+    "train run": "a `harness train` run's folder",
+    "checkpoint": "a model checkpoint (save_pretrained)",
+    "broken": "a half-written folder (its config.json is not a valid JSON object)",
+    "other": "a folder no harness command wrote",
+}
+"""What `folder_kind` tells apart, as the errors name it."""
+
+
+def read_record(path: Path) -> dict | None:
+    """A JSON object file; None when it is missing, not valid JSON (torn, damaged) or not an object."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def folder_kind(folder: Path) -> str:
+    """Which command wrote `folder`, read from its config.json (a key of FOLDER_KINDS): a command
+    given another's folder names what it was given, not only what it expected."""
+    folder = Path(folder)
+    if not folder.exists():
+        return "missing"
+    if not folder.is_dir():
+        return "file"
+    if not any(folder.iterdir()):
+        return "empty"
+    if not (folder / "config.json").is_file():
+        return "train run" if (folder / METRICS_FILE).is_file() else "other"
+    meta = read_record(folder / "config.json")
+    if meta is None:
+        return "broken"
+    if set(COMPARISON_KEYS) <= set(meta):
+        return "comparison"
+    if set(RUN_KEYS) <= set(meta):
+        return "train run"
+    return "checkpoint" if "model_type" in meta else "other"
+
+
+def describe_folder(folder: Path) -> str:
+    """`folder_kind` in words: 'a `harness train` run's folder', 'an empty folder', ..."""
+    return FOLDER_KINDS[folder_kind(folder)]

@@ -31,7 +31,9 @@ Layout of DIR:
 Everything is written atomically, and an interrupted comparison continues with `--resume`:
 finished evaluations are kept, runs resume from their newest checkpoint. What defines the
 comparison (profile, arms, seeds, budget, base, and the arms' resolved configs except run-time knobs
-such as threads or device: RUNTIME_KEYS) cannot change on `--resume`; that is refused in one line.
+such as threads or device: RUNTIME_KEYS) cannot change on `--resume`; that is refused in one line,
+as is a folder that holds no comparison or a damaged one (`read_comparison`), before the base is
+built or anything written.
 """
 
 from __future__ import annotations
@@ -41,11 +43,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harness import provenance
+from harness.checkpoint import CheckpointError, check_checkpoint
 from harness.config import Config, ConfigError, available_recipes, load_config, to_dict
 from harness.jobs.base_model import bootstrap, checkpoint_dir
 from harness.jobs.evaluate import evaluate_checkpoint
 from harness.jobs.train import run_training
 from harness.runs import (
+    ARMS,
     BASE_RECORD,
     CHECKPOINTS,
     EARLY,
@@ -54,8 +58,11 @@ from harness.runs import (
     SPEND_RULE,
     Budget,
     checkpoint_name,
+    describe_folder,
+    folder_kind,
     point_steps,
     read_metrics,
+    read_record,
     run_dir,
     write_json_atomic,
 )
@@ -133,6 +140,40 @@ def config_changes(old, new, prefix: str = "") -> list[str]:
     return [] if old == new or key in RUNTIME_KEYS else [key]
 
 
+def read_comparison(out: Path) -> dict:
+    """The config.json of the comparison in `out`, for --resume. Refuses in one line, before anything
+    is built or written, a folder that holds no comparison (empty, a `harness train` run, a
+    checkpoint) or a damaged one (its config.json, an evaluation or a run's config.json not valid
+    JSON; a run's checkpoint without its weights)."""
+    kind = folder_kind(out)
+    if kind == "train run":
+        raise ConfigError(f"cannot --resume '{out}' with `harness compare`: it is a `harness train` run's folder; continue "
+                          f"it with `harness train RECIPE --out {out} --resume`")
+    if not (out / "config.json").is_file():
+        raise ConfigError(f"nothing to resume in '{out}': it holds no comparison (no config.json: it is "
+                          f"{describe_folder(out)}); run without --resume to start one there")
+    if kind == "broken":
+        raise ConfigError(f"cannot --resume '{out}': its config.json is not valid JSON (a half-written or damaged "
+                          "comparison); start the comparison again with another --out")
+    if kind != "comparison":
+        raise ConfigError(f"cannot --resume '{out}': it is {describe_folder(out)}, not a comparison (its config.json was "
+                          "not written by `harness compare`); give the folder `harness compare --out` wrote")
+    for path in sorted((out / EVALS).glob("*.json")):
+        if read_record(path) is None:
+            raise ConfigError(f"cannot --resume '{out}': '{path}' is not valid JSON (a damaged evaluation); delete it "
+                              "and resume again to evaluate that checkpoint anew")
+    for run in sorted((out / ARMS).glob("*/seed*")):
+        if (run / "config.json").is_file() and read_record(run / "config.json") is None:
+            raise ConfigError(f"cannot --resume '{out}': '{run / 'config.json'}' is not valid JSON (a damaged run); "
+                              "start the comparison again with another --out")
+        for checkpoint in sorted((run / CHECKPOINTS).glob("step_*")):
+            try:
+                check_checkpoint(str(checkpoint))
+            except CheckpointError as exc:
+                raise CheckpointError(f"cannot --resume '{out}' (a damaged run): {exc}") from None
+    return read_record(out / "config.json")
+
+
 def _check_resume(out: Path, stored: dict, now: dict) -> None:
     """Refuse to continue a comparison under a different definition (one line)."""
     if stored.get("spend_rule") != SPEND_RULE:
@@ -170,9 +211,12 @@ def run_compare(profile: str, arms: list[str], out: Path, overrides: list[str], 
     """Run (or continue) a comparison in `out` with K = `seeds` runs per arm (default: 1, or on resume
     the K it was started with); returns `out`. `after_eval(out)` runs after each new evaluation is
     written (`harness regress --fail-fast` checks the rows so far there and may raise to stop)."""
-    if (out / "config.json").exists() and not resume:
+    kind = folder_kind(out)
+    if kind == "comparison" and not resume:
         raise ConfigError(f"output folder '{out}' already holds a comparison; pass --resume to continue it, or choose another --out")
-    stored = json.loads((out / "config.json").read_text()) if resume and (out / "config.json").is_file() else None
+    if kind in ("train run", "checkpoint", "broken", "file") and not resume:
+        raise ConfigError(f"output folder '{out}' is {describe_folder(out)}, not a comparison; choose another --out")
+    stored = read_comparison(out) if resume else None
     if seeds is None:
         seeds = len(stored["seeds"]) if stored and isinstance(stored.get("seeds"), list) else 1
     run_seed_values = run_seeds(arm_configs(profile, arms, overrides), seeds)
@@ -192,9 +236,7 @@ def run_compare(profile: str, arms: list[str], out: Path, overrides: list[str], 
     base_path = bootstrap(base_cfg, progress=progress, log=log)
     base = base_info(base_path)
     out.mkdir(parents=True, exist_ok=True)
-    if (base_path / BASE_RECORD).is_file():
-        write_json_atomic(out / BASE_RECORD, json.loads((base_path / BASE_RECORD).read_text()))
-    write_json_atomic(out / "config.json", {
+    write_json_atomic(out / "config.json", {  # first: a folder with a config.json holds a comparison
         **identity,
         "n_seeds": len(run_seed_values),
         "spend_rule": SPEND_RULE,
@@ -205,6 +247,8 @@ def run_compare(profile: str, arms: list[str], out: Path, overrides: list[str], 
         "configs_note": f"resolved config of each arm's first run; run k differs only in train.seed = {run_seed_values}",
         "provenance": provenance.collect(seed=base_cfg.seed, base_checkpoint=base["checkpoint"]),
     })
+    if (base_path / BASE_RECORD).is_file():
+        write_json_atomic(out / BASE_RECORD, json.loads((base_path / BASE_RECORD).read_text()))
 
     def evaluate(label: str, cfg: Config, checkpoint: str, extra: dict) -> None:
         target = out / EVALS / f"{label}.json"

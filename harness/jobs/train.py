@@ -13,7 +13,9 @@ Writes, under the output folder:
   written to a temporary folder and renamed, so a checkpoint that exists is complete.
 
 `--resume` loads the newest checkpoint, drops metric lines written after it, and continues; the
-final weights and the non-timing metrics equal those of an uninterrupted run.
+final weights and the non-timing metrics equal those of an uninterrupted run. A folder it cannot
+continue (another command's, an empty or a half-written one) is refused in one line, before anything
+is written (`check_out`).
 
 SIGINT / SIGTERM: the first one lets the current step finish, saves a checkpoint and exits (130);
 a second one stops at once (the newest checkpoint is still complete, and resume starts there).
@@ -33,7 +35,7 @@ import torch
 from tqdm.auto import tqdm
 
 from harness import provenance
-from harness.checkpoint import load_policy
+from harness.checkpoint import CheckpointError, check_checkpoint, load_policy
 from harness.config import Config, ConfigError, to_dict
 from harness.jobs.base_model import bootstrap
 from harness.runs import (
@@ -42,6 +44,8 @@ from harness.runs import (
     STATE_FILE,
     Budget,
     checkpoint_name,
+    describe_folder,
+    folder_kind,
     latest_checkpoint,
     read_metrics,
     write_json_atomic,
@@ -78,9 +82,9 @@ class StopRequest:
 
 def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base: str | None = None,
                  progress: bool = True, log=print, budget: Budget | None = None,
-                 checkpoint_fractions: tuple[float, ...] = ()) -> Path:
+                 checkpoint_fractions: tuple[float, ...] = (), restart: bool = True) -> Path:
     """Train one arm until its budget is spent (default: `cfg.train.steps` steps); returns the final
-    checkpoint folder.
+    checkpoint folder. `out` is checked first (`check_out`; `restart` as there).
 
     Matched spend: for each point p of `checkpoint_fractions` x budget and the budget itself, the
     last step whose spend is at or under p keeps a checkpoint (`harness compare` evaluates it), so
@@ -95,14 +99,9 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
     except ValueError as exc:
         raise ConfigError(f"invalid value for 'train.trainer': {exc}") from None
     metrics_path = out / METRICS_FILE
-    if metrics_path.exists() and not resume:
-        raise ConfigError(f"output folder '{out}' already holds a run; pass --resume to continue it, or choose another --out")
-    if resume and not metrics_path.exists():
-        raise ConfigError(f"nothing to resume in '{out}': it holds no `harness train` run ({METRICS_FILE} is missing); "
-                          "run without --resume to start one there")
+    last = check_out(out, resume, restart)
     out.mkdir(parents=True, exist_ok=True)
 
-    last = latest_checkpoint(out) if resume else None
     if base is None:
         base = str(bootstrap(cfg, progress=progress, log=log))
     # fp32 master weights (train.dtype) whatever the generation precision (rollout.dtype)
@@ -185,6 +184,47 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
         bar.close()
         writer.close()
     return final if final is not None else save_checkpoint(out, trainer, tokenizer, wall_before)
+
+
+def check_out(out: Path, resume: bool, restart: bool = True) -> Path | None:
+    """The checkpoint a resume of `out` starts from (None: the base); refuses in one line, before
+    anything is written, a folder `run_training` cannot use. Without `resume`: a folder that holds a
+    run or another command's output. With it: a folder that holds no `harness train` run (empty, a
+    comparison, a checkpoint), a damaged one (config.json not valid JSON, a checkpoint without its
+    weights) and, unless `restart`, one with metric lines but no resume checkpoint (`harness train
+    --resume` refuses it; `harness compare` restarts an arm stopped before its end from the base)."""
+    metrics_path = out / METRICS_FILE
+    if not resume:
+        if metrics_path.exists():
+            raise ConfigError(f"output folder '{out}' already holds a run; pass --resume to continue it, or choose another --out")
+        if (out / "config.json").exists():
+            raise ConfigError(f"output folder '{out}' is {describe_folder(out)}, not a `harness train` run; choose another --out")
+        return None
+    kind = folder_kind(out)
+    if kind == "comparison":
+        raise ConfigError(f"cannot --resume '{out}' with `harness train`: it is a `harness compare` folder; continue it with "
+                          f"`harness compare ARM ARM --out {out} --resume`")
+    if not metrics_path.exists():
+        raise ConfigError(f"nothing to resume in '{out}': it holds no `harness train` run ({METRICS_FILE} is missing: it is "
+                          f"{describe_folder(out)}); run without --resume to start one there")
+    if kind == "broken":
+        raise ConfigError(f"cannot --resume '{out}': its config.json is not valid JSON (a half-written or damaged run); "
+                          "start the run again with another --out")
+    if kind != "train run":
+        raise ConfigError(f"cannot --resume '{out}': it is {describe_folder(out)}, not a `harness train` run; "
+                          "start the run again with another --out")
+    for checkpoint in sorted((out / CHECKPOINTS).glob("step_*")):
+        try:
+            check_checkpoint(str(checkpoint))
+        except CheckpointError as exc:
+            raise CheckpointError(f"cannot --resume '{out}' (a half-written or damaged run): {exc}") from None
+    last = latest_checkpoint(out)
+    steps = len(read_metrics(metrics_path))
+    if last is None and steps and not restart:
+        raise ConfigError(f"cannot --resume '{out}': its {METRICS_FILE} has {steps} steps but no complete checkpoint to "
+                          f"continue from ({CHECKPOINTS}/step_NNNNNN/ with {STATE_FILE}): a half-written run, or one stopped "
+                          "before its first checkpoint; start it again with another --out")
+    return last
 
 
 def learning_summary(rows: list[dict]) -> dict:

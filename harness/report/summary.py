@@ -19,11 +19,21 @@ them are about the domain score's own definition (benchmarks weighted equally).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from harness.config.errors import UserError
-from harness.runs import BASE_RECORD, SPEND_RULE, Budget, eval_points, point_steps, read_metrics, run_dir
+from harness.runs import (
+    BASE_RECORD,
+    COMPARISON_KEYS,
+    SPEND_RULE,
+    Budget,
+    describe_folder,
+    eval_points,
+    point_steps,
+    read_metrics,
+    read_record,
+    run_dir,
+)
 from harness.stats import hierarchical_bootstrap, holm, spread, stratified_paired_test, welch_test
 
 PAPER_SUITES = ("math", "code", "reasoning_gym")
@@ -34,8 +44,12 @@ class ReportError(UserError):
     """A folder that is not (yet) a comparison; one line."""
 
 
-def _read(path: Path) -> dict:
-    return json.loads(path.read_text())
+def _read(path: Path, redo: str = "run `harness compare` again") -> dict:
+    """A JSON object file of the folder; one line naming it when it is torn or damaged."""
+    record = read_record(path)
+    if record is None:
+        raise ReportError(f"'{path}' is not valid JSON (a half-written or damaged file); {redo}")
+    return record
 
 
 def _base_curve(out: Path) -> list[dict]:
@@ -101,14 +115,18 @@ def build_summary(out: Path) -> dict:
     paired_items (stratified by benchmark, given these runs), welch_seeds (K >= 2).
     """
     if not (out / "config.json").is_file():
-        raise ReportError(f"'{out}' is not a comparison folder (no config.json); run `harness compare` first")
-    try:
-        meta = _read(out / "config.json")
-    except json.JSONDecodeError:
-        raise ReportError(f"'{out}/config.json' is not valid JSON (a half-written folder?); run `harness compare` again") from None
-    if not isinstance(meta, dict) or not {"arms", "seeds", "budget", "suites"} <= set(meta):
-        raise ReportError(f"'{out}' is not a comparison folder: its config.json was not written by `harness compare` "
-                          "(a `harness train` run's folder?); give the folder `harness compare --out` wrote")
+        raise ReportError(f"'{out}' is not a comparison folder (no config.json: it is {describe_folder(out)}); "
+                          "run `harness compare` first")
+    meta = read_record(out / "config.json")
+    if meta is None:
+        raise ReportError(f"'{out}/config.json' is not valid JSON (a half-written folder?); run `harness compare` again")
+    if not set(COMPARISON_KEYS) <= set(meta):
+        raise ReportError(f"'{out}' is not a comparison folder: it is {describe_folder(out)}, its config.json was not "
+                          "written by `harness compare`; give the folder `harness compare --out` wrote")
+    missing = [key for key in ("profile", "configs", "provenance") if key not in meta]
+    if missing:
+        raise ReportError(f"'{out}/config.json' lacks {', '.join(missing)} (a damaged comparison folder); "
+                          "run `harness compare` again")
     if meta.get("spend_rule") != SPEND_RULE:
         raise ReportError(f"'{out}' was written by an older harness, which evaluated each budget point at the step "
                           "that passed it; its tables cannot be rendered at matched spend: run the comparison again")
@@ -121,7 +139,14 @@ def build_summary(out: Path) -> dict:
     base = meta.get("base", {"checkpoint": meta.get("base_checkpoint"), "rl_steps": 0, "early_rl_step": None})
     base_rl = int(base.get("rl_steps") or 0)
 
-    evals = [_read(p) for p in sorted((out / "evals").glob("*.json"))]
+    evals = []
+    for path in sorted((out / "evals").glob("*.json")):
+        redo = "delete it and continue with `harness compare --resume`, which evaluates that checkpoint again"
+        ev = _read(path, redo)
+        if not {"method", "step", "suites"} <= set(ev) or (ev["method"] != "baseline" and "seed" not in ev):
+            raise ReportError(f"'{path}' is not an evaluation written by `harness compare` (it lacks method, seed, step "
+                              f"or suites); {redo}")
+        evals.append(ev)
     baseline_evals = sorted((e for e in evals if e["method"] == "baseline"), key=lambda e: e.get("rl_step", e["step"]))
     by_run = {(e["method"], e["seed"], e["step"]): e for e in evals if e["method"] in arms}
 
