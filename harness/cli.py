@@ -102,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=2048, help="samples per measurement (prompts = samples / N)")
     p.add_argument("--max-new-tokens", type=int, default=32, help="tokens generated per sample")
     p.add_argument("--repeats", type=int, default=3, help="runs per measurement; the median is printed")
+    p.add_argument("--engines", default="hf", help="rollout: comma-separated engines measured side by side (hf, vllm)")
     common(p)
     p.set_defaults(func=cmd_bench)
     return parser
@@ -127,9 +128,11 @@ def main(argv: list[str] | None = None) -> int:
 def _setup(args, recipe: str | None = None):
     """The validated config of a command, and the process set up for it (threads, quiet logs)."""
     cfg = load_config(args.profile, args.overrides, recipe=recipe)
-    from harness.suites import check_suites  # lazy: the CLI imports a command's modules only when it runs
+    from harness.rollout import check_engine  # lazy: the CLI imports a command's modules only when it runs
+    from harness.suites import check_suites
 
     check_suites(cfg.suites)
+    check_engine(cfg.rollout)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
     import transformers
@@ -307,6 +310,15 @@ def cmd_bench(args) -> int:
         bench_update(args.profile, args.overrides, args.repeats)
         return 0
     ns = _positive_ints(args.n, "--n")
+    from harness.config import RolloutConfig
+    from harness.rollout import ENGINES, check_engine
+
+    engines = tuple(e.strip() for e in args.engines.split(",") if e.strip())
+    bad = [e for e in engines if e not in ENGINES]
+    if bad or not engines:
+        raise ConfigError(f"invalid value for --engines: {args.engines!r}; valid: a comma-separated list of {', '.join(ENGINES)}")
+    for name in engines:
+        check_engine(RolloutConfig(engine=name))
     _positive_ints(f"{args.samples},{args.max_new_tokens},{args.repeats}", "--samples/--max-new-tokens/--repeats")
     from harness.checkpoint import load_policy
     from harness.jobs.bench import bench_rollout
@@ -320,7 +332,7 @@ def cmd_bench(args) -> int:
     print(f"rollout throughput: {path}, {args.samples} samples x {args.max_new_tokens} new tokens, "
           f"median of {args.repeats}, device {model.device}, {torch.get_num_threads()} threads")
     bench_rollout(model, tokenizer, prompts, ns, args.samples, args.max_new_tokens,
-                  cfg.rollout, args.repeats)
+                  cfg.rollout, args.repeats, engines=engines)
     return 0
 
 

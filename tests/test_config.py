@@ -141,3 +141,18 @@ def test_the_errors_module_imports_nothing_of_the_project():
                 for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
                 for a in (n.names if isinstance(n, ast.Import) else [None])]
     assert not [m for m in imported if m and m.split(".")[0] in ("harness", "suites", "trainers", "results")]
+
+
+def test_vllm_engine_without_vllm_is_one_line_exit_2(tmp_path):
+    from harness.rollout.vllm import vllm_installed
+
+    if vllm_installed():
+        pytest.skip("vLLM is installed here (tox -e vllm)")
+    out = tmp_path / "run"
+    for args in (["eval", "base", "--profile", "tiny", "rollout.engine=vllm"],
+                 ["train", "prorl", "--profile", "smoke", "--out", str(out), "rollout.engine=vllm"]):
+        done = _cli(*args)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1, done.stderr
+        assert "'rollout.engine': 'vllm' needs vLLM" in lines[0] and 'pip install "rollout-scaling-harness[vllm]"' in lines[0]
+    assert not out.exists()

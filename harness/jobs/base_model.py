@@ -180,8 +180,9 @@ class Validation:
     """Validation pass@1 per suite on fixed validation items (never training or eval items)."""
 
     def __init__(self, cfg: Config, model, tokenizer, suites):
+        self.model = model
         self.tokenizer = tokenizer
-        self.engine = make_engine(cfg.rollout, model, tokenizer)
+        self.engine = make_engine(cfg.rollout, model, tokenizer, seed=cfg.seed)
         self.pool = shared_pool(cfg.scoring.workers, cfg.scoring.timeout_s)
         self.sampling = SamplingParams(temperature=cfg.eval.temperature, top_p=cfg.eval.top_p,
                                        max_new_tokens=cfg.eval.max_new_tokens, seed=cfg.seed + 17)
@@ -192,6 +193,7 @@ class Validation:
     def __call__(self, n_items: int, k: int) -> dict[str, float]:
         """Pass@1 of each suite on its first n_items / len(suites) items, and their mean as `all`."""
         share = -(-n_items // len(self.suites))
+        self.engine.sync_weights(self.model)  # the model is being trained: the engine's copy (if any) follows it
         out = {}
         for suite in self.suites:
             score = evaluate_suite(self.engine, self.tokenizer, suite, self.items[suite.name][:share], k,

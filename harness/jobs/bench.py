@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import torch
 import transformers
@@ -41,23 +42,36 @@ from harness.trainers.registry import get_builder
 
 
 def bench_rollout(model, tokenizer, prompts: list[str], ns: list[int], samples: int, max_new_tokens: int,
-                  rollout: RolloutConfig, repeats: int, log=print) -> list[dict]:
-    """Rows of {engine, n, prompts, samples_per_s, tokens_per_s} (medians over repeats)."""
+                  rollout: RolloutConfig, repeats: int, engines: tuple[str, ...] = ("hf",), log=print) -> list[dict]:
+    """Rows of {engine, n, prompts, samples_per_s, tokens_per_s} (medians over repeats), every engine
+    at every N in one run, on fixed-length samples: no stop token, so each sample is exactly
+    `max_new_tokens` long and the engines produce the same number of tokens. Beside `hf`, plain
+    transformers `generate` as the baseline; an engine with a start-up cost (vLLM) prints it on its
+    own line, outside the rates."""
     rows = []
-    engine = make_engine(rollout, model, tokenizer)
-    for n in ns:
-        n_prompts = max(1, samples // n)
-        chosen = [render_prompt(tokenizer, prompts[i % len(prompts)]) for i in range(n_prompts)]
-        sampling = SamplingParams(temperature=1.0, max_new_tokens=max_new_tokens, seed=0)
-        runs = [engine.generate(chosen, n, sampling) for _ in range(repeats)]
-        rows.append({
-            "engine": "hf (prefix-shared)", "n": n, "prompts": n_prompts,
-            "samples_per_s": statistics.median(r.samples_per_s for r in runs),
-            "tokens_per_s": statistics.median(r.tokens_per_s for r in runs),
-        })
-        log(_row(rows[-1]))
-        rows.append(_bench_generate(model, tokenizer, chosen, n, max_new_tokens, rollout.max_batch_sequences, repeats))
-        log(_row(rows[-1]))
+    for name in engines:
+        start = time.perf_counter()
+        engine = make_engine(replace(rollout, engine=name), model, tokenizer)
+        startup_s = time.perf_counter() - start
+        if name != "hf":
+            log(f"{name + ' start-up':<24} {startup_s:.1f} s")
+        for n in ns:
+            n_prompts = max(1, samples // n)
+            chosen = [render_prompt(tokenizer, prompts[i % len(prompts)]) for i in range(n_prompts)]
+            sampling = SamplingParams(temperature=1.0, max_new_tokens=max_new_tokens, seed=0, stop_token_ids=())
+            runs = [engine.generate(chosen, n, sampling) for _ in range(repeats)]
+            assert all(r.num_output_tokens == r.num_samples * max_new_tokens for r in runs), "samples must be fixed-length"
+            rows.append({
+                "engine": {"hf": "hf (prefix-shared)"}.get(name, name), "n": n, "prompts": n_prompts,
+                "samples_per_s": statistics.median(r.samples_per_s for r in runs),
+                "tokens_per_s": statistics.median(r.tokens_per_s for r in runs),
+                "startup_s": startup_s,
+            })
+            log(_row(rows[-1]))
+            if name == "hf":
+                rows.append(_bench_generate(model, tokenizer, chosen, n, max_new_tokens, rollout.max_batch_sequences, repeats))
+                log(_row(rows[-1]))
+        del engine
     return rows
 
 
@@ -75,7 +89,7 @@ def _bench_generate(model, tokenizer, prompts, n, max_new_tokens, max_batch_sequ
             batch = tokenizer(prompts[i:i + per_call], return_tensors="pt", padding=True, add_special_tokens=False)
             out = model.generate(
                 **batch, do_sample=True, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=max_new_tokens,
-                num_return_sequences=n, pad_token_id=tokenizer.pad_token_id,
+                num_return_sequences=n, pad_token_id=tokenizer.pad_token_id, min_new_tokens=max_new_tokens,
             )
             new = out[:, batch["input_ids"].shape[1]:]
             produced += new.shape[0]

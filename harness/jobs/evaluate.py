@@ -129,7 +129,7 @@ def evaluate_suite(
 def evaluate_checkpoint(cfg, checkpoint: str, suite_names: Sequence[str], progress: bool = True) -> dict[str, SuiteScore]:
     """Every named suite's held-out eval split on one checkpoint, with the profile's protocol."""
     model, tokenizer = load_policy(checkpoint, cfg.rollout.device, cfg.rollout.dtype)
-    engine = make_engine(cfg.rollout, model, tokenizer)
+    engine = make_engine(cfg.rollout, model, tokenizer, seed=cfg.seed)
     pool = shared_pool(cfg.scoring.workers, cfg.scoring.timeout_s)
     results = {}
     for name in suite_names:

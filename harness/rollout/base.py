@@ -2,7 +2,7 @@
 
 An engine takes already-rendered prompt strings (chat template applied by the caller) and returns
 one `Group` of `n` samples per prompt, in prompt order. Engines: `hf` (transformers, in-process,
-prefix-shared KV cache; harness/rollout/hf.py). A vLLM engine implements the same `generate`.
+prefix-shared KV cache; harness/rollout/hf.py) and `vllm` (harness/rollout/vllm.py).
 
 Randomness belongs to each sample, not to the batch: sample j of prompt i is drawn from
 (seed, first_prompt_index + i, j) alone, so batch sizes, chunking and how a caller splits its
@@ -119,3 +119,27 @@ class RolloutEngine(Protocol):
         logits, see the module docstring).
         """
         ...
+
+    def sync_weights(self, model) -> None:
+        """Generate from `model`'s current weights from now on (a trainer calls it before every step;
+        engines holding their own copy or server push the weights there)."""
+        ...
+
+    def release(self) -> None:
+        """Free what generation holds while the trainer updates (vLLM's sleep mode); the next
+        `generate` or `sync_weights` takes it back. A no-op for engines that hold nothing."""
+        ...
+
+
+def model_stop_ids(model, tokenizer) -> tuple[int, ...]:
+    """The model's EOS tokens (generation config first, then the tokenizer): where every engine stops
+    a sample unless `SamplingParams.stop_token_ids` says otherwise."""
+    ids: list[int] = []
+    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for value in (gen_eos, tokenizer.eos_token_id):
+        if value is None:
+            continue
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if int(v) not in ids:
+                ids.append(int(v))
+    return tuple(ids)

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
-from harness.rollout.base import Group, RolloutResult, Sample, SamplingParams
+from harness.rollout.base import Group, RolloutResult, Sample, SamplingParams, model_stop_ids
 
 
 class HFRolloutEngine:
@@ -43,25 +43,29 @@ class HFRolloutEngine:
         model: PreTrainedModel,
         tokenizer: PreTrainedTokenizerBase,
         max_batch_sequences: int = 1024,
+        dtype: torch.dtype | None = None,
     ):
+        """Generates from `model` itself, or, when `dtype` differs from the model's, from its own
+        copy in `dtype` (which `sync_weights` refreshes)."""
         if max_batch_sequences < 1:
             raise ValueError(f"max_batch_sequences must be >= 1, got {max_batch_sequences}")
-        self.model = model
+        self.model = model if dtype is None or dtype == model.dtype else _generation_copy(model, dtype)
         self.tokenizer = tokenizer
         self.max_batch_sequences = max_batch_sequences
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     def default_stop_ids(self) -> tuple[int, ...]:
         """The model's EOS tokens (generation config first, then the tokenizer)."""
-        ids: list[int] = []
-        gen_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
-        for value in (gen_eos, self.tokenizer.eos_token_id):
-            if value is None:
-                continue
-            for v in value if isinstance(value, (list, tuple)) else [value]:
-                if v not in ids:
-                    ids.append(int(v))
-        return tuple(ids)
+        return model_stop_ids(self.model, self.tokenizer)
+
+    def sync_weights(self, model) -> None:
+        """Its own copy (if any) takes `model`'s weights, cast to its precision; no-op otherwise."""
+        if self.model is not model:
+            with torch.no_grad():
+                self.model.load_state_dict(model.state_dict())
+
+    def release(self) -> None:
+        """Nothing to free: the engine holds no memory between calls."""
 
     @torch.inference_mode()
     def generate(self, prompts: Sequence[str], n: int, sampling: SamplingParams) -> RolloutResult:
@@ -255,3 +259,16 @@ def _sample(logits: torch.Tensor, sampling: SamplingParams, uniforms: torch.Tens
     # u * total can round up to total; the first token where the CDF reaches it carries mass
     tok = torch.minimum(tok, torch.searchsorted(cdf, total)).squeeze(-1)
     return tok, logp.gather(-1, tok.unsqueeze(-1)).squeeze(-1)
+
+
+def _generation_copy(model, dtype: torch.dtype):
+    """The model in `dtype` for the rollout engine, as `from_pretrained(dtype=...)` would load it:
+    weights and persistent buffers cast, non-persistent float buffers (RoPE's inv_freq) kept in
+    their precision. `Module.to` would round those too, and `load_state_dict` never refreshes them."""
+    out = copy.deepcopy(model).to(dtype).eval().requires_grad_(False)
+    persistent = set(model.state_dict())
+    for name, buffer in model.named_buffers():
+        if name not in persistent and buffer.is_floating_point():
+            owner, _, attr = name.rpartition(".")
+            out.get_submodule(owner).register_buffer(attr, buffer.detach().clone(), persistent=False)
+    return out

@@ -82,10 +82,9 @@ class GRPOTrainer:
         self.policy.train()
         self.reference = copy.deepcopy(model).eval().requires_grad_(False)
         # Generation precision is rollout.dtype; training keeps the master weights in train.dtype.
-        # When they differ the engine gets its own copy, refreshed before every generation.
-        rollout_dtype = getattr(torch, rollout.dtype)
-        self.rollout_model = model if rollout_dtype == model.dtype else _generation_copy(model, rollout_dtype)
-        self.engine = make_engine(rollout, self.rollout_model, tokenizer)
+        # The engine holds what it generates from (the policy itself, or its own copy or server
+        # when the precision or the engine differs) and takes the master weights before every step.
+        self.engine = make_engine(rollout, model, tokenizer, seed=self.rl_seed)
         self.scorer_pool = shared_pool(scoring.workers, scoring.timeout_s)
         self.optimizer = self._new_optimizer()
         self.scheduler = self._new_scheduler()
@@ -137,7 +136,7 @@ class GRPOTrainer:
         response_tokens = 0
         rounds = 0
         score_s = 0.0
-        self._sync_rollout_weights()
+        weight_sync_s = self._sync_rollout_weights()
         while len(kept_groups) < self.arm.prompts_per_step and rounds < t.max_gen_rounds:
             rounds += 1
             batch = self._next_prompts(self.arm.prompts_per_step)
@@ -180,7 +179,9 @@ class GRPOTrainer:
             "score_failures": score_failures,
             "gen_s": gen_s,
             "score_s": score_s,
+            "weight_sync_s": weight_sync_s,
         }
+        self.engine.release()  # sleep mode frees the engine's KV cache while the policy updates
         train_start = time.perf_counter()
         if kept_groups:
             metrics.update(self._update(kept_groups))
@@ -200,11 +201,16 @@ class GRPOTrainer:
         metrics["step_s"] = time.perf_counter() - start
         return metrics
 
-    def _sync_rollout_weights(self) -> None:
-        """The engine's own copy (if any) takes the master weights, cast to the rollout dtype."""
-        if self.rollout_model is not self.policy:
-            with torch.no_grad():
-                self.rollout_model.load_state_dict(self.policy.state_dict())
+    @property
+    def rollout_model(self):
+        """The transformers model the `hf` engine generates from (the policy, or its copy in rollout.dtype)."""
+        return getattr(self.engine, "model", None)
+
+    def _sync_rollout_weights(self) -> float:
+        """The engine takes the master weights (cast to its precision); returns the seconds it took."""
+        start = time.perf_counter()
+        self.engine.sync_weights(self.policy)
+        return time.perf_counter() - start
 
     def _score(self, batch: list[tuple[Suite, Item]], groups) -> list:
         """Rewards in (prompt, sample) order, each scorer call bounded in a worker process."""
@@ -323,19 +329,6 @@ class GRPOTrainer:
             torch.cuda.set_rng_state_all(rng["cuda"])
         random.setstate(rng["python"])
         np.random.set_state(rng["numpy"])
-
-
-def _generation_copy(model, dtype: torch.dtype):
-    """The model in `dtype` for the rollout engine, as `from_pretrained(dtype=...)` would load it:
-    weights and persistent buffers cast, non-persistent float buffers (RoPE's inv_freq) kept in
-    their precision. `Module.to` would round those too, and `load_state_dict` never refreshes them."""
-    out = copy.deepcopy(model).to(dtype).eval().requires_grad_(False)
-    persistent = set(model.state_dict())
-    for name, buffer in model.named_buffers():
-        if name not in persistent and buffer.is_floating_point():
-            owner, _, attr = name.rpartition(".")
-            out.get_submodule(owner).register_buffer(attr, buffer.detach().clone(), persistent=False)
-    return out
 
 
 def _token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
