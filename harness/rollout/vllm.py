@@ -72,6 +72,7 @@ class VLLMRolloutEngine:
     def __init__(self, model, tokenizer, rollout: RolloutConfig, seed: int = 0):
         check_vllm()
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # the engine core in-process: weights by reference
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # vLLM logs its config and rates at INFO on stdout
         import vllm  # lazy: vLLM is an optional dependency and takes seconds to import
 
         self.tokenizer = tokenizer

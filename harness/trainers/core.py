@@ -3,7 +3,7 @@
 Shapes: `rewards` is [groups, n] (one row per prompt, one column per sample). Token tensors are
 [sequences, tokens] with a 0/1 `mask` marking response tokens; padding never counts.
 
-Recipe (ProRLv2 lineage, see ../shared/REFERENCE.md): REINFORCE++-baseline advantages (whitened
+Recipe (ProRLv2 lineage; sources in docs/trainers.md): REINFORCE++-baseline advantages (whitened
 over tokens, as verl does), PPO-clip with decoupled eps_low / eps_high, dual clip and a clamped
 log-ratio, token-level loss aggregation, a KL penalty to a periodically reset reference policy,
 optional truncated importance sampling against the rollout engine's logprobs, and dynamic sampling
