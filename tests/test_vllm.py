@@ -194,3 +194,18 @@ def test_training_with_vllm_pushes_weights_every_step_and_resumes(base, tmp_path
     final = sorted((out / "checkpoints").glob("step_*"))[-1]
     model, _ = load_policy(str(final), "cpu", "float32")
     assert sum(p.numel() for p in model.parameters()) > 0
+
+
+@needs_vllm
+@pytest.mark.vllm
+def test_a_head_size_the_cpu_build_cannot_run_is_refused_in_one_line(tmp_path):
+    """The plain smoke profile (head_dim 16) on the CPU build: one line, exit 2, not a crash inside vLLM."""
+    from harness.rollout.vllm import _is_cpu_platform
+
+    if not _is_cpu_platform():
+        pytest.skip("a GPU build runs head_dim 16")
+    done = _cli("train", "prorl", "--profile", "smoke", "--quiet", "--out", str(tmp_path / "run"), "rollout.device=cpu",
+                "rollout.engine=vllm", "train.steps=1")
+    errors = [line for line in done.stderr.splitlines() if line.startswith("harness: error:")]  # vLLM's import prints a line too
+    assert done.returncode == 2 and len(errors) == 1, done.stderr[-2000:]
+    assert "attention head size is 16" in errors[0] and "num_attention_heads=2" in errors[0]

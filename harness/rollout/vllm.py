@@ -86,7 +86,9 @@ class VLLMRolloutEngine:
             model.save_pretrained(self._tmp.name)
             tokenizer.save_pretrained(self._tmp.name)
             source = self._tmp.name
-        cpu_build = "cpu" in getattr(vllm, "__file__", "") or _is_cpu_platform()
+        cpu_build = _is_cpu_platform()
+        if cpu_build:
+            _check_cpu_head_size(model.config)
         mode = self.settings.per_request_seed
         self.per_request_seed = mode == "on" or (mode == "auto" and not cpu_build)
         v = self.settings
@@ -220,6 +222,19 @@ def _local_checkpoint(model) -> str | None:
     if path and folder.is_dir() and (folder / "config.json").is_file() and any(folder.glob("*.safetensors")):
         return str(folder)
     return None
+
+
+def _check_cpu_head_size(config) -> None:
+    """The CPU build's attention kernels support a fixed list of head sizes (the smoke profile's 16
+    is not on it); refuse in one line instead of dying inside vLLM's engine core."""
+    from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend  # lazy: optional dependency
+
+    head = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    supported = CPUAttentionBackend.get_supported_head_sizes()
+    if head not in supported:
+        raise ConfigError(f"vLLM's CPU build cannot run this model: its attention head size is {head}, and the CPU kernels "
+                          f"support {', '.join(map(str, supported))} (for the smoke profile, add "
+                          "bootstrap.model.num_attention_heads=2 bootstrap.model.num_key_value_heads=1)")
 
 
 def _is_cpu_platform() -> bool:
