@@ -70,13 +70,15 @@ def _check_config(path: str, config: Path) -> None:
                           "save_pretrained (for example the path `harness bootstrap` prints)")
 
 
-def load_policy(path: str, device: str = "auto", dtype: str = "float32"):
-    """(model, tokenizer) from a checkpoint directory or hub id, model in eval mode on `device`."""
+def load_policy(path: str, device: str = "auto", dtype: str = "float32", revision: str = ""):
+    """(model, tokenizer) from a checkpoint directory or hub id (at `revision`, if given), model in
+    eval mode on `device`."""
     check_checkpoint(path)
     target = resolve_device(device)
+    at = {"revision": revision} if revision else {}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+        tokenizer = AutoTokenizer.from_pretrained(path, **at)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), **at)
     except Exception as exc:  # corrupt weights, bad JSON, missing files: one clear line, not a traceback
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise CheckpointError(f"cannot load checkpoint '{path}': {type(exc).__name__}: {first}") from None

@@ -6,7 +6,8 @@
     harness compare prorl brorl --profile tiny [--seeds K] [--out DIR] [--resume] [key=value ...]
     harness report DIR
     harness regress --profile smoke [--update] [--fail-fast]
-    harness bench rollout|memory|update|sandbox --profile P
+    harness bench rollout|memory|update|sandbox --profile P [--engines hf,vllm]
+    harness plan --profile prorlv2-1.5b [--gpu-memory-gib 80] [--gpu-tokens T]
 
 Overrides are dotted config keys (harness/config/schema.py), e.g. `eval.k=4 rollout.device=cpu`.
 Bad input (any `harness.config.UserError`: unknown profile, key or value, a missing checkpoint, a
@@ -79,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.set_defaults(func=cmd_compare)
 
+    p = sub.add_parser("plan", help="what a run of the profile needs: both arms' recipe, tokens per step, memory per GPU, GPUs")
+    p.add_argument("--profile", default="tiny", help=f"profile name ({', '.join(available_profiles())}) or a YAML path")
+    p.add_argument("--gpu-memory-gib", type=float, default=80.0, help="memory of one GPU (default: 80, an H100)")
+    p.add_argument("--gpu-tokens", type=int, default=None, help="tokens per GPU micro-batch (default: train.micro_batch_tokens)")
+    p.set_defaults(func=cmd_plan, overrides=[])
+
     p = sub.add_parser("report", help="re-render tables.md, figure1.png and summary.json of a comparison folder")
     p.add_argument("folder", help="a `harness compare` output folder (finished or interrupted)")
     p.add_argument("--quiet", action="store_true", help="do not print the tables")
@@ -125,9 +132,14 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _setup(args, recipe: str | None = None):
-    """The validated config of a command, and the process set up for it (threads, quiet logs)."""
+def _setup(args, recipe: str | None = None, training: bool = False):
+    """The validated config of a command, and the process set up for it (threads, quiet logs).
+    `training`: the command trains (train, compare), so the profile's hardware requirement is checked first."""
     cfg = load_config(args.profile, args.overrides, recipe=recipe)
+    if training:
+        from harness.jobs.train import check_requirements  # lazy: the CLI imports a command's modules only when it runs
+
+        check_requirements(cfg)
     from harness.rollout import check_engine  # lazy: the CLI imports a command's modules only when it runs
     from harness.suites import check_suites
 
@@ -167,6 +179,10 @@ def _log(message: str) -> None:
 
 
 def cmd_bootstrap(args) -> int:
+    cfg = load_config(args.profile, args.overrides)
+    if cfg.base.checkpoint:
+        raise ConfigError(f"profile '{cfg.profile}' starts from {cfg.base.checkpoint} (base.checkpoint): there is no base to "
+                          "bootstrap; use a profile without base.checkpoint (tiny, smoke)")
     cfg = _setup(args)
     from harness.jobs.base_model import bootstrap
 
@@ -208,7 +224,7 @@ def cmd_train(args) -> int:
     known = available_recipes()
     if args.recipe not in known and not args.recipe.endswith((".yaml", ".yml")):
         raise ConfigError(f"unknown recipe '{args.recipe}'; valid: {', '.join(known)} (or a path to a .yaml file)")
-    cfg = _setup(args, recipe=args.recipe)
+    cfg = _setup(args, recipe=args.recipe, training=True)
     import datetime
     from pathlib import Path
 
@@ -238,7 +254,7 @@ def cmd_compare(args) -> int:
     from harness.jobs.compare import arm_configs, run_compare, run_seeds
     from harness.report import render
 
-    cfg = _setup(args)
+    cfg = _setup(args, training=True)
     run_seeds(arm_configs(args.profile, args.arms, args.overrides), 1 if args.seeds is None else args.seeds)  # validate first
     if args.resume and args.out is None:
         raise ConfigError("--resume needs --out: the folder of the comparison to continue")
@@ -249,6 +265,18 @@ def cmd_compare(args) -> int:
     render(out)
     print((out / "tables.md").read_text())
     print(f"wrote {out / 'summary.json'}, {out / 'tables.md'}, {out / 'figure1.png'}")
+    return 0
+
+
+def cmd_plan(args) -> int:
+    from harness.jobs.plan import render_plan
+
+    load_config(args.profile)  # a bad profile is one line, before anything else
+    if args.gpu_memory_gib <= 0:
+        raise ConfigError(f"invalid value for --gpu-memory-gib: {args.gpu_memory_gib:g}; expected a positive number")
+    if args.gpu_tokens is not None and args.gpu_tokens < 1:
+        raise ConfigError(f"invalid value for --gpu-tokens: {args.gpu_tokens}; expected a positive integer")
+    print(render_plan(args.profile, gpu_gib=args.gpu_memory_gib, gpu_tokens=args.gpu_tokens))
     return 0
 
 

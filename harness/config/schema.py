@@ -81,6 +81,43 @@ class PlateauConfig:
 
 
 @dataclass
+class ModelShape:
+    """A checkpoint's architecture, for `harness plan` when its config.json is not at hand (a hub id
+    and no network): the fields of a Qwen2 config.json."""
+
+    hidden_size: PosInt = 1536
+    """Width of the residual stream."""
+    num_hidden_layers: PosInt = 28
+    """Transformer blocks."""
+    num_attention_heads: PosInt = 12
+    """Query heads per block."""
+    num_key_value_heads: PosInt = 2
+    """Key/value heads (grouped-query attention); the KV cache scales with these."""
+    intermediate_size: PosInt = 8960
+    """Feed-forward width."""
+    vocab_size: PosInt = 151936
+    """Output vocabulary: what full logits cost per token."""
+    tie_word_embeddings: bool = False
+    """Whether the output layer shares the embedding matrix."""
+
+
+@dataclass
+class BaseModelConfig:
+    """Where both arms start: the tiny base this profile bootstraps, or an existing checkpoint."""
+
+    checkpoint: str = ""
+    """Empty: build (or reuse) the tiny base `bootstrap` describes. Otherwise a Hugging Face model id
+    or a local checkpoint directory that both arms continue from (nothing is bootstrapped)."""
+    revision: str = ""
+    """Hub revision (branch, tag or commit) of `checkpoint`; empty: the default branch."""
+    rl_steps: NonNegInt = 0
+    """RL steps the checkpoint already had (Table 2 labels rows base+arm steps, the paper's 3,000);
+    ignored for a bootstrapped base, whose own record says."""
+    shape: ModelShape = field(default_factory=ModelShape)
+    """The checkpoint's architecture for `harness plan` (a local checkpoint's config.json wins)."""
+
+
+@dataclass
 class BootstrapConfig:
     """Supervised warm-up that turns a random tiny model into an RL-ready base checkpoint."""
 
@@ -416,6 +453,12 @@ class Config:
     """Where bootstrapped checkpoints are cached; empty means $HARNESS_CACHE, else ~/.cache/rollout-scaling-harness."""
     torch_threads: NonNegInt = 0
     """CPU threads for torch; 0 keeps torch's default."""
+    requires: Literal["cpu", "cuda"] = "cpu"
+    """What training with this profile needs: `cuda` profiles (the 1.5B run) are refused in one line
+    by `harness train` and `harness compare` on a machine without a CUDA GPU, before anything is
+    loaded or downloaded; `harness plan` works anywhere."""
+    base: BaseModelConfig = field(default_factory=BaseModelConfig)
+    """The starting checkpoint of both arms."""
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     """How the tiny base checkpoint is built."""
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
@@ -446,6 +489,8 @@ __all__ = [
     "PlateauConfig",
     "BootstrapConfig",
     "RolloutConfig",
+    "ModelShape",
+    "BaseModelConfig",
     "VLLMConfig",
     "EvalConfig",
     "ScoringConfig",

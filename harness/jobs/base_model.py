@@ -38,7 +38,7 @@ import torch
 from tqdm.auto import tqdm
 
 from harness import provenance
-from harness.checkpoint import CheckpointError, render_prompts
+from harness.checkpoint import CheckpointError, check_checkpoint, render_prompts
 from harness.config import Config
 from harness.execution.bounded import shared_pool
 from harness.jobs.evaluate import evaluate_suite
@@ -110,8 +110,23 @@ NAMED = {"base": "", "base:early": EARLY, "base:sft": SFT}
 point, and the supervised-only model."""
 
 
-def named_checkpoint(cfg: Config, name: str, progress: bool = True, log=print) -> Path:
-    """The folder a name in NAMED stands for (the base is built first if missing)."""
+def base_checkpoint(cfg: Config, progress: bool = True, log=print) -> str:
+    """Where both arms start: the profile's `base.checkpoint` (a hub id or folder, nothing built),
+    else the tiny base `bootstrap` builds or reuses."""
+    if cfg.base.checkpoint:
+        check_checkpoint(cfg.base.checkpoint)
+        return cfg.base.checkpoint
+    return str(bootstrap(cfg, progress=progress, log=log))
+
+
+def named_checkpoint(cfg: Config, name: str, progress: bool = True, log=print) -> Path | str:
+    """The folder a name in NAMED stands for (the base is built first if missing); with a profile
+    `base.checkpoint`, `base` is that checkpoint and the bootstrap's other names do not exist."""
+    if cfg.base.checkpoint:
+        if name != "base":
+            raise CheckpointError(f"checkpoint '{name}': profile '{cfg.profile}' starts from {cfg.base.checkpoint}, "
+                                  "not a bootstrapped base; valid here: base")
+        return base_checkpoint(cfg)
     base = bootstrap(cfg, progress=progress, log=log)
     path = base / NAMED[name]  # Path / "" is the path itself
     if not (path / "config.json").is_file():

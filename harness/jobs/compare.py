@@ -45,9 +45,9 @@ from pathlib import Path
 from harness import provenance
 from harness.checkpoint import CheckpointError, check_checkpoint
 from harness.config import Config, ConfigError, available_recipes, load_config, to_dict
-from harness.jobs.base_model import bootstrap, checkpoint_dir
+from harness.jobs.base_model import base_checkpoint, bootstrap, checkpoint_dir
 from harness.jobs.evaluate import evaluate_checkpoint
-from harness.jobs.train import run_training
+from harness.jobs.train import check_requirements, run_training
 from harness.runs import (
     ARMS,
     BASE_RECORD,
@@ -221,6 +221,7 @@ def run_compare(profile: str, arms: list[str], out: Path, overrides: list[str], 
         seeds = len(stored["seeds"]) if stored and isinstance(stored.get("seeds"), list) else 1
     run_seed_values = run_seeds(arm_configs(profile, arms, overrides), seeds)
     base_cfg = load_config(profile, overrides)
+    check_requirements(base_cfg)
     c = base_cfg.compare
     budget = Budget(c.budget_kind, c.budget)
     identity = {
@@ -228,13 +229,19 @@ def run_compare(profile: str, arms: list[str], out: Path, overrides: list[str], 
         "arms": list(arms),
         "seeds": run_seed_values,
         "budget": {"kind": budget.kind, "amount": budget.amount, "eval_points": list(c.eval_points)},
-        "base_key": checkpoint_dir(base_cfg).name,
+        "base_key": (f"{base_cfg.base.checkpoint}@{base_cfg.base.revision or 'default'}" if base_cfg.base.checkpoint
+                     else checkpoint_dir(base_cfg).name),
     }
     configs = arm_configs(profile, arms, overrides, seed=run_seed_values[0])
     if stored is not None:
         _check_resume(out, stored, {**identity, "configs": {arm: to_dict(cfg) for arm, cfg in configs.items()}})
-    base_path = bootstrap(base_cfg, progress=progress, log=log)
-    base = base_info(base_path)
+    if base_cfg.base.checkpoint:  # an existing checkpoint (the ProRLv2 one): nothing is bootstrapped
+        base_path = Path(base_checkpoint(base_cfg))
+        base = {"checkpoint": base_cfg.base.checkpoint, "rl_steps": base_cfg.base.rl_steps, "sft_steps": None,
+                "early_checkpoint": None, "early_rl_step": None}
+    else:
+        base_path = bootstrap(base_cfg, progress=progress, log=log)
+        base = base_info(base_path)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "config.json", {  # first: a folder with a config.json holds a comparison
         **identity,

@@ -128,7 +128,8 @@ def evaluate_suite(
 
 def evaluate_checkpoint(cfg, checkpoint: str, suite_names: Sequence[str], progress: bool = True) -> dict[str, SuiteScore]:
     """Every named suite's held-out eval split on one checkpoint, with the profile's protocol."""
-    model, tokenizer = load_policy(checkpoint, cfg.rollout.device, cfg.rollout.dtype)
+    revision = cfg.base.revision if checkpoint == cfg.base.checkpoint else ""
+    model, tokenizer = load_policy(checkpoint, cfg.rollout.device, cfg.rollout.dtype, revision=revision)
     engine = make_engine(cfg.rollout, model, tokenizer, seed=cfg.seed)
     pool = shared_pool(cfg.scoring.workers, cfg.scoring.timeout_s)
     results = {}

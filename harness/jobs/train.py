@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from harness import provenance
 from harness.checkpoint import CheckpointError, check_checkpoint, load_policy
 from harness.config import Config, ConfigError, to_dict
-from harness.jobs.base_model import bootstrap
+from harness.jobs.base_model import base_checkpoint
 from harness.runs import (
     CHECKPOINTS,
     METRICS_FILE,
@@ -80,6 +80,20 @@ class StopRequest:
             signal.signal(sig, handler)
 
 
+def check_requirements(cfg: Config) -> None:
+    """Refuse, in one line and before anything is loaded or downloaded, a profile whose training
+    needs CUDA (`requires: cuda`) on a machine without a CUDA GPU."""
+    if cfg.requires == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"profile '{cfg.profile}' needs CUDA GPUs to train (requires: cuda: {cfg.base.checkpoint or 'its model'} "
+                          f"with the {cfg.rollout.engine} engine) and this machine has none; "
+                          f"`harness plan --profile {cfg.profile}` prints what a run needs")
+
+
+def revision_of(cfg: Config, checkpoint: str) -> str:
+    """The hub revision to load `checkpoint` at: the profile's `base.revision` for its base checkpoint."""
+    return cfg.base.revision if checkpoint == cfg.base.checkpoint else ""
+
+
 def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base: str | None = None,
                  progress: bool = True, log=print, budget: Budget | None = None,
                  checkpoint_fractions: tuple[float, ...] = (), restart: bool = True) -> Path:
@@ -93,6 +107,7 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
     memory (weights and tokenizer only: an evaluation checkpoint, not a resume point). The
     metrics' `wall_s` is training time: those copies and every checkpoint write are left out, so
     an arm with more (shorter) steps is not charged more for them under a wall-clock budget."""
+    check_requirements(cfg)
     budget = budget or Budget("steps", cfg.train.steps)
     try:
         builder = get_builder(cfg.train.trainer)
@@ -103,9 +118,10 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
     out.mkdir(parents=True, exist_ok=True)
 
     if base is None:
-        base = str(bootstrap(cfg, progress=progress, log=log))
+        base = base_checkpoint(cfg, progress=progress, log=log)
     # fp32 master weights (train.dtype) whatever the generation precision (rollout.dtype)
-    model, tokenizer = load_policy(str(last or base), cfg.rollout.device, cfg.train.dtype)
+    start = str(last or base)
+    model, tokenizer = load_policy(start, cfg.rollout.device, cfg.train.dtype, revision=revision_of(cfg, start))
 
     suites = [build_suite(name, cfg.suites, cfg.seed) for name in cfg.suites.enabled]
     trainer = builder(train=cfg.train, rollout=cfg.rollout, scoring=cfg.scoring, seed=cfg.seed, model=model, tokenizer=tokenizer,

@@ -1,0 +1,82 @@
+"""`harness plan` and the `prorlv2-1.5b` profile on a machine without a GPU: the plan prints from
+the profile alone, and training with the profile is refused in one line before anything is loaded."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from transformers import Qwen2Config, Qwen2ForCausalLM
+
+from harness.config import ModelShape, load_config
+from harness.jobs.plan import model_shape, parameter_count, render_plan
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_parameter_count_is_the_models(tied):
+    shape = ModelShape(hidden_size=64, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+                       intermediate_size=96, vocab_size=500, tie_word_embeddings=tied)
+    model = Qwen2ForCausalLM(Qwen2Config(hidden_size=64, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+                                         intermediate_size=96, vocab_size=500, tie_word_embeddings=tied))
+    assert parameter_count(shape) == sum(p.numel() for p in model.parameters())
+
+
+def test_the_profile_holds_the_papers_run():
+    prorl = load_config("prorlv2-1.5b", recipe="prorl")
+    brorl = load_config("prorlv2-1.5b", recipe="brorl")
+    assert prorl.base.checkpoint == "nvidia/Nemotron-Research-Reasoning-Qwen-1.5B" and prorl.base.revision == "v2"
+    assert prorl.requires == "cuda" and prorl.rollout.engine == "vllm" and prorl.rollout.dtype == "bfloat16"
+    assert prorl.train.dtype == "float32" and prorl.train.max_new_tokens == 16384
+    assert (prorl.train.n, prorl.train.prompts_per_step, brorl.train.rollout_scaling.n) == (16, 512, 512)
+    assert (prorl.train.eps_low, prorl.train.eps_high, prorl.train.kl_coef, prorl.train.kl_estimator) == (0.2, 0.27, 1e-4, "k2")
+    assert (prorl.train.tis, prorl.train.tis_low, prorl.train.tis_high) == (True, 0.5, 5.0)
+    assert (prorl.eval.k, prorl.eval.temperature, prorl.eval.top_p, prorl.eval.max_new_tokens) == (16, 0.6, 0.95, 32768)
+    assert prorl.suites.math.benchmarks == ["aime24", "aime25", "amc", "math500", "minerva", "olympiadbench"]
+    assert prorl.suites.code.benchmarks == ["apps", "codecontests", "codeforces", "taco"]
+    assert prorl.suites.reasoning_gym.preset == "prorl96"
+
+
+def test_plan_prints_without_the_checkpoint_or_a_gpu():
+    text = render_plan("prorlv2-1.5b")
+    shape, source = model_shape(load_config("prorlv2-1.5b"))
+    assert "base.shape" in source and f"{parameter_count(shape) / 1e9:.3f}B parameters" in text
+    assert "N=16   prompts=512  samples=8192" in text and "N=512  prompts=128  samples=65536" in text
+    for item in ("AdamW state", "activations, one micro-batch", "logits", "vLLM weights", "vLLM KV cache", "trainer total"):
+        assert item in text
+    done = _cli("plan", "--profile", "prorlv2-1.5b")
+    assert done.returncode == 0 and done.stdout.startswith("plan for profile 'prorlv2-1.5b'")
+
+
+def test_plan_reads_a_local_checkpoints_config(tmp_path):
+    Qwen2Config(hidden_size=64, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+                intermediate_size=96, vocab_size=500).save_pretrained(tmp_path)
+    cfg = load_config("prorlv2-1.5b", [f"base.checkpoint={tmp_path}"])
+    shape, source = model_shape(cfg)
+    assert source.endswith("config.json") and (shape.hidden_size, shape.vocab_size) == (64, 500)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+@pytest.mark.parametrize("command", [["train", "prorl"], ["compare", "prorl", "brorl"]])
+def test_training_the_gpu_profile_on_a_cpu_is_one_line_before_anything(tmp_path, command):
+    out = tmp_path / "run"
+    done = _cli(*command, "--profile", "prorlv2-1.5b", "--out", str(out))
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert "profile 'prorlv2-1.5b' needs CUDA GPUs" in lines[0] and "harness plan --profile prorlv2-1.5b" in lines[0]
+    assert not out.exists()
+
+
+def test_bootstrap_of_a_profile_with_a_base_checkpoint_is_refused():
+    done = _cli("bootstrap", "--profile", "prorlv2-1.5b")
+    assert done.returncode == 2 and "no base to bootstrap" in done.stderr
+
+
+def test_bad_plan_arguments_are_one_line():
+    done = _cli("plan", "--profile", "prorlv2-1.5b", "--gpu-memory-gib", "0")
+    assert done.returncode == 2 and "--gpu-memory-gib" in done.stderr.strip().splitlines()[-1]
