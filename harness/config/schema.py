@@ -264,15 +264,25 @@ CODE_BENCHMARKS = ["apps", "codecontests", "codeforces", "taco"]
 @dataclass
 class MathSuiteConfig:
     """Math: answers in \\boxed{}, verified by math-verify (harness/suites/math.py). Either the paper's six
-    benchmarks (evaluation only) or seeded tiny problems (training and evaluation)."""
+    benchmarks (evaluation; training from `train_data`) or seeded tiny problems (training and evaluation)."""
 
     source: Literal["benchmarks", "procedural"] = "benchmarks"
-    """`benchmarks`: the public sets below, loaded from `data_dir` or the hub; `procedural`: `tasks`."""
+    """`benchmarks`: the public sets below, loaded from `data_dir` or the hub, trained on `train_data`;
+    `procedural`: `tasks`."""
     benchmarks: list[str] = field(default_factory=lambda: list(MATH_BENCHMARKS))
     """Benchmarks averaged (unweighted) into the domain score (paper: the six defaults)."""
     data_dir: str = ""
     """Folder holding `<benchmark>.jsonl` files (e.g. ../shared/data/math); empty loads the hub ids
     listed in harness/suites/math.py (BENCHMARKS)."""
+    train_data: str = ""
+    """Training data of source `benchmarks` (its train and validation splits; eval stays the
+    benchmarks): a `.jsonl` or `.parquet` file, or a folder of them, with `{"problem", "answer"}`
+    rows (DeepScaleR's columns; others ignored) or Eurus-2-RL chat rows; or a hub id, its `train`
+    split (e.g. agentica-org/DeepScaleR-Preview-Dataset). Rows whose problem is an eval problem
+    are dropped and counted (harness/suites/train_data.py). Empty: no training split."""
+    validation_items: NonNegInt = 500
+    """Distinct problems of `train_data` held out as the validation split (by a hash of the problem,
+    whatever the seed or file order); never trained on."""
     tasks: list[ProceduralTaskConfig] = field(default_factory=lambda: [
         ProceduralTaskConfig("arithmetic"), ProceduralTaskConfig("linear_equation")])
     """Tiny generator tasks, in equal shares (source `procedural`)."""
@@ -286,14 +296,26 @@ class MathSuiteConfig:
 @dataclass
 class CodeSuiteConfig:
     """Code: a fenced Python program run in the sandbox on input/output tests; reward = fraction of
-    tests passed (harness/suites/code.py). Either the paper's four sets or seeded tiny problems."""
+    tests passed (harness/suites/code.py). Either the paper's four sets (training from `train_data`)
+    or seeded tiny problems."""
 
     source: Literal["benchmarks", "procedural"] = "benchmarks"
-    """`benchmarks`: the public sets below, loaded from `data_dir` or the hub; `procedural`: `tasks`."""
+    """`benchmarks`: the public sets below, loaded from `data_dir` or the hub, trained on `train_data`;
+    `procedural`: `tasks`."""
     benchmarks: list[str] = field(default_factory=lambda: list(CODE_BENCHMARKS))
     """Benchmarks averaged (unweighted) into the domain score (BroRL: the four defaults)."""
     data_dir: str = ""
     """Folder holding `<benchmark>.jsonl` files (e.g. ../shared/data/code); empty loads the hub."""
+    train_data: str = ""
+    """Training data of source `benchmarks` (its train and validation splits; eval stays the
+    benchmarks): a `.jsonl` or `.parquet` file, or a folder of them, with `{"problem", "tests"}` rows
+    (tests as in `data_dir`'s files: `{"input", "output"}` or `{"test", "entry_point"}`) or
+    Eurus-2-RL chat rows (prompt, reward_model.ground_truth, ability: harness/suites/train_data.py);
+    or a hub id, its `train` split (e.g. PRIME-RL/Eurus-2-RL-Data). Rows whose problem is an eval
+    problem are dropped and counted. Empty: no training split."""
+    validation_items: NonNegInt = 500
+    """Distinct problems of `train_data` held out as the validation split (by a hash of the problem,
+    whatever the seed or file order); never trained on."""
     tasks: list[ProceduralTaskConfig] = field(default_factory=lambda: [
         ProceduralTaskConfig("affine"), ProceduralTaskConfig("list_stat"), ProceduralTaskConfig("string_op")])
     """Tiny generator tasks, in equal shares (source `procedural`)."""

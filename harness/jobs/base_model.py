@@ -63,15 +63,28 @@ RL_PHASE_SEED = 1_000_000
 """`train.seed` of the RL phase: its prompt order and sampling differ from every arm's (seeds 0..K-1)."""
 
 
+def _suites_key(cfg: Config) -> dict:
+    """The suites section as it shapes the base: a domain without training data keeps the keys it
+    had before `train_data` existed, so the bases cached then stay valid."""
+    out = asdict(cfg.suites)
+    for name in ("math", "code"):
+        if not out[name].get("train_data"):
+            out[name].pop("train_data", None)
+            out[name].pop("validation_items", None)
+    return out
+
+
 def cache_key(cfg: Config) -> str:
     """Hash of everything that determines the checkpoint (not of run-time knobs like threads)."""
     shaping = {
         "version": BOOTSTRAP_VERSION,
         "seed": cfg.seed,
         "bootstrap": asdict(cfg.bootstrap),
-        "suites": asdict(cfg.suites),
+        "suites": _suites_key(cfg),
+        # logit_chunk_tokens and gradient_checkpointing trade memory for compute, same numbers
         "train": {k: v for k, v in asdict(cfg.train).items()
-                  if k not in ("trainer", "seed", "steps", "save_every", "rollout_scaling")},
+                  if k not in ("trainer", "seed", "steps", "save_every", "rollout_scaling", "logit_chunk_tokens",
+                               "gradient_checkpointing")},
         "eval": {k: getattr(cfg.eval, k) for k in ("temperature", "top_p", "max_new_tokens")},
     }
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]

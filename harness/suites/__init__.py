@@ -1,7 +1,8 @@
 """Evaluation and reward suites; the same scorer serves training rewards and evaluation scores.
 
 `build_suite(name, suites, seed)` returns a suite as the profile's `suites` section defines it: `math` and `code` (the
-paper's benchmarks, or seeded tiny problems in the same formats) and `reasoning_gym`.
+paper's benchmarks, with training data from `train_data` when given, or seeded tiny problems in the same formats) and
+`reasoning_gym`.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import functools
 
 from harness.config import ConfigError, SuitesConfig
-from harness.suites import code, math, tiny_code, tiny_math
+from harness.suites import code, math, tiny_code, tiny_math, train_data
 from harness.suites.base import Item, ScoreResult, Suite
 from harness.suites.benchmarks import BenchmarkSuite
 
@@ -24,8 +25,10 @@ def procedural_registry(domain: str) -> dict:
 
 def check_suites(suites: SuitesConfig) -> None:
     """Refuse, in one line (ConfigError), a task name no suite knows: reasoning-gym datasets and the
-    tiny procedural tasks of `math` and `code`. The commands call it right after loading a profile,
-    before anything is written; `build_suite` calls it too."""
+    tiny procedural tasks of `math` and `code`; and (DatasetError) training data of `math` and `code`
+    that is missing, of an unknown format, empty or without the needed columns in its first row
+    (`train_data.check_source`; the full read comes on first use). The commands call it right after
+    loading a profile, before anything is written; `build_suite` calls it too."""
     from harness.suites.reasoning_gym import check_task_name  # lazy: reasoning_gym takes seconds to import
 
     for task in suites.reasoning_gym.tasks:
@@ -36,6 +39,12 @@ def check_suites(suites: SuitesConfig) -> None:
             if task.name not in registry:
                 raise ConfigError(f"invalid value for 'suites.{domain}.tasks[{i}].name': {task.name!r}; "
                                   f"valid: {', '.join(registry)}")
+        cfg = getattr(suites, domain)
+        if cfg.train_data:
+            if cfg.source != "benchmarks":
+                raise ConfigError(f"invalid value for 'suites.{domain}.train_data': {cfg.train_data!r}; it is read only with "
+                                  f"suites.{domain}.source=benchmarks (procedural tasks make their own training items)")
+            train_data.check_source(domain, cfg.train_data)
 
 
 def build_suite(name: str, suites: SuitesConfig, seed: int) -> Suite:
@@ -51,7 +60,7 @@ def build_suite(name: str, suites: SuitesConfig, seed: int) -> Suite:
         if cfg.source == "procedural":
             return tiny_math.TinyMathSuite(
                 [(t.name, tiny_math.task_generator(t.name, t.config)) for t in cfg.tasks], seed, cfg.heldout_fraction)
-        return _benchmark_suite("math", math.score, math.load_benchmark, cfg)
+        return _benchmark_suite("math", math.score, math.load_benchmark, cfg, seed)
     if name == "code":
         cfg = suites.code
         scorer = functools.partial(code.score, timeout_s=cfg.test_timeout_s, one_process=cfg.tests_in_one_process)
@@ -61,16 +70,21 @@ def build_suite(name: str, suites: SuitesConfig, seed: int) -> Suite:
             suite.scorer = scorer
             suite.scorer_timeout_s = code.call_timeout_s(tiny_code.max_tests(cfg.tasks), cfg.test_timeout_s)
             return suite
-        suite = _benchmark_suite("code", scorer, code.load_benchmark, cfg)
-        longest = max((len(it.reference) for items in suite.benchmarks.values() for it in items), default=1)
-        suite.scorer_timeout_s = code.call_timeout_s(longest, cfg.test_timeout_s)
-        return suite
+        return _benchmark_suite("code", scorer, code.load_benchmark, cfg, seed,
+                                bound=functools.partial(_code_bound, cfg.test_timeout_s))
     raise ValueError(f"unknown suite '{name}'; valid: {', '.join(SUITES)}")
 
 
-def _benchmark_suite(name, scorer, load, cfg):
+def _benchmark_suite(name, scorer, load, cfg, seed, bound=None):
     path = cfg.data_dir or None
-    return BenchmarkSuite(name, scorer, {b: load(b, path) for b in cfg.benchmarks})
+    benchmarks = {b: load(b, path) for b in cfg.benchmarks}
+    training = train_data.TrainingData(name, cfg.train_data, benchmarks, seed, cfg.validation_items) if cfg.train_data else None
+    return BenchmarkSuite(name, scorer, benchmarks, training=training, bound=bound)
+
+
+def _code_bound(test_timeout_s: float, items: list[Item]) -> float:
+    """Scorer bound for code items: enough for the one with the most tests (code.call_timeout_s)."""
+    return code.call_timeout_s(max((len(it.reference) for it in items), default=1), test_timeout_s)
 
 
 __all__ = ["SUITES", "Item", "ScoreResult", "Suite", "build_suite", "check_suites", "procedural_registry"]
