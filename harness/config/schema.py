@@ -155,7 +155,8 @@ class VLLMConfig:
     gpu_memory_utilization: Fraction = 0.5
     """Share of the GPU's memory vLLM may take (weights + KV cache). Colocated with the trainer on
     one GPU, leave room for the policy, its reference, gradients and AdamW state (NeMo-RL's ProRL
-    recipe uses 0.6). GPU only: the CPU build sizes its KV cache from VLLM_CPU_KVCACHE_SPACE."""
+    recipe uses 0.6). On vLLM's CPU build it is the share of the machine's RAM the engine reserves
+    (weights + KV cache), checked against what is free when the engine starts."""
     max_num_seqs: PosInt = 256
     """Most sequences vLLM decodes at once; at N=512 a large value is what runs out of memory first
     (verl #5003)."""
