@@ -110,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=32, help="tokens generated per sample")
     p.add_argument("--repeats", type=int, default=3, help="runs per measurement; the median is printed")
     p.add_argument("--engines", default="hf", help="rollout: comma-separated engines measured side by side (hf, vllm)")
+    p.add_argument("--shape", action="store_true",
+                   help="memory: one policy update at each --lengths on a randomly initialised model of the profile's "
+                   "bootstrap.model shape (nothing bootstrapped), output layer unchunked vs chunked (e.g. shape-1.5b)")
+    p.add_argument("--lengths", default="1024,2048,4096", help="memory --shape: comma-separated response lengths")
     common(p)
     p.set_defaults(func=cmd_bench)
     return parser
@@ -320,6 +324,14 @@ def cmd_bench(args) -> int:
         result = benchmark(n=max(1, args.samples // 4))
         print(f"sandbox: {result['executions']} trivial programs on {result['workers']} workers in "
               f"{result['seconds']:.1f} s: {result['executions_per_s']:.1f} executions/s")
+        return 0
+    if args.what == "memory" and args.shape:
+        from harness.jobs.bench import bench_update_memory
+
+        lengths = _positive_ints(args.lengths, "--lengths")
+        print(f"one policy update (forward + backward of the loss) per response length, profile {cfg.profile}, "
+              "each in its own process")
+        bench_update_memory(args.profile, args.overrides, lengths)
         return 0
     if args.what == "memory":
         from harness.jobs.bench import bench_memory

@@ -442,6 +442,22 @@ class TrainConfig:
     """Longest rollout response (paper: 16k)."""
     micro_batch_tokens: PosInt = 16384
     """Token budget of one forward/backward micro-batch (padded tokens); bounds peak memory in N."""
+    logit_chunk_tokens: NonNegInt = 1024
+    """Response tokens per chunk of the output layer in the update (harness/trainers/logits.py):
+    each chunk runs lm_head -> float32 / temperature -> log-softmax -> the target's logprob and the
+    entropy, and is recomputed in the backward instead of kept, so at most [chunk x vocabulary]
+    logits exist at once, not [micro-batch tokens x vocabulary] (Qwen2's 151,936 entries: 0.6 GB per
+    float32 copy at 1024 tokens, 10 GB at 16k, several copies alive in the backward). 1024 keeps that
+    far below the blocks' own activations while each chunk's matmul ([1024 x hidden] x [hidden x
+    vocabulary]) stays large enough to run at full speed; the price is one more lm_head forward per
+    chunk in the backward. Padding positions are skipped. 0: no chunking, the whole micro-batch's
+    logits at once (the former path). Same numbers either way, up to floating-point rounding."""
+    gradient_checkpointing: bool = False
+    """Activation checkpointing of the policy's transformer blocks in the update's loss pass
+    (transformers' activation checkpointing, non-reentrant): each block keeps only its input and is
+    recomputed in the backward, about a third more compute for the activations of one block instead
+    of all of them. The shared-prompt forward's prompt key/value cache stays exact under it
+    (harness/trainers/shared_prompt.py); the logprob passes run without gradients and are unaffected."""
     prompt_pool: PosInt = 20000
     """Training prompts drawn from each suite's train split (its tasks in equal shares), cycled
     in seeded epochs."""

@@ -2,6 +2,7 @@
 
     harness bench rollout --profile tiny [--checkpoint PATH] [--samples 2048] [--n 16,512]
     harness bench memory --profile tiny [key=value ...]
+    harness bench memory --profile shape-1.5b --shape [--lengths 1024,2048,4096] [key=value ...]
     harness bench update --profile smoke [--repeats 3] [key=value ...]
 
 `rollout`: generation throughput of the `hf` engine at several N for the same number of samples
@@ -11,6 +12,12 @@ each prompt N times. Median of `--repeats` runs; prompts come from the profile's
 `memory`: peak memory of one RL step of each arm (prorl: N=16, brorl: N=512) under the same
 micro-batch token budget, each in a fresh process. On CPU: peak resident memory (ru_maxrss) and
 its growth during the step; on CUDA: torch.cuda.max_memory_allocated. Goal: N=512 <= 1.2x N=16.
+
+`memory --shape`: peak memory of one policy update (forward + backward of the loss) at the real
+vocabulary, without building a base: a randomly initialised Qwen2 of the profile's
+`bootstrap.model` shape (its vocab_size taken as the vocabulary; shape-1.5b: Qwen2-1.5B's width and
+151,936 words, 2 blocks) on one synthetic sequence per response length, with the output layer
+unchunked (`train.logit_chunk_tokens=0`) and chunked, side by side, each in a fresh process.
 
 `update`: wall time of one policy update of each arm (prorl: N=16, brorl: N=512) on the same kept
 groups from the same weights, computed per sample (each of the N rows recomputes its prompt: the
@@ -22,6 +29,8 @@ from __future__ import annotations
 
 import copy
 import json
+import math
+import re
 import resource
 import statistics
 import subprocess
@@ -32,13 +41,14 @@ from dataclasses import replace
 import torch
 import transformers
 
-from harness.checkpoint import load_policy, render_prompt, render_prompts
-from harness.config import RolloutConfig, load_config
+from harness.checkpoint import load_policy, render_prompt, render_prompts, resolve_device
+from harness.config import RolloutConfig, TinyModelConfig, TrainConfig, load_config
 from harness.jobs.base_model import bootstrap
 from harness.rollout import SamplingParams, make_engine
 from harness.suites import SUITES, build_suite
-from harness.trainers.grpo import SHARED_PROMPT, UpdateLayout
+from harness.trainers.grpo import SHARED_PROMPT, UpdateLayout, _accumulate_gradients
 from harness.trainers.registry import get_builder
+from harness.trainers.shared_prompt import ScoredSequence, enable_gradient_checkpointing
 
 
 def bench_rollout(model, tokenizer, prompts: list[str], ns: list[int], samples: int, max_new_tokens: int,
@@ -153,6 +163,145 @@ def _memory_child(profile: str, recipe: str, overrides: list[str]) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
+# memory --shape: one policy update at the real vocabulary, chunked output layer against unchunked
+
+SHAPE_LENGTHS = (1024, 2048, 4096)
+"""Response lengths `harness bench memory --shape` measures unless `--lengths` says otherwise."""
+
+SHAPE_PROMPT_TOKENS = 128
+"""Prompt length of the synthetic sequence (its keys/values go through the shared-prompt cache)."""
+
+
+def bench_update_memory(profile: str, overrides: list[str], lengths: list[int], log=print) -> list[dict]:
+    """Peak memory of one policy update per response length, `train.logit_chunk_tokens=0` beside the
+    profile's chunk size (1024 where the profile says 0), each measurement in its own process.
+
+    The model is a randomly initialised Qwen2 of the profile's `bootstrap.model` shape, tied
+    embeddings as the tiny base: nothing is bootstrapped (a base with a 151,936-word vocabulary
+    cannot be, and the update's memory does not depend on what the weights learnt). One sequence
+    per length: a prompt of SHAPE_PROMPT_TOKENS and a response of `length` random tokens, advantage
+    1, synthetic old/reference/rollout logprobs (-log vocabulary), so no logprob pass runs: the
+    measurement is the loss's forward and backward (`_accumulate_gradients`) in `train.dtype` under
+    `train.autocast_dtype`, gradients included, optimizer step not (AdamW's state is the same two
+    copies of the weights in every column). CPU: the peak resident set size of the update alone
+    (the high-water mark is reset after the model is built); CUDA: torch.cuda.max_memory_allocated."""
+    cfg = load_config(profile, overrides)
+    chunked = cfg.train.logit_chunk_tokens or TrainConfig.logit_chunk_tokens
+    rows: list[dict] = []
+    for length in lengths:
+        for chunk in (0, chunked):
+            done = subprocess.run(
+                [sys.executable, "-m", "harness.jobs.bench", "update-memory-child", profile, str(length), str(chunk),
+                 *overrides], capture_output=True, text=True,
+            )
+            if done.returncode != 0:
+                raise RuntimeError(f"memory benchmark at {length} response tokens, logit_chunk_tokens={chunk} failed: "
+                                   f"{done.stderr.strip().splitlines()[-1:]}")
+            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        if len(rows) == 2:
+            r = rows[0]
+            log(f"random Qwen2, hidden {r['hidden_size']}, {r['layers']} blocks, vocabulary {r['vocab_size']}, "
+                f"{r['parameters'] / 1e6:.0f}M parameters ({r['dtype']}, autocast {r['autocast']}"
+                f"{', gradient checkpointing' if r['gradient_checkpointing'] else ''}) on {r['device']}, "
+                f"{r['threads']} threads; one sequence: {SHAPE_PROMPT_TOKENS} prompt + L response tokens")
+            key = "CUDA peak allocated" if r["cuda_peak_mb"] is not None else "peak RSS"
+            log(f"response tokens L; per column: {key} of the update (what it added to the weights before it), its time")
+            log(f"{'L':>6} | {'logit_chunk_tokens=0':<36} | {f'logit_chunk_tokens={chunked}':<36}")
+        log(f"{length:>6} | " + " | ".join(f"{_memory_cell(r):<36}" for r in rows[-2:]))
+    return rows
+
+
+def _memory_cell(r: dict) -> str:
+    if r["cuda_peak_mb"] is not None:
+        peak, before = r["cuda_peak_mb"], r["cuda_before_mb"]
+    else:
+        peak, before = r["peak_rss_mb"], r["rss_before_mb"]
+    return f"{peak:>7,.0f} MB (+{peak - before:>6,.0f} MB) {r['seconds']:>6.1f} s"
+
+
+def shape_model(shape: TinyModelConfig, seed: int):
+    """A randomly initialised Qwen2ForCausalLM of exactly `shape`, its vocab_size as the vocabulary
+    (no tokenizer), tied embeddings as the tiny base (`harness.jobs.tiny_model.build_model`)."""
+    config = transformers.Qwen2Config(
+        vocab_size=shape.vocab_size, hidden_size=shape.hidden_size, intermediate_size=shape.intermediate_size,
+        num_hidden_layers=shape.num_hidden_layers, num_attention_heads=shape.num_attention_heads,
+        num_key_value_heads=shape.num_key_value_heads, max_position_embeddings=shape.max_position_embeddings,
+        tie_word_embeddings=True, bos_token_id=None, eos_token_id=None, pad_token_id=None,
+    )
+    torch.manual_seed(seed)
+    return transformers.Qwen2ForCausalLM(config)
+
+
+def _peak_rss_mb() -> float:
+    """The process's peak resident set size since start or the last `_reset_peak_rss`."""
+    match = re.search(r"VmHWM:\s+(\d+) kB", open("/proc/self/status").read()) if sys.platform == "linux" else None
+    return int(match.group(1)) / 1024 if match else _rss_mb()
+
+
+def _current_rss_mb() -> float:
+    match = re.search(r"VmRSS:\s+(\d+) kB", open("/proc/self/status").read()) if sys.platform == "linux" else None
+    return int(match.group(1)) / 1024 if match else _rss_mb()
+
+
+def _reset_peak_rss() -> bool:
+    """Linux: the peak RSS restarts from the current RSS (`/proc/self/clear_refs`, value 5)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _update_memory_child(profile: str, length: int, chunk: int, overrides: list[str]) -> None:
+    cfg = load_config(profile, [*overrides, f"train.logit_chunk_tokens={chunk}"])
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
+    t = cfg.train
+    device = resolve_device(cfg.rollout.device)
+    model = shape_model(cfg.bootstrap.model, cfg.seed).to(device=device, dtype=getattr(torch, t.dtype)).train()
+    if t.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
+    vocab = model.config.vocab_size
+    pad_id = vocab - 1
+    g = torch.Generator().manual_seed(cfg.seed)
+    ids = torch.randint(vocab - 1, (SHAPE_PROMPT_TOKENS + length,), generator=g).tolist()
+    uniform = [-math.log(vocab)] * length
+    seqs = [ScoredSequence(ids=ids, prompt_len=SHAPE_PROMPT_TOKENS, group=0, rollout_logp=uniform, advantage=1.0)]
+    old = [torch.tensor(uniform)]
+    ref = old if t.kl_coef > 0 else None
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    before, reset = _current_rss_mb(), _reset_peak_rss()
+    cuda_before = torch.cuda.memory_allocated() / 2**20 if cuda else None
+    start = time.perf_counter()
+    _accumulate_gradients(model, seqs, [0], old, ref, t, pad_id)
+    if cuda:
+        torch.cuda.synchronize()
+    print(json.dumps({
+        "response_tokens": length,
+        "logit_chunk_tokens": chunk,
+        "gradient_checkpointing": t.gradient_checkpointing,
+        "hidden_size": model.config.hidden_size,
+        "layers": model.config.num_hidden_layers,
+        "vocab_size": vocab,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "dtype": t.dtype,
+        "autocast": t.autocast_dtype,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "seconds": time.perf_counter() - start,
+        "rss_before_mb": before,
+        "peak_rss_mb": _peak_rss_mb() if reset else _rss_mb(),
+        "peak_rss_reset": reset,
+        "cuda_before_mb": cuda_before,
+        "cuda_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
+    }))
+
+
+# ----------------------------------------------------------------------------------------------
 # update: the per-sample computation (the baseline) against the shared-prompt one
 
 
@@ -174,18 +323,19 @@ def per_sample_micro_batches(seqs, members: list[int], budget: int) -> list[list
     return out
 
 
-def per_sample_forward(model, seqs, rows: list[int], pad_id: int, temperature: float):
+def per_sample_forward(model, seqs, rows: list[int], pad_id: int):
     """The per-sample update's forward: every row is its own prompt + response, right-padded, so a
     group's prompt is recomputed for each of its N samples. Returns the same response-aligned
-    (logits, targets, mask) as the trainer's shared-prompt forward: row r's response token j at
-    [r, j]. (The pre-shared-prompt trainer also took log-softmax and entropy over the prompt
-    positions; this baseline slices them off first, so the speed-up it shows is if anything low.)"""
+    (hidden, targets, mask) as the trainer's shared-prompt forward (the `UpdateLayout` contract): the
+    body's final hidden states, row r's response token j predicted at [r, j]. (The pre-shared-prompt
+    trainer also took log-softmax and entropy over the prompt positions; this baseline slices them
+    off first, so the speed-up it shows is if anything low.)"""
     device = model.device
     full = max(len(seqs[i].ids) for i in rows)
     width = max(1, max(len(seqs[i].ids) - seqs[i].prompt_len for i in rows))
     ids = torch.full((len(rows), full), pad_id, dtype=torch.long)
     attn = torch.zeros((len(rows), full), dtype=torch.long)
-    where = torch.zeros((len(rows), width), dtype=torch.long)  # logits[:, :-1] column predicting token j
+    where = torch.zeros((len(rows), width), dtype=torch.long)  # hidden[:, :-1] column predicting token j
     mask = torch.zeros((len(rows), width))
     for r, i in enumerate(rows):
         s = seqs[i]
@@ -195,10 +345,10 @@ def per_sample_forward(model, seqs, rows: list[int], pad_id: int, temperature: f
         where[r] = (torch.arange(width) + s.prompt_len - 1).clamp(max=full - 2)
         mask[r, :n] = 1.0
     ids, attn, where = ids.to(device), attn.to(device), where.to(device)
-    logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1]
-    logits = logits.gather(1, where.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
+    hidden = model.base_model(input_ids=ids, attention_mask=attn, use_cache=False).last_hidden_state[:, :-1]
+    hidden = hidden.gather(1, where.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
     targets = ids[:, 1:].gather(1, where)
-    return logits.float() / temperature, targets, mask.to(device)
+    return hidden, targets, mask.to(device)
 
 
 def bench_update(profile: str, overrides: list[str], repeats: int, log=print) -> list[dict]:
@@ -253,3 +403,5 @@ def bench_update(profile: str, overrides: list[str], repeats: int, log=print) ->
 
 if __name__ == "__main__" and len(sys.argv) >= 4 and sys.argv[1] == "memory-child":
     _memory_child(sys.argv[2], sys.argv[3], sys.argv[4:])
+if __name__ == "__main__" and len(sys.argv) >= 5 and sys.argv[1] == "update-memory-child":
+    _update_memory_child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5:])

@@ -17,7 +17,10 @@ All randomness derives from (seed, step): the prompt order from (seed, epoch), s
 (seed, step, round), mini-batch shuffles from (seed, step), so a resumed run repeats exactly.
 
 The update computes each prompt once per micro-batch and runs its responses against the prompt's
-key/value cache (`pad` explains the layout), so N=512 does not pay for its prompts 512 times.
+key/value cache (`pad` explains the layout), so N=512 does not pay for its prompts 512 times. It
+applies the output layer in chunks of `train.logit_chunk_tokens` response tokens
+(harness/trainers/logits.py), so memory at a 151,936-word vocabulary stays bounded, and can
+checkpoint the policy's blocks (`train.gradient_checkpointing`).
 Left out for now: one PPO epoch per step.
 """
 
@@ -46,11 +49,11 @@ from harness.trainers.core import (
     kl_penalty,
     masked_token_mean,
     ppo_clip_objective,
-    token_entropy,
     truncated_is_weights,
     zero_spread_groups,
 )
-from harness.trainers.shared_prompt import SHARED_PROMPT, ScoredSequence, UpdateLayout
+from harness.trainers.logits import token_logprobs
+from harness.trainers.shared_prompt import SHARED_PROMPT, ScoredSequence, UpdateLayout, enable_gradient_checkpointing
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,8 @@ class GRPOTrainer:
         self.tokenizer = tokenizer
         self.policy.train()
         self.reference = copy.deepcopy(model).eval().requires_grad_(False)
+        if train.gradient_checkpointing:  # the reference never runs with gradients: nothing to checkpoint
+            enable_gradient_checkpointing(self.policy)
         # Generation precision is rollout.dtype; training keeps the master weights in train.dtype.
         # The engine holds what it generates from (the policy itself, or its own copy or server
         # when the precision or the engine differs) and takes the master weights before every step.
@@ -331,17 +336,14 @@ class GRPOTrainer:
         np.random.set_state(rng["numpy"])
 
 
-def _token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return torch.log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-
-
 def _logprobs(model, seqs: list[ScoredSequence], t, pad_id: int, layout: UpdateLayout = SHARED_PROMPT) -> list[torch.Tensor]:
     """Per-sequence response-token logprobs (temperature-scaled), computed in micro-batches."""
     out: list[torch.Tensor] = [torch.empty(0)] * len(seqs)
     for micro in layout.micro_batches(seqs, list(range(len(seqs))), t.micro_batch_tokens):
         with _autocast(model, t):
-            logits, targets, _ = layout.forward(model, seqs, micro, pad_id, t.temperature)
-        logp = _token_logprobs(logits, targets)
+            hidden, targets, mask = layout.forward(model, seqs, micro, pad_id)
+            logp, _ = token_logprobs(model.get_output_embeddings(), hidden, targets, mask, t.temperature,
+                                     t.logit_chunk_tokens)
         for row, i in enumerate(micro):
             out[i] = logp[row, : len(seqs[i].ids) - seqs[i].prompt_len].detach().cpu()
     return out
@@ -360,8 +362,10 @@ def _accumulate_gradients(model, seqs: list[ScoredSequence], members: list[int],
     sums = {"loss": 0.0, "clip": 0.0, "dual_clip": 0.0, "kl": 0.0, "entropy": 0.0, "tokens": mb_tokens}
     for micro in layout.micro_batches(seqs, members, t.micro_batch_tokens):
         with _autocast(model, t):
-            logits, targets, mask = layout.forward(model, seqs, micro, pad_id, t.temperature)
-        logp = _token_logprobs(logits, targets)
+            hidden, targets, mask = layout.forward(model, seqs, micro, pad_id)
+            logp, entropy = token_logprobs(model.get_output_embeddings(), hidden, targets, mask, t.temperature,
+                                           t.logit_chunk_tokens, entropy=True)
+        del hidden  # the graph keeps what the backward needs
         old = _to_grid([old_logp[i] for i in micro], logp.shape, logp.device)
         adv = torch.tensor([seqs[i].advantage for i in micro], device=logp.device).unsqueeze(-1).expand_as(logp)
         pg, clipped = ppo_clip_objective(logp, old, adv, t.eps_low, t.eps_high, t.clip_ratio_c, t.log_ratio_clamp)
@@ -383,13 +387,13 @@ def _accumulate_gradients(model, seqs: list[ScoredSequence], members: list[int],
             capped = dual_clip_active(clamped_ratio(logp, old, t.log_ratio_clamp), adv, t.clip_ratio_c)
             sums["dual_clip"] += float((capped.float() * mask).sum())
             sums["kl"] += float((kl * mask).sum())
-            sums["entropy"] += float((token_entropy(logits) * mask).sum())
+            sums["entropy"] += float((entropy * mask).sum())
     return sums
 
 
 def _autocast(model, t):
-    """Mixed precision for the update's forward passes (`train.autocast_dtype`); the master weights
-    and the optimizer stay in `train.dtype`, and the logits are taken in float32."""
+    """Mixed precision for the update's forward passes and output layer (`train.autocast_dtype`); the
+    master weights and the optimizer stay in `train.dtype`, and the softmax is taken in float32."""
     if t.autocast_dtype == "none":
         return contextlib.nullcontext()
     return torch.autocast(device_type=model.device.type, dtype=getattr(torch, t.autocast_dtype))

@@ -5,17 +5,21 @@ budget that counts each prompt once per micro-batch, and running each prompt's r
 its one key/value cache, keeps the update's cost and memory bounded in N: N=512 does not pay for
 its prompts 512 times. `UpdateLayout` is the contract the loss (harness/trainers/grpo.py) is written
 against; `SHARED_PROMPT` is the layout training uses; tests/test_shared_prompt.py checks it against
-the plainest per-sample computation.
+the plainest per-sample computation. The forward stops at the body's final hidden states: the loss
+applies the output layer in chunks (harness/trainers/logits.py), so [tokens x vocabulary] logits
+never exist at once. It stays exact under activation checkpointing (`shared_prompt_forward`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from transformers import DynamicCache
+from transformers.cache_utils import Cache, DynamicLayer
+from transformers.modeling_layers import GradientCheckpointingLayer
 
 from harness.rollout.hf import cache_argument
 from harness.trainers.core import shared_prompt_micro_batches
@@ -120,50 +124,138 @@ def pad(seqs: list[ScoredSequence], rows: list[int], pad_id: int, device) -> Sha
     )
 
 
-def shared_prompt_forward(model, seqs: list[ScoredSequence], rows: list[int], pad_id: int, temperature: float):
-    """Response-aligned (logits [rows, L, vocab] / temperature, targets [rows, L], mask [rows, L]).
+def shared_prompt_forward(model, seqs: list[ScoredSequence], rows: list[int], pad_id: int):
+    """Response-aligned (hidden [rows, L, hidden], targets [rows, L], mask [rows, L]): the final
+    hidden states of the model's body (before lm_head, which harness/trainers/logits.py applies in
+    chunks), response token j of row r predicted at [r, j].
 
-    The prompt pass fills a `DynamicCache` with each group's keys/values once; `repeat_prompts`
-    copies them to the group's response rows (as the rollout engine does for its N samples), and
-    the response pass attends to them. The copies keep their autograd history, so the backward
-    sums the gradients of all of a group's rows into its one prompt pass: the same gradient as
-    recomputing the prompt per sample."""
+    The prompt pass fills a cache with each group's keys/values once; `repeat_prompts` copies them
+    to the group's response rows (as the rollout engine does for its N samples), and the response
+    pass attends to them. The copies keep their autograd history, so the backward sums the
+    gradients of all of a group's rows into its one prompt pass: the same gradient as recomputing
+    the prompt per sample.
+
+    Under activation checkpointing (`enable_gradient_checkpointing`) the backward replays each
+    block's forward, cache update included. transformers therefore drops the cache of a
+    checkpointed block unless it is marked safe to replay, which would silently cut the responses
+    off their prompt. Both caches here are replay-safe (`_PrefixLayer`: the prompt pass's layer
+    is set, not appended to; the response pass's returns prefix + its own keys without storing
+    them), so the blocks are marked for the duration of the two passes (`_keep_caches`)."""
     batch = pad(seqs, rows, pad_id, model.device)
+    body = model.base_model
     cache = None
     if batch.prompt_ids.shape[1]:
-        cache = DynamicCache(config=model.config)
-        model(input_ids=batch.prompt_ids, **{cache_argument(model): cache}, use_cache=True, logits_to_keep=1)
-        repeat_prompts(cache, batch.rows_per_prompt)
-    logits = model(
-        input_ids=batch.input_ids,
-        attention_mask=batch.attention_mask,
-        position_ids=batch.position_ids,
-        **{cache_argument(model): cache},
-        use_cache=cache is not None,
-    ).logits
-    return logits.float() / temperature, batch.targets, batch.mask
+        prompt_cache = Cache(layers=[_PrefixLayer() for _ in range(_full_attention_layers(model))])
+        with _keep_caches(model):
+            body(input_ids=batch.prompt_ids, **{cache_argument(body): prompt_cache}, use_cache=False)
+        cache = repeat_prompts(prompt_cache, batch.rows_per_prompt)
+    with _keep_caches(model):
+        hidden = body(
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids,
+            **{cache_argument(body): cache},
+            use_cache=False,
+        ).last_hidden_state
+    return hidden, batch.targets, batch.mask
 
 
-def repeat_prompts(cache: DynamicCache, counts: list[int]) -> None:
-    """Batch row k of every layer's keys/values repeated counts[k] times, in order.
+def repeat_prompts(cache: Cache, counts: list[int]) -> Cache:
+    """The response pass's cache: batch row k of every layer's prompt keys/values repeated counts[k]
+    times, in order, as each layer's fixed prefix.
 
     Built from expand + cat, whose backward is a plain sum per prompt: bitwise reproducible. The
     rollout engine's `batch_select_indices` (an index select) would do in inference, but on a CPU
     with several threads its backward adds into each prompt with parallel atomics, so two
     identical runs differ in the last bits (and the resume test compares weights bitwise)."""
-    for layer in cache.layers:
-        for name in ("keys", "values"):
-            states = getattr(layer, name)
-            setattr(layer, name, torch.cat([states[k: k + 1].expand(c, *states.shape[1:]) for k, c in enumerate(counts)]))
+    def repeat(states: torch.Tensor) -> torch.Tensor:
+        return torch.cat([states[k: k + 1].expand(c, *states.shape[1:]) for k, c in enumerate(counts)])
+
+    return Cache(layers=[_PrefixLayer(repeat(layer.keys), repeat(layer.values)) for layer in cache.layers])
+
+
+class _PrefixLayer(DynamicLayer):
+    """One layer's keys/values whose `update` gives the same result however often it runs on the
+    same states, so a checkpointed block may replay it in the backward.
+
+    Without a prefix (the prompt pass, which calls it once on an empty cache): stores the states
+    and returns them; a replay stores the recomputed (equal) states again instead of appending.
+    With a prefix (the response pass): returns prefix + states and stores nothing, so the cache
+    keeps its length and a replay sees the same prefix. Either way what attention gets equals what
+    a `DynamicLayer` (which appends) gives on its first call."""
+
+    def __init__(self, keys: torch.Tensor | None = None, values: torch.Tensor | None = None):
+        super().__init__()
+        self.prefix = None
+        if keys is not None:
+            self.lazy_initialization(keys, values)
+            self.keys, self.values, self.prefix = keys, values, (keys, values)
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if self.prefix is None:
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            self.keys, self.values = key_states, value_states
+            return key_states, value_states
+        keys, values = self.prefix
+        return torch.cat([keys, key_states], dim=-2), torch.cat([values, value_states], dim=-2)
+
+
+def _full_attention_layers(model) -> int:
+    """The model's number of blocks; refuses sliding-window or other non-full attention layers,
+    whose caches keep a window, not the whole prompt."""
+    config = model.config
+    kinds = set(getattr(config, "layer_types", None) or ["full_attention"])
+    if kinds != {"full_attention"}:
+        raise ValueError(f"the shared-prompt forward needs full attention in every layer, not {sorted(kinds)}")
+    return config.num_hidden_layers
+
+
+@contextlib.contextmanager
+def _keep_caches(model):
+    """Marks the model's checkpointed blocks as safe to checkpoint with a cache (transformers'
+    `_can_checkpoint_with_cache`) while the shared-prompt forward runs; restored afterwards. The flag
+    is read when a block's forward starts, so the backward's replay keeps the cache too. Without
+    checkpointing there is nothing to mark."""
+    blocks = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer) and m.gradient_checkpointing]
+    before = [vars(m).get("_can_checkpoint_with_cache") for m in blocks]
+    for m in blocks:
+        m._can_checkpoint_with_cache = True
+    try:
+        yield
+    finally:
+        for m, value in zip(blocks, before):
+            if value is None:
+                del m._can_checkpoint_with_cache
+            else:
+                m._can_checkpoint_with_cache = value
+
+
+def enable_gradient_checkpointing(model) -> None:
+    """Activation checkpointing of the model's blocks (`train.gradient_checkpointing`), non-reentrant,
+    as the update's forwards expect. It acts only in a grad-enabled forward of a model in train
+    mode: generation and the logprob passes (no gradients) run as before."""
+    if not hasattr(GradientCheckpointingLayer, "_can_checkpoint_with_cache"):
+        raise ValueError("train.gradient_checkpointing: this transformers version cannot keep a key/value cache "
+                         "under checkpointing (no GradientCheckpointingLayer._can_checkpoint_with_cache), which the "
+                         "shared-prompt forward needs; use transformers 5.24 or turn it off")
+    options = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers 5.24's name; the old one warns there
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=options)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
 
 
 @dataclass(frozen=True)
 class UpdateLayout:
-    """How the update cuts sequences into micro-batches and computes their response logits.
+    """How the update cuts sequences into micro-batches and runs the model's body over them.
 
     `micro_batches(seqs, members, budget)` -> lists of sequence indices;
-    `forward(model, seqs, rows, pad_id, temperature)` -> response-aligned (logits, targets, mask),
-    response token j of row r at [r, j]. The loss is written once against this contract."""
+    `forward(model, seqs, rows, pad_id)` -> response-aligned (hidden, targets, mask): the body's
+    final hidden states [rows, L, hidden] (before lm_head) whose position [r, j] predicts response
+    token j of row r, that token [rows, L] and a 0/1 mask [rows, L]. The loss is written once
+    against this contract and applies the output layer itself, in chunks
+    (harness/trainers/logits.py), so no forward ever holds [tokens x vocabulary] logits."""
 
     micro_batches: Callable[[list[ScoredSequence], list[int], int], list[list[int]]]
     forward: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
