@@ -200,8 +200,9 @@ def outcomes(tmp_path_factory):
     root = tmp_path_factory.mktemp("folders")
     results = {}
     with pytest.MonkeyPatch.context() as mp:
-        for module, name in ((harness.jobs.train, "bootstrap"), (harness.jobs.compare, "bootstrap"),
-                             (harness.jobs.train, "load_policy"), (harness.jobs.evaluate, "load_policy")):
+        for module, name in ((harness.jobs.train, "base_checkpoint"), (harness.jobs.compare, "bootstrap"),
+                             (harness.jobs.compare, "base_checkpoint"), (harness.jobs.train, "load_policy"),
+                             (harness.jobs.evaluate, "load_policy")):
             mp.setattr(module, name, _refuse)
         mp.setenv("HARNESS_CACHE", str(root / "cache"))
         for command, kind, _ in CASES:
