@@ -61,8 +61,8 @@ def memory_plan(cfg: Config, s: ModelShape, gpu_gib: float) -> list[tuple[str, f
     master = {"float32": 4, "bfloat16": 2, "float16": 2}[t.dtype]
     compute = 2 if t.autocast_dtype == "bfloat16" else master
     tokens = t.micro_batch_tokens
-    checkpointing = bool(getattr(t, "gradient_checkpointing", False))
-    chunk = int(getattr(t, "logit_chunk_tokens", 0) or 0)
+    checkpointing = t.gradient_checkpointing
+    chunk = t.logit_chunk_tokens
     if checkpointing:
         act = s.num_hidden_layers * tokens * s.hidden_size * compute + tokens * (12 * s.hidden_size + 3 * s.intermediate_size) * compute
         act_how = f"checkpointed: {s.num_hidden_layers} layer inputs + one layer recomputed, {tokens} tokens"

@@ -60,7 +60,7 @@ from typing import Any, Callable, Iterable
 from harness.config import ConfigError
 from harness.suites import code, math
 from harness.suites.base import Item, Split
-from harness.suites.jsonl import DatasetError, read_jsonl
+from harness.suites.jsonl import DatasetError, parse_record, read_jsonl
 from harness.suites.procedural import canonical_problem
 
 FORMATS = (".jsonl", ".parquet")
@@ -150,13 +150,7 @@ def _first_jsonl_record(path: Path) -> tuple[str, dict]:
         raise DatasetError(f"{path}: cannot be read ({exc.strerror})") from None
     if not line.strip():
         raise DatasetError(f"{path}: empty (no rows)")
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-    if not isinstance(record, dict):
-        raise DatasetError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
-    return f"{path}:{number}", record
+    return f"{path}:{number}", parse_record(path, number, line)
 
 
 def _parquet_columns(path: Path) -> list[str]:
