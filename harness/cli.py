@@ -317,7 +317,8 @@ def _positive_ints(text: str, option: str) -> list[int]:
 
 
 def cmd_bench(args) -> int:
-    cfg = _setup(args)
+    # the benchmarks that train on the profile's base need what training needs (--shape builds its own model)
+    cfg = _setup(args, training=args.what in ("memory", "update", "step") and not args.shape)
     if args.what == "sandbox":
         from harness.execution.sandbox import benchmark
 

@@ -62,10 +62,11 @@ def test_plan_reads_a_local_checkpoints_config(tmp_path):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
-@pytest.mark.parametrize("command", [["train", "prorl"], ["compare", "prorl", "brorl"]])
+@pytest.mark.parametrize("command", [["train", "prorl"], ["compare", "prorl", "brorl"], ["bench", "memory"],
+                                     ["bench", "update"]])
 def test_training_the_gpu_profile_on_a_cpu_is_one_line_before_anything(tmp_path, command):
     out = tmp_path / "run"
-    done = _cli(*command, "--profile", "prorlv2-1.5b", "--out", str(out))
+    done = _cli(*command, "--profile", "prorlv2-1.5b", *(["--out", str(out)] if command[0] != "bench" else []))
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1, done.stderr
     assert "profile 'prorlv2-1.5b' needs CUDA GPUs" in lines[0] and "harness plan --profile prorlv2-1.5b" in lines[0]

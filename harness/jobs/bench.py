@@ -43,7 +43,7 @@ import transformers
 
 from harness.checkpoint import load_policy, render_prompt, render_prompts, resolve_device
 from harness.config import RolloutConfig, TinyModelConfig, TrainConfig, load_config
-from harness.jobs.base_model import bootstrap
+from harness.jobs.base_model import base_checkpoint
 from harness.rollout import SamplingParams, make_engine
 from harness.suites import SUITES, build_suite
 from harness.trainers.grpo import SHARED_PROMPT, UpdateLayout, _accumulate_gradients
@@ -136,6 +136,14 @@ def bench_memory(profile: str, overrides: list[str], log=print) -> list[dict]:
     return rows
 
 
+def load_base(cfg):
+    """The profile's base for training, as `harness train` loads it: `base.checkpoint` at
+    `base.revision` when the profile names one (nothing built), else the bootstrapped tiny base."""
+    base = base_checkpoint(cfg, progress=False, log=lambda _: None)
+    revision = cfg.base.revision if cfg.base.checkpoint else ""
+    return load_policy(base, cfg.rollout.device, cfg.train.dtype, revision=revision)
+
+
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
 
@@ -143,7 +151,7 @@ def _rss_mb() -> float:
 def _memory_child(profile: str, recipe: str, overrides: list[str]) -> None:
     transformers.utils.logging.disable_progress_bar()
     cfg = load_config(profile, overrides, recipe=recipe)
-    model, tokenizer = load_policy(str(bootstrap(cfg, progress=False, log=lambda _: None)), cfg.rollout.device, cfg.train.dtype)
+    model, tokenizer = load_base(cfg)
     trainer = get_builder(cfg.train.trainer)(train=cfg.train, rollout=cfg.rollout, scoring=cfg.scoring, seed=cfg.seed, model=model,
                                              tokenizer=tokenizer, suites=[build_suite(n, cfg.suites, cfg.seed) for n in SUITES])
     if torch.cuda.is_available():
@@ -363,8 +371,7 @@ def bench_update(profile: str, overrides: list[str], repeats: int, log=print) ->
     rows = []
     for recipe in ("prorl", "brorl"):
         cfg = load_config(profile, overrides, recipe=recipe)
-        model, tokenizer = load_policy(str(bootstrap(cfg, progress=False, log=lambda _: None)),
-                                       cfg.rollout.device, cfg.train.dtype)
+        model, tokenizer = load_base(cfg)
         suites = [build_suite(name, cfg.suites, cfg.seed) for name in cfg.suites.enabled]
         trainer = get_builder(cfg.train.trainer)(train=cfg.train, rollout=cfg.rollout, scoring=cfg.scoring, seed=cfg.seed,
                                                  model=model, tokenizer=tokenizer, suites=suites)
