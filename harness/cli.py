@@ -7,7 +7,9 @@
     harness report DIR
     harness regress --profile smoke [--update] [--fail-fast]
     harness bench rollout|memory|update|sandbox --profile P [--engines hf,vllm]
+    harness bench step --profile P [--repeats 3] [--n A[,B]] [--prompts-per-step A[,B]] [--shape [--prompt-tokens 256]]
     harness plan --profile prorlv2-1.5b [--gpu-memory-gib 80] [--gpu-tokens T]
+    harness simulate [--vocab V] [--correct C] [--steps S] [--n 4,8,16,512,51200] [--lr LR] [--init zeros] [--out DIR]
 
 Overrides are dotted config keys (harness/config/schema.py), e.g. `eval.k=4 rollout.device=cpu`.
 Bad input (any `harness.config.UserError`: unknown profile, key or value, a missing checkpoint, a
@@ -35,6 +37,16 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="harness", description="Rollout-scaling harness: ProRL vs BroRL, measured.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def backend(p: argparse.ArgumentParser):
+        p.add_argument("--backend", choices=["local", "verl"], default="local",
+                       help="local: the harness's own trainer in this process; verl: the recipe compiled to verl and run "
+                       "on Ray (docs/verl.md)")
+        p.add_argument("--nodes", type=int, default=1, help="verl: nodes of the Ray cluster")
+        p.add_argument("--gpus-per-node", type=int, default=8, help="verl: GPUs per node")
+        p.add_argument("--dry-run", action="store_true", help="verl: write the commands, data and translations; run nothing")
+        p.add_argument("--address", default=None,
+                       help="verl: submit with `ray job submit --address ADDRESS` instead of a local Ray")
 
     def common(p: argparse.ArgumentParser):
         p.add_argument(
@@ -66,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base", default=None,
                    help=f"start from this checkpoint instead of the profile's bootstrapped base: a directory, hub id, "
                    f"or {CHECKPOINT_NAMES}")
+    backend(p)
     common(p)
     p.set_defaults(func=cmd_train)
 
@@ -77,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train each arm K times from the same base with train.seed = 0..K-1 (offset by a configured "
                    "train.seed); tables show means over seeds with 95%% intervals over seeds (default: 1, or on "
                    "--resume the K the comparison was started with; a different K is refused)")
+    backend(p)
     common(p)
     p.set_defaults(func=cmd_compare)
 
@@ -100,22 +114,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_regress)
 
     p = sub.add_parser("bench", help="benchmarks that print their figures")
-    p.add_argument("what", choices=["rollout", "memory", "update", "sandbox"],
+    p.add_argument("what", choices=["rollout", "memory", "update", "step", "sandbox"],
                    help="rollout: generation throughput at several N; memory: peak memory of one RL step at N=16 "
                    "and N=512; update: one policy update at N=16 and N=512, per-sample vs shared-prompt; "
+                   "step: one RL step of each arm, phase by phase (generate, score, sync, logprob passes, update); "
                    "sandbox: executions/s of trivial programs in the code sandbox")
-    p.add_argument("--checkpoint", default="base", help="model to generate with (default: the profile's base)")
-    p.add_argument("--n", default="16,512", help="comma-separated samples per prompt (default: 16,512)")
+    p.add_argument("--checkpoint", default="base", help="model to generate with / step: to start from (default: the profile's base)")
+    p.add_argument("--n", default=None, help="rollout: comma-separated samples per prompt (default: 16,512); step: rollouts "
+                   "per prompt, one value for both arms or prorl,brorl (default: the recipes')")
+    p.add_argument("--prompts-per-step", default=None,
+                   help="step: prompts per step, one value for both arms or prorl,brorl (default: the recipes')")
+    p.add_argument("--prompt-tokens", type=int, default=256, help="step --shape: random prompt tokens per prompt")
     p.add_argument("--samples", type=int, default=2048, help="samples per measurement (prompts = samples / N)")
     p.add_argument("--max-new-tokens", type=int, default=32, help="tokens generated per sample")
     p.add_argument("--repeats", type=int, default=3, help="runs per measurement; the median is printed")
     p.add_argument("--engines", default="hf", help="rollout: comma-separated engines measured side by side (hf, vllm)")
     p.add_argument("--shape", action="store_true",
                    help="memory: one policy update at each --lengths on a randomly initialised model of the profile's "
-                   "bootstrap.model shape (nothing bootstrapped), output layer unchunked vs chunked (e.g. shape-1.5b)")
+                   "bootstrap.model shape (nothing bootstrapped), output layer unchunked vs chunked (e.g. shape-1.5b); "
+                   "step: one step's compute and memory per phase at that shape (random prompts, no scoring)")
     p.add_argument("--lengths", default="1024,2048,4096", help="memory --shape: comma-separated response lengths")
     common(p)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("simulate", help="the BroRL paper's toy simulation (Sec. 2): Q_pos and the terms of its change, per N")
+    p.add_argument("--vocab", type=int, default=128_000, help="vocabulary size (default: 128000)")
+    p.add_argument("--correct", type=int, default=10_000, help="correct tokens, ids 0..C-1 (default: 10000)")
+    p.add_argument("--steps", type=int, default=1_000, help="optimizer steps per N (default: 1000)")
+    p.add_argument("--n", default="4,8,16,512,51200", help="comma-separated rollouts per step (default: 4,8,16,512,51200)")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default: 1e-3)")
+    p.add_argument("--optimizer", default="adamw", help="adamw or sgd (default: adamw)")
+    p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW's decoupled decay / SGD's L2 (default: 0.01, torch's AdamW default)")
+    p.add_argument("--baseline", default="mean", help="mean: advantage = reward - batch mean (default); none: raw rewards")
+    p.add_argument("--init", default="zeros", help="logit initialisation: zeros (default) or normal:S (iid N(0, S^2))")
+    p.add_argument("--seed", type=int, default=0, help="seeds the initial logits and each N's sampling (default: 0)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default: 1; the work is vector ops on V logits, which extra threads on a shared CPU slowed 10x)")
+    p.add_argument("--out", default=None, help="output folder (default: results/runs/<timestamp>-simulate)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_simulate, overrides=[])
     return parser
 
 
@@ -136,9 +173,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _setup(args, recipe: str | None = None, training: bool = False):
+def _setup(args, recipe: str | None = None, training: bool = False, local_engine: bool = True):
     """The validated config of a command, and the process set up for it (threads, quiet logs).
-    `training`: the command trains (train, compare), so the profile's hardware requirement is checked first."""
+    `training`: the command trains (train, compare), so the profile's hardware requirement is checked first.
+    `local_engine`: the command generates here, so the profile's rollout engine must be installed."""
     cfg = load_config(args.profile, args.overrides, recipe=recipe)
     if training:
         from harness.jobs.train import check_requirements  # lazy: the CLI imports a command's modules only when it runs
@@ -148,7 +186,8 @@ def _setup(args, recipe: str | None = None, training: bool = False):
     from harness.suites import check_suites
 
     check_suites(cfg.suites)
-    check_engine(cfg.rollout)
+    if local_engine:
+        check_engine(cfg.rollout)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
     import transformers
@@ -228,6 +267,8 @@ def cmd_train(args) -> int:
     known = available_recipes()
     if args.recipe not in known and not args.recipe.endswith((".yaml", ".yml")):
         raise ConfigError(f"unknown recipe '{args.recipe}'; valid: {', '.join(known)} (or a path to a .yaml file)")
+    if args.backend == "verl":
+        return _train_verl(args)
     cfg = _setup(args, recipe=args.recipe, training=True)
     import datetime
     from pathlib import Path
@@ -251,6 +292,50 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _verl_options(args):
+    """The --backend verl options, checked; None for --backend local (where they must be left alone)."""
+    from harness.jobs.train_verl import VerlOptions
+
+    if args.backend != "verl":
+        if args.dry_run or args.address or args.nodes != 1 or args.gpus_per_node != 8:
+            raise ConfigError("--nodes, --gpus-per-node, --dry-run and --address are for --backend verl")
+        return None
+    if args.nodes < 1 or args.gpus_per_node < 1:
+        raise ConfigError(f"invalid value for --nodes/--gpus-per-node: {args.nodes}/{args.gpus_per_node}; both must be >= 1")
+    return VerlOptions(nodes=args.nodes, gpus_per_node=args.gpus_per_node, address=args.address, dry_run=args.dry_run)
+
+
+def _train_verl(args) -> int:
+    """`harness train --backend verl`: compile, write, and (without --dry-run) run and read back."""
+    if args.resume or args.base is not None:
+        raise ConfigError("--resume and --base are for --backend local; verl resumes from its own checkpoints "
+                          "(trainer.resume_mode=auto) and starts from the profile's base.checkpoint")
+    _verl_options(args)
+    # a dry run or a job for a remote cluster needs nothing of this machine; a local run needs its GPUs
+    cfg = _setup(args, recipe=args.recipe, training=not args.dry_run and args.address is None, local_engine=False)
+    import datetime
+    from pathlib import Path
+
+    from harness.jobs.train_verl import VERL, import_verl_run, prepare, run
+
+    out = Path(args.out) if args.out else Path("results/runs") / (
+        f"{datetime.datetime.now():%Y%m%d-%H%M%S}-{cfg.profile}-{Path(args.recipe).stem}-verl")
+    if out.exists() and any(out.iterdir()) and not (out / VERL).is_dir():
+        raise ConfigError(f"--out '{out}' exists and is not a verl run folder; give a new folder")
+    job = prepare(cfg, Path(args.recipe).stem, out, args.nodes, args.gpus_per_node, args.address, log=_log)
+    print((out / VERL / "translation.md").read_text(), end="")
+    print(f"\nverl command: {out / VERL / 'command.sh'}\n  {' '.join(job.command()[:3])} ... ({len(job.overrides)} overrides)")
+    if args.dry_run:
+        print(f"dry run: nothing ran; files in {out / VERL}")
+        return 0
+    code = run(job, out, log=_log)
+    if code != 0:
+        print(f"verl exited with {code}; its metrics so far: harness train --backend verl reads them on the next run", file=sys.stderr)
+        return code
+    print(f"wrote {import_verl_run(out)}")
+    return 0
+
+
 def cmd_compare(args) -> int:
     import datetime
     from pathlib import Path
@@ -258,14 +343,21 @@ def cmd_compare(args) -> int:
     from harness.jobs.compare import arm_configs, run_compare, run_seeds
     from harness.report import render
 
-    cfg = _setup(args, training=True)
+    verl = _verl_options(args)
+    # a verl dry run needs nothing of this machine; a verl job on a remote cluster needs GPUs here only to evaluate
+    cfg = _setup(args, training=verl is None or not (verl.dry_run or verl.address), local_engine=not (verl and verl.dry_run))
     run_seeds(arm_configs(args.profile, args.arms, args.overrides), 1 if args.seeds is None else args.seeds)  # validate first
     if args.resume and args.out is None:
         raise ConfigError("--resume needs --out: the folder of the comparison to continue")
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.out) if args.out else Path("results/runs") / f"{stamp}-{cfg.profile}"
     run_compare(args.profile, args.arms, out, args.overrides, resume=args.resume, progress=not args.quiet, log=_log,
-                seeds=args.seeds)
+                seeds=args.seeds, verl=verl)
+    if verl is not None and verl.dry_run:
+        for path in sorted(out.glob("arms/*/seed*/verl/command.sh")):
+            print(f"{path.parent.parent.parent.name} seed {path.parent.parent.name[4:]}: {path}")
+        print("dry run: nothing ran; each run's verl/translation.md says what its recipe became in verl")
+        return 0
     render(out)
     print((out / "tables.md").read_text())
     print(f"wrote {out / 'summary.json'}, {out / 'tables.md'}, {out / 'figure1.png'}")
@@ -350,7 +442,22 @@ def cmd_bench(args) -> int:
               f"tokens, median of {args.repeats}, {torch.get_num_threads()} threads")
         bench_update(args.profile, args.overrides, args.repeats)
         return 0
-    ns = _positive_ints(args.n, "--n")
+    if args.what == "step":
+        from harness.jobs.bench_step import bench_step, bench_step_shape
+
+        n = _positive_ints(args.n, "--n") if args.n is not None else None
+        k = _positive_ints(args.prompts_per_step, "--prompts-per-step") if args.prompts_per_step is not None else None
+        for value, option in ((args.repeats, "--repeats"), (args.max_new_tokens, "--max-new-tokens"), (args.prompt_tokens, "--prompt-tokens")):
+            _positive_ints(str(value), option)
+        if args.shape:
+            rows = bench_step_shape(args.profile, args.overrides, n, k, args.prompt_tokens, args.max_new_tokens, args.repeats)
+            return 1 if any("error" in r for r in rows) else 0
+        base = None if args.checkpoint == "base" else _checkpoint(cfg, args.checkpoint, args.quiet)
+        print(f"one RL step per arm, profile {cfg.profile}, base {base or 'of the profile'}: median step of {args.repeats} "
+              "after a warm-up step; seconds and share of the step per phase")
+        bench_step(args.profile, args.overrides, args.repeats, n, k, base=base)
+        return 0
+    ns = _positive_ints(args.n or "16,512", "--n")
     from harness.config import RolloutConfig
     from harness.rollout import ENGINES, check_engine
 
@@ -374,6 +481,34 @@ def cmd_bench(args) -> int:
           f"median of {args.repeats}, device {model.device}, {torch.get_num_threads()} threads")
     bench_rollout(model, tokenizer, prompts, ns, args.samples, args.max_new_tokens,
                   cfg.rollout, args.repeats, engines=engines)
+    return 0
+
+
+def cmd_simulate(args) -> int:
+    import datetime
+    from pathlib import Path
+
+    from harness import provenance
+    from harness.jobs.simulate import FIGURE_FILE, SimSettings, check_settings, format_table, simulate, write_result
+    from harness.report.simulation import render_simulation_figure
+
+    if args.overrides:
+        raise ConfigError(f"harness simulate takes no key=value overrides (got {args.overrides[0]!r}); use its options (see --help)")
+    settings = SimSettings(vocab=args.vocab, correct=args.correct, steps=args.steps, ns=tuple(_positive_ints(args.n, "--n")),
+                           lr=args.lr, optimizer=args.optimizer, weight_decay=args.weight_decay, baseline=args.baseline,
+                           init=args.init, seed=args.seed)
+    check_settings(settings)  # every bad value is one line, before anything runs or is written
+    _positive_ints(str(args.threads), "--threads")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out) if args.out else Path("results/runs") / f"{stamp}-simulate"
+    result = simulate(settings, log=None if args.quiet else _log)
+    paths = write_result(result, out, provenance.collect(seed=settings.seed))
+    figure = render_simulation_figure(result, out / FIGURE_FILE)
+    print(format_table(result))
+    print(f"wrote {paths[0]}, {paths[1]}, {figure}")
     return 0
 
 

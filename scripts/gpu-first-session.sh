@@ -42,6 +42,6 @@ step update-memory $H bench memory --shape --profile shape-1.5b $REAL_SHAPE trai
 # One RL step of each arm at the real shape: generation (hf engine, bf16 copy), both logprob passes
 # and the update with fp32 master weights; N and prompts cut to fit the session (the printed sizes
 # say which), 1,024-token responses.
-step rl-step $H bench step --shape --profile shape-1.5b $REAL_SHAPE rollout.dtype=bfloat16 --n 16,512 --prompts-per-step 8,1 --prompt-tokens 256 --max-new-tokens 1024
+step rl-step $H bench step --shape --profile shape-1.5b $REAL_SHAPE rollout.dtype=bfloat16 --n 16,512 --prompts-per-step 8,1 --prompt-tokens 256 --max-new-tokens 1024 --repeats 1
 echo "outputs in $OUT_DIR; exit $status"
 exit $status

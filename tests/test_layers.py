@@ -23,6 +23,7 @@ LAYERS: list[list[str]] = [
     ["harness.execution"],
     ["harness.rollout", "harness.suites"],
     ["harness.trainers"],
+    ["harness.backends"],
     ["harness.jobs"],
     ["harness.report"],
     ["harness.regress"],

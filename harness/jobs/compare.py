@@ -45,9 +45,11 @@ from pathlib import Path
 from harness import provenance
 from harness.checkpoint import CheckpointError, check_checkpoint
 from harness.config import Config, ConfigError, available_recipes, load_config, to_dict
+from harness.jobs import train_verl as verl_job
 from harness.jobs.base_model import base_checkpoint, bootstrap, checkpoint_dir
 from harness.jobs.evaluate import evaluate_checkpoint
 from harness.jobs.train import check_requirements, run_training
+from harness.jobs.train_verl import VerlOptions
 from harness.runs import (
     ARMS,
     BASE_RECORD,
@@ -207,10 +209,15 @@ def _check_resume(out: Path, stored: dict, now: dict) -> None:
 
 def run_compare(profile: str, arms: list[str], out: Path, overrides: list[str], resume: bool = False,
                 progress: bool = True, log=print, seeds: int | None = None,
-                after_eval: Callable[[Path], None] | None = None) -> Path:
+                after_eval: Callable[[Path], None] | None = None, verl: VerlOptions | None = None) -> Path:
     """Run (or continue) a comparison in `out` with K = `seeds` runs per arm (default: 1, or on resume
     the K it was started with); returns `out`. `after_eval(out)` runs after each new evaluation is
-    written (`harness regress --fail-fast` checks the rows so far there and may raise to stop)."""
+    written (`harness regress --fail-fast` checks the rows so far there and may raise to stop).
+
+    `verl`: each run is a verl job (harness/jobs/train_verl.py) instead of the in-process trainer:
+    its metrics are read back from verl's log and its HF checkpoints evaluated here, at matched
+    spend among the steps verl kept checkpoints of. With `verl.dry_run` only the runs' verl files
+    are written (arms/<arm>/seed<k>/verl/), no comparison, nothing run or evaluated."""
     kind = folder_kind(out)
     if kind == "comparison" and not resume:
         raise ConfigError(f"output folder '{out}' already holds a comparison; pass --resume to continue it, or choose another --out")
@@ -221,7 +228,13 @@ def run_compare(profile: str, arms: list[str], out: Path, overrides: list[str], 
         seeds = len(stored["seeds"]) if stored and isinstance(stored.get("seeds"), list) else 1
     run_seed_values = run_seeds(arm_configs(profile, arms, overrides), seeds)
     base_cfg = load_config(profile, overrides)
-    check_requirements(base_cfg)
+    if verl is not None and verl.dry_run:
+        for seed in run_seed_values:
+            for arm, cfg in arm_configs(profile, arms, overrides, seed=seed).items():
+                verl_job.prepare(cfg, arm, run_dir(out, arm, seed), verl.nodes, verl.gpus_per_node, verl.address, log=log)
+        return out
+    if verl is None or verl.address is None:  # a verl job on a remote cluster needs no GPU here, its evaluation does
+        check_requirements(base_cfg)
     c = base_cfg.compare
     budget = Budget(c.budget_kind, c.budget)
     identity = {
@@ -278,6 +291,9 @@ def run_compare(profile: str, arms: list[str], out: Path, overrides: list[str], 
         configs = arm_configs(profile, arms, overrides, seed=seed)
         for arm, cfg in configs.items():
             folder = run_dir(out, arm, seed)
+            if verl is not None:
+                _run_verl(cfg, arm, seed, folder, verl, base["checkpoint"], budget, c.eval_points, evaluate, log)
+                continue
             rows = read_metrics(folder / METRICS_FILE)
             if rows and budget.used(rows[-1]) >= budget.amount and (folder / CHECKPOINTS / checkpoint_name(rows[-1]["step"])).is_dir():
                 log(f"{arm} (train.seed={seed}): budget already spent, {rows[-1]['step']} steps")
@@ -296,3 +312,23 @@ def run_compare(profile: str, arms: list[str], out: Path, overrides: list[str], 
                 evaluate(f"{arm}-seed{seed}-{checkpoint_name(step)}", cfg, str(checkpoint),
                          {"method": arm, "seed": seed, "step": step})
     return out
+
+
+def _run_verl(cfg: Config, arm: str, seed: int, folder: Path, verl: VerlOptions, base: str, budget: Budget,
+              fractions, evaluate, log) -> None:
+    """One run of a comparison as a verl job: run it unless it finished, read its metrics back, and
+    evaluate its HF checkpoints at matched spend."""
+    rows = read_metrics(folder / METRICS_FILE)
+    if not rows or rows[-1]["step"] < cfg.train.steps:
+        job = verl_job.prepare(cfg, arm, folder, verl.nodes, verl.gpus_per_node, verl.address, log=log)
+        log(f"training {arm} (train.seed={cfg.train.seed}) on verl: {verl.nodes} x {verl.gpus_per_node} GPUs")
+        code = verl_job.run(job, folder, log=log)
+        if code != 0:
+            raise RuntimeError(f"verl exited with {code} for {arm} seed {seed}; its files: {folder / verl_job.VERL}")
+        verl_job.import_verl_run(folder)
+        rows = read_metrics(folder / METRICS_FILE)
+    checkpoints = verl_job.hf_checkpoints(folder)
+    steps = verl_job.point_checkpoints(rows, checkpoints, budget, fractions)
+    for step in sorted({s for s in steps.values() if s is not None}):
+        evaluate(f"{arm}-seed{seed}-{checkpoint_name(step)}", cfg, str(checkpoints[step]) if step else base,
+                 {"method": arm, "seed": seed, "step": step, "backend": "verl"})

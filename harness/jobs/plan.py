@@ -154,5 +154,6 @@ def render_plan(profile: str, gpu_gib: float = 80.0, gpu_tokens: int | None = No
         verdict = "fits" if trainer + share <= gpu_gib else "does NOT fit"
         lines.append(f"  -> {verdict} on one {gpu_gib:g} GiB GPU as configured (estimate; `harness bench memory` measures)")
     lines.append("")
-    lines.append("the paper ran both arms on 64 H100s; more than one GPU is the verl back end's business (not built yet)")
+    lines.append("the paper ran both arms on 64 H100s; more than one GPU: "
+                 "`harness train RECIPE --backend verl --nodes K --gpus-per-node G` (docs/verl.md)")
     return "\n".join(lines)

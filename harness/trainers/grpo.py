@@ -192,7 +192,7 @@ class GRPOTrainer:
             metrics.update(self._update(kept_groups))
         else:
             metrics.update({"loss": None, "clip_frac": None, "dual_clip_frac": None, "kl": None, "entropy": None,
-                            "train_tokens": 0})
+                            "train_tokens": 0, "old_logprob_s": 0.0, "ref_logprob_s": 0.0, "update_s": 0.0})
         train_s = time.perf_counter() - train_start
         metrics["train_s"] = train_s
         metrics["train_tokens_per_s"] = metrics.pop("train_tokens") / train_s if train_s > 0 else 0.0
@@ -252,7 +252,9 @@ class GRPOTrainer:
         Every forward (both logprob passes and the loss's forward/backward) computes each prompt
         once per micro-batch, not once per sample: `SHARED_PROMPT`, see `pad`. `layout` exists so
         `harness bench update` can time the per-sample computation against it; training never
-        passes it."""
+        passes it. Its metrics time the phases (`harness bench step` prints them): `old_logprob_s`
+        and `ref_logprob_s` (the two no-grad passes; 0 without a KL term) and `update_s` (every
+        mini-batch's loss forward/backward and optimizer step)."""
         t = self.train_cfg
         layout = layout or SHARED_PROMPT
         pad_id = self.tokenizer.pad_token_id
@@ -265,9 +267,12 @@ class GRPOTrainer:
             for j, s in enumerate(samples)
         ]
         self.policy.eval()  # no dropout in these models; eval keeps logprob passes deterministic
+        pass_start = time.perf_counter()
         with torch.no_grad():
             old_logp = _logprobs(self.policy, seqs, t, pad_id, layout)
+            ref_start = time.perf_counter()
             ref_logp = _logprobs(self.reference, seqs, t, pad_id, layout) if t.kl_coef > 0 else None
+        update_start = time.perf_counter()
         self.policy.train()
         g = torch.Generator().manual_seed((self.rl_seed * 1_000_003 + self.step_count) * 7 + 3)
         order = torch.randperm(len(seqs), generator=g).tolist()
@@ -284,6 +289,8 @@ class GRPOTrainer:
             for key in totals:
                 totals[key] += sums[key]
         self.optimizer.zero_grad(set_to_none=True)
+        _synchronize(self.policy)  # the last optimizer step's kernels count in update_s
+        update_s = time.perf_counter() - update_start
         tokens = max(1, totals["tokens"])
         return {
             "loss": totals["loss"] / n_mb,
@@ -292,6 +299,9 @@ class GRPOTrainer:
             "kl": totals["kl"] / tokens,
             "entropy": totals["entropy"] / tokens,
             "train_tokens": sum(len(s.ids) for s in seqs),
+            "old_logprob_s": ref_start - pass_start,
+            "ref_logprob_s": update_start - ref_start,
+            "update_s": update_s,
         }
 
     # ------------------------------------------------------------------------------------------
@@ -389,6 +399,12 @@ def _accumulate_gradients(model, seqs: list[ScoredSequence], members: list[int],
             sums["kl"] += float((kl * mask).sum())
             sums["entropy"] += float((entropy * mask).sum())
     return sums
+
+
+def _synchronize(model) -> None:
+    """Wait for the model's device (CUDA kernels run asynchronously), so a phase's time is its own."""
+    if model.device.type == "cuda":
+        torch.cuda.synchronize(model.device)
 
 
 def _autocast(model, t):

@@ -1,0 +1,84 @@
+"""The profile's training and validation items in verl's parquet layout.
+
+One row per item, the columns verl's `RLHFDataset` and reward loop read:
+- `data_source`: the suite (`math`, `code`, `reasoning_gym`): the reward module picks the scorer by it;
+- `prompt`: the chat messages, one user turn with the suite's prompt (verl applies the model's chat
+  template, as the harness does with `render_prompt`);
+- `ability`: the suite again (verl's convention);
+- `reward_model`: `{"style": "rule", "ground_truth": <the item's reference as JSON>}`;
+- `extra_info`: the item id and task, and how to score it: the scorer function (`module:name`) and
+  its keyword arguments (JSON), and the wall-clock bound of one call. A row carries everything its
+  reward needs, so a reward worker on any node scores it without the profile.
+
+The training rows are the suites' `train` split (`train.prompt_pool` items per suite, the same
+items the in-process trainer draws from, deduplicated against the evaluation sets where the suite's
+training data says so); validation rows are the `validation` split.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+from pathlib import Path
+
+from harness.config import Config, ConfigError
+from harness.runs import write_bytes_atomic
+from harness.suites import build_suite
+
+
+def scorer_spec(scorer) -> tuple[str, dict]:
+    """(`module:qualified name`, keyword arguments) of a suite's scorer: a module-level function,
+    or a functools.partial of one with keyword arguments only."""
+    kwargs: dict = {}
+    if isinstance(scorer, functools.partial):
+        if scorer.args:
+            raise ValueError(f"scorer {scorer!r} binds positional arguments; the verl rows carry keywords only")
+        kwargs = dict(scorer.keywords)
+        scorer = scorer.func
+    return f"{scorer.__module__}:{scorer.__qualname__}", kwargs
+
+
+def rows(cfg: Config, split: str, per_suite: int) -> list[dict]:
+    """verl rows of the first `per_suite` items of `split` of every enabled suite."""
+    out = []
+    for name in cfg.suites.enabled:
+        suite = build_suite(name, cfg.suites, cfg.seed)
+        scorer, kwargs = scorer_spec(suite.scorer)
+        bound = suite.scorer_timeout_s or cfg.scoring.timeout_s
+        for index, item in enumerate(suite.items(split, per_suite)):
+            try:
+                truth = json.dumps(item.reference)
+            except TypeError as exc:
+                raise ConfigError(f"suite {name}: item {item.id}'s reference is not JSON ({exc}); the verl backend "
+                                  "stores references as JSON") from exc
+            out.append({
+                "data_source": name,
+                "prompt": [{"role": "user", "content": item.prompt}],
+                "ability": name,
+                "reward_model": {"style": "rule", "ground_truth": truth},
+                "extra_info": {"index": index, "split": split, "item_id": item.id, "task": item.task,
+                               "scorer": scorer, "scorer_kwargs": json.dumps(kwargs), "timeout_s": float(bound)},
+            })
+    return out
+
+
+def write_parquet(records: list[dict], path: Path) -> Path:
+    """`records` as one parquet file, written atomically."""
+    import pyarrow as pa  # lazy: pyarrow (via datasets) loads only when a verl job is written
+    import pyarrow.parquet as pq  # lazy: as above
+
+    if not records:
+        raise ConfigError(f"no rows for {path.name}: the profile's suites gave an empty split")
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(records), buffer)
+    write_bytes_atomic(path, buffer.getvalue())
+    return path
+
+
+def write_data(cfg: Config, folder: Path, validation_items: int = 8) -> tuple[Path, Path, dict[str, int]]:
+    """train.parquet and val.parquet under `folder`; returns their paths and row counts."""
+    train = rows(cfg, "train", cfg.train.prompt_pool)
+    val = rows(cfg, "validation", validation_items)
+    return (write_parquet(train, folder / "train.parquet"), write_parquet(val, folder / "val.parquet"),
+            {"train": len(train), "validation": len(val)})
