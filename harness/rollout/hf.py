@@ -1,34 +1,54 @@
-"""`hf` rollout engine: transformers model in-process, each prompt prefilled once for its N samples.
+"""`hf` rollout engine: transformers model in-process; each prompt is prefilled once and its keys
+and values are stored once for all its N samples.
 
 How a call runs:
 1. Prompts are split into chunks whose samples fit `max_batch_sequences` (a prompt whose n alone
    exceeds it gets a chunk of its own).
-2. Each chunk's prompts are left-padded and prefilled in ONE forward pass. No prompt is ever
-   recomputed: its key/value cache is copied to its n sample rows (index select on the cache).
-3. Rows are decoded together, one token per forward pass for all of them; a row that stops (EOS
-   or max_new_tokens) is dropped from the batch, cache included, so later steps only pay for live
-   rows. When n exceeds `max_batch_sequences`, the rows of one prefill are decoded in several
-   row batches, each started from the same prefilled cache.
+2. Each chunk's prompts are left-padded and prefilled in ONE forward pass (the model's own
+   attention). No prompt is ever recomputed.
+3. Rows are decoded together, one token per forward pass for all of them, with shared-prefix
+   attention: each prompt's prefilled keys/values are kept once (padding masked), never copied to
+   its rows. At every step the queries of all rows of a prompt attend to that prefix in one batched
+   matmul, each row attends to its own generated suffix (a buffer allocated ahead and written in
+   place, doubled when full), and the two halves are merged exactly by their log-sum-exp
+   (`shared_prefix_attention`).
+   The model is not forked: the decode forward runs with an attention function registered in
+   transformers' `AttentionInterface`, which receives each layer's new (rotated) key and value.
+   Rows sit in a [prompts, rows per prompt] grid; a row that stops (a stop token, or
+   max_new_tokens) is masked at once and the grid is repacked without the stopped rows when the
+   live rows have fallen by a quarter (`_decode_shared` says why), so later steps pay mostly for
+   live rows. Tokens and logprobs go into tensors of [rows, max_new_tokens], turned into lists once at
+   the end. When n exceeds `max_batch_sequences`, the rows of one prefill are decoded in several
+   row batches, all reading the same stored prefix.
+   A model whose attention does not go through that interface, or needs what the function does not
+   do (sliding windows that bite, soft-capping, attention sinks, a mask of its own), is decoded the
+   former way, with a warning: its prefilled cache index-selected (copied) to each row, grown by
+   concatenation, stopped rows dropped at every step (`shared_prefix=False` forces it; the tests
+   compare both on one model).
 4. Randomness is per sample, not per batch: sample j of prompt i draws its token at each step from
    a counter-based stream keyed by (seed, first_prompt_index + i, j), so how prompts are chunked
    and rows batched (`max_batch_sequences`, prompts per call) does not change a sample's random
    numbers (samples are identical up to floating-point differences in the logits).
 
 What it leaves out compared with vLLM: no paged attention, no continuous batching across calls,
-no CUDA graphs. It is the reference engine for CPUs and tests, and the fallback on GPUs.
+no CUDA graphs, no fused kernels (the decode step is plain PyTorch around the model's layers). It
+is the reference engine for CPUs and tests, and the fallback on GPUs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import inspect
 import time
+import warnings
 from typing import Sequence
 
 import numpy as np
 import torch
-from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AttentionInterface, DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.cache_utils import DynamicLayer
 
 from harness.rollout.base import Group, RolloutResult, Sample, SamplingParams, model_stop_ids
 
@@ -44,15 +64,21 @@ class HFRolloutEngine:
         tokenizer: PreTrainedTokenizerBase,
         max_batch_sequences: int = 1024,
         dtype: torch.dtype | None = None,
+        shared_prefix: bool = True,
     ):
         """Generates from `model` itself, or, when `dtype` differs from the model's, from its own
-        copy in `dtype` (which `sync_weights` refreshes)."""
+        copy in `dtype` (which `sync_weights` refreshes). `shared_prefix=False` decodes the former
+        way (each prompt's cache copied to its rows and grown by concatenation): the reference the
+        shared-prefix decoding is tested against, and what a model it cannot serve gets anyway."""
         if max_batch_sequences < 1:
             raise ValueError(f"max_batch_sequences must be >= 1, got {max_batch_sequences}")
         self.model = model if dtype is None or dtype == model.dtype else _generation_copy(model, dtype)
         self.tokenizer = tokenizer
         self.max_batch_sequences = max_batch_sequences
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.shared_prefix = shared_prefix
+        """Whether decoding shares each prompt's keys/values; turned off (with a warning) the first
+        time the model turns out not to route its attention through the registered function."""
 
     def default_stop_ids(self) -> tuple[int, ...]:
         """The model's EOS tokens (generation config first, then the tokenizer)."""
@@ -120,22 +146,141 @@ class HFRolloutEngine:
         last_logits = out.logits[:, -1, :].float()
         last_pos = positions[:, -1]
 
-        rows = [p for p in range(len(prompt_ids)) for _ in range(n)]
-        single_batch = len(rows) <= self.max_batch_sequences
-        for start in range(0, len(rows), self.max_batch_sequences):
-            idx = torch.tensor(rows[start:start + self.max_batch_sequences], device=device)
-            # Index-select copies each prompt's cache to its sample rows; the prefill is reused as
-            # is when one row batch covers the chunk, else each row batch starts from a copy.
-            cache = prefill_cache if single_batch else copy.deepcopy(prefill_cache)
-            cache.batch_select_indices(idx)
-            samples = self._decode(cache, last_logits[idx], mask[idx], last_pos[idx], sampling, stop_ids,
-                                   keys[start:start + self.max_batch_sequences])
+        row_prompt = torch.arange(len(prompt_ids), device=device).repeat_interleave(n)  # prompt-major
+        prefix = self._shared_prefix_of(prefill_cache, mask)
+        single_batch = len(row_prompt) <= self.max_batch_sequences
+        for start in range(0, len(row_prompt), self.max_batch_sequences):
+            idx = row_prompt[start:start + self.max_batch_sequences]
+            batch_keys = keys[start:start + self.max_batch_sequences]
+            samples = None
+            if prefix is not None:
+                try:
+                    samples = self._decode_shared(prefix, idx, last_logits[idx], last_pos[idx], sampling, stop_ids, batch_keys)
+                except _SharedPrefixUnsupported as exc:  # nothing was kept: this batch decodes the former way
+                    self._give_up_shared_prefix(str(exc))
+                    prefix = None
+            if samples is None:
+                # Index-select copies each prompt's cache to its sample rows; the prefill is reused
+                # as is when one row batch covers the chunk, else each row batch starts from a copy.
+                cache = prefill_cache if single_batch else copy.deepcopy(prefill_cache)
+                cache.batch_select_indices(idx)
+                samples = self._decode(cache, last_logits[idx], mask[idx], last_pos[idx], sampling, stop_ids, batch_keys)
             for prompt_index, sample in zip(idx.tolist(), samples):
                 groups[prompt_index].samples.append(sample)
 
+    def _shared_prefix_of(self, prefill_cache, mask) -> _Prefix | None:
+        """The chunk's stored prefix for shared-prefix decoding; None when it is off or cannot serve
+        this model (then turned off, with a warning)."""
+        if not self.shared_prefix:
+            return None
+        try:
+            if not getattr(self.model, "_can_set_attn_implementation", lambda: True)():
+                raise _SharedPrefixUnsupported("its attention does not go through transformers' AttentionInterface")
+            return _Prefix.of(prefill_cache, mask.bool())
+        except _SharedPrefixUnsupported as exc:
+            self._give_up_shared_prefix(str(exc))
+            return None
+
+    def _give_up_shared_prefix(self, reason: str) -> None:
+        self.shared_prefix = False
+        warnings.warn(f"hf engine: {type(self.model).__name__} is decoded without shared-prefix attention "
+                      f"(slower at large n): {reason}", stacklevel=3)
+
+    def _decode_shared(self, prefix, row_prompt, logits, last_pos, sampling, stop_ids, keys) -> list[Sample]:
+        """Decode a batch of rows with shared-prefix attention; return their samples in row order.
+
+        `row_prompt` is each row's prompt in `prefix` (prompt-major), `logits` and `last_pos` the
+        rows' prefill logits and last prompt positions, `keys` their randomness keys (row_keys).
+
+        Per step there is no Python work per row: tokens, logprobs, lengths and stop flags are
+        written into tensors of [rows (+1 discard row), max_new_tokens] by index, and turned into
+        lists once at the end; one host sync per step (the live count) decides early exit and
+        repacking.
+
+        The rows sit in a [prompts, slots per prompt] grid, flattened prompt-major, because the
+        prefix attention takes all slots of a prompt as one matrix. A row that stops is masked at
+        once: its slot keeps decoding but writes into the discard row. The grid is repacked
+        without the stopped rows (prompts with no live row leave; the slots per prompt become the
+        largest live count) only once the live rows have fallen to 3/4 of their count at the
+        previous repack (or attempt). A repack copies every kept row's suffix keys/values, so
+        repacking at every stop would copy the whole suffix cache once per step in the worst case
+        (a row or two stopping each step), the very cost this path removes; with the 3/4 rule a
+        batch repacks O(log rows) times, and in between the masked slots cost at most a third on
+        top of the live rows (plus the slots that pad prompts with fewer live rows than the
+        fullest one).
+        """
+        device = logits.device
+        rows, steps = logits.shape[0], sampling.max_new_tokens
+        discard = rows  # the row that masked slots write into
+        tokens = torch.zeros((rows + 1, steps), dtype=torch.long, device=device)
+        logps = torch.zeros((rows + 1, steps), dtype=torch.float32, device=device)
+        lengths = torch.zeros(rows + 1, dtype=torch.long, device=device)
+        stopped = torch.zeros(rows + 1, dtype=torch.bool, device=device)
+        stop = torch.tensor(stop_ids, device=device, dtype=torch.long)
+
+        src, pad, prompts, slots_per_prompt = _pack(row_prompt)
+        slot_row = torch.where(pad, discard, src)
+        state = _SharedPrefixState(prefix.select(prompts), slots_per_prompt, steps)
+        logits, pos, slot_keys = logits[src], last_pos[src], keys[src.cpu().numpy()]
+        repack_below = 3 * rows // 4
+        with _attention_implementation(self.model, _ATTENTION_NAME):
+            for step in range(steps):
+                uniforms = None
+                if sampling.temperature > 0:
+                    uniforms = torch.from_numpy(row_uniforms(slot_keys, step)).to(device)
+                next_tok, next_logp = _sample(logits, sampling, uniforms)
+                tokens[slot_row, step] = next_tok
+                logps[slot_row, step] = next_logp
+                lengths[slot_row] = step + 1
+                finished = torch.isin(next_tok, stop) if len(stop_ids) else torch.zeros_like(next_tok, dtype=torch.bool)
+                stopped[slot_row] = finished
+                if step == steps - 1:
+                    break
+                if len(stop_ids):
+                    slot_row = torch.where(finished, discard, slot_row)
+                    live = int((slot_row < discard).sum())
+                    if live == 0:
+                        break
+                    if live <= repack_below:
+                        kept = (slot_row < discard).nonzero().squeeze(-1)
+                        src, pad, prompts, slots_per_prompt = _pack(torch.div(kept, state.slots_per_prompt, rounding_mode="floor"))
+                        if pad.numel() < slot_row.numel():
+                            chosen = kept[src]
+                            state.select(chosen, prompts, slots_per_prompt)
+                            slot_row = torch.where(pad, discard, slot_row[chosen])
+                            next_tok, pos = next_tok[chosen], pos[chosen]
+                            slot_keys = slot_keys[chosen.cpu().numpy()]
+                        repack_below = 3 * live // 4
+                state.begin_step(step)
+                out = self.model(
+                    input_ids=next_tok.unsqueeze(-1),
+                    position_ids=(pos + step + 1).unsqueeze(-1),
+                    use_cache=False,
+                    **{_STATE_ARGUMENT: state},
+                )
+                state.check_step()
+                logits = out.logits[:, -1, :].float()
+        return self._samples(tokens[:rows].tolist(), logps[:rows].tolist(), lengths[:rows].tolist(),
+                             stopped[:rows].tolist(), stop_ids)
+
+    def _samples(self, tokens, logps, lengths, stopped, stop_ids) -> list[Sample]:
+        stop_set = set(stop_ids)
+        out = []
+        for toks, lp, length, stop in zip(tokens, logps, lengths, stopped):
+            toks, lp = toks[:length], lp[:length]
+            out.append(Sample(
+                token_ids=toks,
+                text=self.tokenizer.decode(toks[:-1] if toks and toks[-1] in stop_set else toks, skip_special_tokens=True),
+                logprobs=lp,
+                finish_reason="stop" if stop else "length",
+            ))
+        return out
+
     def _decode(self, cache, logits, mask, last_pos, sampling, stop_ids, keys) -> list[Sample]:
-        """Decode a batch of rows that share prefilled caches; return their samples in row order.
-        `keys` holds each row's randomness key (row_keys)."""
+        """The former decoding (`shared_prefix=False`, and the fallback): a batch of rows, each with
+        its own copy of its prompt's prefilled cache, grown by concatenation, stopped rows dropped
+        at every step; return their samples in row order. `keys` holds each row's randomness key
+        (row_keys)."""
         device = logits.device
         rows = logits.shape[0]
         tokens: list[list[int]] = [[] for _ in range(rows)]
@@ -187,6 +332,230 @@ class HFRolloutEngine:
             )
             for toks, lp, reason in zip(tokens, logps, reasons)
         ]
+
+
+# ---- shared-prefix decoding -------------------------------------------------------------------
+
+_ATTENTION_NAME = "harness_shared_prefix"
+"""The name the shared-prefix attention function is registered under in transformers'
+AttentionInterface; the model is switched to it for the decode forwards only."""
+
+_STATE_ARGUMENT = "harness_shared_prefix_state"
+"""The forward keyword that carries a `_SharedPrefixState` to the attention function: transformers
+passes unknown keywords of the model's forward down to each layer's attention function."""
+
+_INERT_ARGUMENTS = frozenset({"position_ids", "use_cache", "is_causal", "output_attentions"})
+"""Keywords the standard attention modules pass that do not change a one-token attention; any
+other keyword with a value (position_bias, softcap, s_aux, ...) means the function cannot serve."""
+
+
+class _SharedPrefixUnsupported(Exception):
+    """The model needs something shared-prefix decoding does not do; decode it the former way."""
+
+
+class _Prefix:
+    """A chunk's prompt keys/values, once per prompt: per layer [prompts, kv_heads, width, head_dim],
+    left padding zeroed (so a masked score is finite before masking and its value adds nothing),
+    and `valid` [prompts, width], True on the prompt's own tokens."""
+
+    def __init__(self, keys: list[torch.Tensor], values: list[torch.Tensor], valid: torch.Tensor):
+        self.keys, self.values, self.valid = keys, values, valid
+
+    @classmethod
+    def of(cls, cache: DynamicCache, valid: torch.Tensor) -> _Prefix:
+        """From a prefill's cache (not modified: the former path may still need it) and its
+        attention mask. Only plain full-attention layers qualify (a sliding-window or quantized
+        layer keeps other state)."""
+        if not cache.layers or any(type(layer) is not DynamicLayer or not layer.is_initialized for layer in cache.layers):
+            raise _SharedPrefixUnsupported("its cache has layers other than full attention")
+        if len({(layer.keys.shape, layer.values.shape, layer.keys.dtype) for layer in cache.layers}) != 1:
+            raise _SharedPrefixUnsupported("its layers differ in key/value shape")
+        keep = valid[:, None, :, None]
+        return cls([torch.where(keep, layer.keys, 0) for layer in cache.layers],
+                   [torch.where(keep, layer.values, 0) for layer in cache.layers], valid)
+
+    def select(self, prompts: torch.Tensor) -> _Prefix:
+        """The prefix of `prompts` (sorted indices); itself when they are all of them."""
+        if prompts.numel() == self.valid.shape[0]:
+            return self
+        return _Prefix([k[prompts] for k in self.keys], [v[prompts] for v in self.values], self.valid[prompts])
+
+
+class _SharedPrefixState:
+    """What the attention function needs during one row batch's decoding: the batch's prompts'
+    `_Prefix`, and each slot's suffix keys/values per layer in a buffer [slots, kv_heads, capacity,
+    head_dim] written in place at the current step.
+
+    The buffer starts at min(max_new_tokens, 128) positions and doubles (up to max_new_tokens) when
+    full: a call with max_new_tokens=8192 whose samples stop at a few hundred tokens does not hold
+    8192 positions per row, and a sample still sees its cache copied O(log length) times rather
+    than once per token (DynamicCache's concatenation)."""
+
+    INITIAL_CAPACITY = 128
+
+    def __init__(self, prefix: _Prefix, slots_per_prompt: int, max_new_tokens: int):
+        self.prefix = prefix
+        self.slots_per_prompt = slots_per_prompt
+        self.max_new_tokens = max_new_tokens
+        self.num_layers = len(prefix.keys)
+        self.bias = prefix_bias_of(prefix.valid, prefix.keys[0].shape[1], prefix.keys[0].dtype)
+        self.suffix_keys: list[torch.Tensor | None] = [None] * self.num_layers
+        self.suffix_values: list[torch.Tensor | None] = [None] * self.num_layers
+        self.step = 0
+        self.attended = 0
+
+    @property
+    def longest(self) -> int:
+        """The most positions a row can attend to (prefix width + new tokens)."""
+        return self.prefix.valid.shape[1] + self.max_new_tokens
+
+    def begin_step(self, step: int) -> None:
+        """The next forward writes position `step` of every slot's suffix."""
+        self.step, self.attended = step, 0
+
+    def check_step(self) -> None:
+        """After a forward: every layer went through the attention function, once (a model that
+        computes attention its own way left the state untouched, and its output is meaningless)."""
+        if self.attended != self.num_layers:
+            raise _SharedPrefixUnsupported(f"{self.attended} of its {self.num_layers} attention layers went through "
+                                           "transformers' AttentionInterface")
+
+    def select(self, slots: torch.Tensor, prompts: torch.Tensor, slots_per_prompt: int) -> None:
+        """Repack: keep `slots` (new slot i is old slot slots[i]) and the prefixes of `prompts`."""
+        self.prefix = self.prefix.select(prompts)
+        self.bias = prefix_bias_of(self.prefix.valid, self.prefix.keys[0].shape[1], self.prefix.keys[0].dtype)
+        self.slots_per_prompt = slots_per_prompt
+        for layer in range(self.num_layers):
+            if self.suffix_keys[layer] is not None:
+                self.suffix_keys[layer] = self.suffix_keys[layer][slots]
+                self.suffix_values[layer] = self.suffix_values[layer][slots]
+
+    def attend(self, layer: int, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scaling: float) -> torch.Tensor:
+        """Store this step's key/value [slots, kv_heads, 1, head_dim] and attend; [slots, 1, heads, head_dim]."""
+        if not 0 <= layer < self.num_layers:
+            raise _SharedPrefixUnsupported(f"an attention layer has index {layer}, its cache {self.num_layers} layers")
+        self.attended += 1
+        keys, values = self.suffix_keys[layer], self.suffix_values[layer]
+        t = self.step
+        if keys is None or t >= keys.shape[2]:
+            capacity = min(self.max_new_tokens, self.INITIAL_CAPACITY if keys is None else 2 * keys.shape[2])
+            grown_k = key.new_empty((key.shape[0], key.shape[1], max(capacity, t + 1), key.shape[3]))
+            grown_v = value.new_empty(grown_k.shape)
+            if keys is not None:
+                grown_k[:, :, :t] = keys[:, :, :t]
+                grown_v[:, :, :t] = values[:, :, :t]
+            self.suffix_keys[layer], self.suffix_values[layer] = keys, values = grown_k, grown_v
+        keys[:, :, t] = key[:, :, 0]
+        values[:, :, t] = value[:, :, 0]
+        return shared_prefix_attention(query, self.prefix.keys[layer], self.prefix.values[layer], self.bias,
+                                       keys[:, :, :t + 1], values[:, :, :t + 1], scaling)
+
+
+def shared_prefix_attention(query: torch.Tensor, prefix_keys: torch.Tensor, prefix_values: torch.Tensor,
+                            prefix_bias: torch.Tensor, suffix_keys: torch.Tensor, suffix_values: torch.Tensor,
+                            scaling: float) -> torch.Tensor:
+    """One decode step's attention for rows that share their prompt's keys/values.
+
+    query [prompts * m, heads, 1, d]: m rows per prompt, prompt-major; prefix_keys/values
+    [prompts, kv_heads, width, d]; prefix_bias [prompts * kv_heads, 1, width] (or broadcastable
+    to it), 0 on a prompt's tokens and -inf on its padding (`prefix_bias_of`); suffix_keys/values
+    [prompts * m, kv_heads, t, d], each row's own generated tokens (t >= 1). Query head h reads kv
+    head h // (heads // kv_heads), as repeat_kv has it. Returns [prompts * m, 1, heads, d], the
+    layout transformers' attention functions return.
+
+    (a) Prefix: the queries of a prompt's m rows and of the heads/kv_heads query heads of one kv
+    head form one [m * heads/kv_heads, d] matrix against that prompt's single copy: one batched
+    matmul (mask and scale folded in) for the batch. (b) Suffix: each row against its own keys.
+    The two softmaxes are merged exactly, flash-decoding style: with lse = max + log(sum) of each
+    part's exponentials, out = (e^(lse_a-M) out_a + e^(lse_b-M) out_b) / (e^(lse_a-M) + e^(lse_b-M)),
+    computed here from the unnormalised parts (e^(lse_a-M) out_a = e^(max_a-M) * unnormalised
+    out_a), which spares a division and a log over the score matrices. The softmax and the merge
+    are float32 whatever the model's dtype (as eager attention does).
+    """
+    rows, heads, _, dim = query.shape
+    prompts, kv_heads, width, _ = prefix_keys.shape
+    per_kv, m = heads // kv_heads, rows // prompts
+
+    def by_row(x: torch.Tensor) -> torch.Tensor:  # [prompts * kv_heads, m * per_kv, k] -> [rows, kv_heads, per_kv, k]
+        return x.reshape(prompts, kv_heads, m, per_kv, x.shape[-1]).transpose(1, 2).reshape(rows, kv_heads, per_kv, x.shape[-1])
+
+    q = query.reshape(prompts, m, kv_heads, per_kv, dim).transpose(1, 2).reshape(prompts * kv_heads, m * per_kv, dim)
+    scores = torch.baddbmm(prefix_bias, q, prefix_keys.reshape(prompts * kv_heads, width, dim).transpose(1, 2),
+                           alpha=scaling).float()
+    max_a = scores.amax(dim=-1, keepdim=True)
+    weights = scores.sub_(max_a).exp_()
+    sum_a = weights.sum(dim=-1, keepdim=True)
+    out_a = torch.bmm(weights.to(prefix_values.dtype), prefix_values.reshape(prompts * kv_heads, width, dim))
+    out_a, max_a, sum_a = by_row(out_a).float(), by_row(max_a), by_row(sum_a)
+
+    scores = torch.matmul(query.reshape(rows, kv_heads, per_kv, dim), suffix_keys.transpose(-1, -2)).float().mul_(scaling)
+    max_b = scores.amax(dim=-1, keepdim=True)
+    weights = scores.sub_(max_b).exp_()
+    sum_b = weights.sum(dim=-1, keepdim=True)
+    out_b = torch.matmul(weights.to(suffix_values.dtype), suffix_values).float()
+
+    top = torch.maximum(max_a, max_b)
+    w_a, w_b = (max_a - top).exp_(), (max_b - top).exp_()
+    out = out_a.mul_(w_a).add_(out_b.mul_(w_b)).div_(sum_a.mul_(w_a).add_(sum_b.mul_(w_b)))
+    return out.to(query.dtype).reshape(rows, 1, heads, dim)
+
+
+def prefix_bias_of(valid: torch.Tensor, kv_heads: int, dtype: torch.dtype) -> torch.Tensor:
+    """The additive mask `shared_prefix_attention` takes: valid [prompts, width] (True on a
+    prompt's tokens) -> [prompts * kv_heads, 1, width], 0 there and -inf on the padding."""
+    bias = torch.zeros(valid.shape, dtype=dtype, device=valid.device).masked_fill_(~valid, float("-inf"))
+    return bias.repeat_interleave(kv_heads, dim=0).unsqueeze(1)
+
+
+def _shared_prefix_attention_function(module, query, key, value, attention_mask, dropout: float = 0.0,
+                                      scaling: float | None = None, **kwargs):
+    """The AttentionInterface entry: a layer's attention during shared-prefix decoding. Refuses
+    (`_SharedPrefixUnsupported`) whatever it would get wrong rather than guess."""
+    state = kwargs.pop(_STATE_ARGUMENT, None)
+    if state is None:
+        raise RuntimeError(f"attention '{_ATTENTION_NAME}' runs only inside HFRolloutEngine's decoding")
+    sliding_window = kwargs.pop("sliding_window", None)
+    other = sorted(k for k, v in kwargs.items() if v is not None and k not in _INERT_ARGUMENTS)
+    layer = getattr(module, "layer_idx", None)
+    if other:
+        raise _SharedPrefixUnsupported(f"its attention takes {', '.join(other)}")
+    if sliding_window is not None and sliding_window < state.longest:
+        raise _SharedPrefixUnsupported(f"its sliding window ({sliding_window}) is shorter than prompt + response")
+    if attention_mask is not None or query.shape[2] != 1 or dropout or layer is None or kwargs.get("output_attentions"):
+        raise _SharedPrefixUnsupported("its attention layers are called with a mask, dropout or no layer index")
+    return state.attend(layer, query, key, value, query.shape[-1] ** -0.5 if scaling is None else scaling), None
+
+
+AttentionInterface.register(_ATTENTION_NAME, _shared_prefix_attention_function)
+
+
+@contextlib.contextmanager
+def _attention_implementation(model, name: str):
+    """The model's attention implementation set to `name` inside the block, restored after."""
+    before = model.config._attn_implementation
+    model.set_attn_implementation(name)
+    try:
+        yield
+    finally:
+        model.set_attn_implementation(before)
+
+
+def _pack(group_of: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """Lay items out in a [groups, m] grid, flattened group-major, m the largest group.
+
+    group_of [items]: each item's group, sorted (items of a group adjacent). Returns (source
+    [groups * m]: the item each slot holds, padding slots repeating their group's first item;
+    pad [groups * m], True on padding slots; groups: the distinct groups in order; m).
+    """
+    groups, inverse, counts = torch.unique_consecutive(group_of, return_inverse=True, return_counts=True)
+    m = int(counts.max())
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(group_of.numel(), device=group_of.device) - starts[inverse]
+    source = starts.repeat_interleave(m).view(len(groups), m)
+    source[inverse, rank] = torch.arange(group_of.numel(), device=group_of.device)
+    pad = torch.ones((len(groups), m), dtype=torch.bool, device=group_of.device)
+    pad[inverse, rank] = False
+    return source.flatten(), pad.flatten(), groups, m
 
 
 @functools.cache
