@@ -4,6 +4,7 @@
     harness eval CHECKPOINT --profile tiny [--suites math,code,reasoning_gym] [--out FILE] [key=value ...]
     harness train prorl|brorl --profile tiny [--out DIR] [--resume] [--base CHECKPOINT] [key=value ...]
     harness compare prorl brorl --profile tiny [--seeds K] [--out DIR] [--resume] [key=value ...]
+    harness sweep --profile smoke [--n 4,16,64,256,512] [--seeds K] [--out DIR] [key=value ...]
     harness report DIR
     harness regress --profile smoke [--update] [--fail-fast]
     harness bench rollout|memory|update|sandbox --profile P [--engines hf,vllm]
@@ -93,6 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
     backend(p)
     common(p)
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("sweep", help="one recipe (brorl) at several N with the same samples per step and budget, "
+                       "evaluated; writes sweep.json, sweep.md and sweep.png")
+    p.add_argument("--n", default="4,16,64,256,512",
+                   help="comma-separated rollouts per prompt; each must divide the samples per step (default: 4,16,64,256,512)")
+    p.add_argument("--seeds", type=int, default=1, metavar="K",
+                   help="runs per N with train.seed = 0..K-1 (offset by a configured train.seed), as compare (default: 1)")
+    p.add_argument("--out", default=None, help="output folder, new or empty (default: results/runs/<timestamp>-<profile>-sweep)")
+    common(p)
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("plan", help="what a run of the profile needs: both arms' recipe, tokens per step, memory per GPU, GPUs")
     p.add_argument("--profile", default="tiny", help=f"profile name ({', '.join(available_profiles())}) or a YAML path")
@@ -286,8 +297,16 @@ def cmd_train(args) -> int:
     from harness.jobs.train import format_learning, learning_summary
     from harness.runs import METRICS_FILE, read_metrics
 
+    rows = read_metrics(out / METRICS_FILE)
     print(f"metrics: {out / METRICS_FILE}")
-    print(format_learning(learning_summary(read_metrics(out / METRICS_FILE))))
+    print(format_learning(learning_summary(rows)))
+    from harness.report.summary import probe_summary
+
+    probe = probe_summary(rows)
+    if probe is not None:  # train.probe_every
+        print(f"ΔQ_pos probe: {probe['probed_updates']} updates, mean mass on the probe's known-correct responses fell "
+              f"after {100 * probe['fall_rate']:.0f}% of them; mean ΔQ_pos {probe['delta_q_pos']:+.3g}, mean Δ log p "
+              f"{probe['logp_delta']:+.4f}, now Q_pos {probe['q_pos_last']:.3g}")
     print(final)
     return 0
 
@@ -361,6 +380,24 @@ def cmd_compare(args) -> int:
     render(out)
     print((out / "tables.md").read_text())
     print(f"wrote {out / 'summary.json'}, {out / 'tables.md'}, {out / 'figure1.png'}")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    import datetime
+    from pathlib import Path
+
+    from harness.jobs.sweep import RECIPE, run_sweep
+    from harness.report.sweep import SWEEP_JSON, SWEEP_MD, SWEEP_PNG, render_sweep
+
+    ns = _positive_ints(args.n, "--n")
+    cfg = _setup(args, recipe=RECIPE, training=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out) if args.out else Path("results/runs") / f"{stamp}-{cfg.profile}-sweep"
+    run_sweep(args.profile, ns, out, args.overrides, seeds=args.seeds, progress=not args.quiet, log=_log)
+    render_sweep(out)
+    print((out / SWEEP_MD).read_text())
+    print(f"wrote {out / SWEEP_JSON}, {out / SWEEP_MD}, {out / SWEEP_PNG}")
     return 0
 
 

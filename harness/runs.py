@@ -45,7 +45,7 @@ STATE_FILE = "trainer_state.pt"
 METRICS_FILE = "metrics.jsonl"
 
 TIMING_KEYS = ("wall_s", "gen_s", "score_s", "train_s", "step_s", "gen_samples_per_s", "train_tokens_per_s", "weight_sync_s",
-               "old_logprob_s", "ref_logprob_s", "update_s")
+               "old_logprob_s", "ref_logprob_s", "update_s", "probe_s")
 """Metric fields that measure time: they differ between otherwise identical runs."""
 
 
@@ -131,6 +131,21 @@ def point_steps(rows: list[dict], budget: Budget, fractions) -> dict[float, int 
     return out
 
 
+# --- a sweep over N (`harness sweep`) ---------------------------------------------------------------
+
+SWEEP_RUNS = "runs"
+
+
+def sweep_run_dir(out: Path, n: int, seed: int) -> Path:
+    """The `harness train` folder of one sweep run: N rollouts per prompt, train.seed `seed`."""
+    return out / SWEEP_RUNS / f"n{n}" / f"seed{seed}"
+
+
+def sweep_eval_path(out: Path, n: int, seed: int) -> Path:
+    """The evaluation of that run's checkpoint at the budget's end (matched spend)."""
+    return out / EVALS / f"n{n}-seed{seed}.json"
+
+
 # --- a base checkpoint (`harness bootstrap`) ---------------------------------------------------
 
 EARLY = "early"
@@ -146,11 +161,15 @@ COMPARISON_KEYS = ("arms", "seeds", "budget", "suites")
 RUN_KEYS = ("recipe", "arm", "budget", "config")
 """Keys every `harness train` config.json has."""
 
+SWEEP_KEYS = ("ns", "seeds", "budget", "samples_per_step")
+"""Keys every `harness sweep` config.json has."""
+
 FOLDER_KINDS = {
     "missing": "a folder that does not exist",
     "file": "a file, not a folder",
     "empty": "an empty folder",
     "comparison": "a `harness compare` folder",
+    "sweep": "a `harness sweep` folder",
     "train run": "a `harness train` run's folder",
     "checkpoint": "a model checkpoint (save_pretrained)",
     "broken": "a half-written folder (its config.json is not a valid JSON object)",
@@ -185,6 +204,8 @@ def folder_kind(folder: Path) -> str:
         return "broken"
     if set(COMPARISON_KEYS) <= set(meta):
         return "comparison"
+    if set(SWEEP_KEYS) <= set(meta):
+        return "sweep"
     if set(RUN_KEYS) <= set(meta):
         return "train run"
     return "checkpoint" if "model_type" in meta else "other"

@@ -363,6 +363,12 @@ class RolloutScalingConfig:
     """Learning-rate scaling with the samples-per-step ratio r = (n * prompts) / (train.n *
     train.prompts_per_step): `sqrt` multiplies by sqrt(r) (the paper's rule, 2.83x at r=8),
     `linear` by r, `none` keeps train.learning_rate."""
+    samples_per_step: NonNegInt = 0
+    """0: prompts per step = train.prompts_per_step / prompt_divisor (the paper's derivation). Above 0:
+    the step's samples are held at this value whatever `n`, prompts per step = samples_per_step / n
+    (n must divide it), and the learning-rate ratio r = samples_per_step / (train.n x
+    train.prompts_per_step) is then the same for every n. `harness sweep` sets it to compare N at
+    equal samples per step (docs/sweep.md)."""
 
 
 @dataclass
@@ -463,6 +469,20 @@ class TrainConfig:
     in seeded epochs."""
     save_every: NonNegInt = 0
     """Save a resumable checkpoint every this many steps (0: only at the end)."""
+    probe_every: NonNegInt = 0
+    """Measure the policy's probability mass on known-correct responses (the paper's Q_pos, on the
+    language model) before and after the update of every this-many-th step; 0: off. The probe set
+    is `probe_items` training prompts with a reference response (Item.target), fixed by the master
+    seed; Q_pos of an item is exp(sum of the response's token logprobs) under the chat-rendered
+    prompt at `temperature` (the distribution the policy samples and is trained at; top_p is not
+    applied), EOS included. Logs probe_q_pos, probe_delta_q_pos, probe_fell, probe_logp_delta and
+    probe_s (docs/trainers.md). Two no-gradient forward passes over the probe set per probed step
+    (one before, one after its update; a step that kept no group is not probed); the training
+    itself (RNG, weights, every non-timing metric) is unchanged, and probe_s is left out of wall_s
+    and step_s."""
+    probe_items: PosInt = 32
+    """Size of the probe set of `probe_every`: the first this-many items with a non-empty target in
+    a fixed seeded order of the training pool (fewer if the pool has fewer)."""
     rollout_scaling: RolloutScalingConfig = field(default_factory=RolloutScalingConfig)
     """Derivation rule for the rollout-scaling arm."""
 

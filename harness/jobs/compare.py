@@ -126,17 +126,26 @@ def base_info(base: Path) -> dict:
     }
 
 
+_NO_DEFAULT = object()
+
 RUNTIME_KEYS = {"torch_threads", "cache_dir", "rollout.device", "rollout.max_batch_sequences", "eval.prompts_per_call",
                 "scoring.workers", "train.micro_batch_tokens"}
 """Config keys that may change on --resume: where and how fast it runs, not what it computes."""
 
 
-def config_changes(old, new, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two resolved configs (as dicts), run-time knobs aside."""
+def config_changes(old, new, prefix: str = "", defaults=None) -> list[str]:
+    """Dotted keys whose values differ between two resolved configs (as dicts), run-time knobs aside.
+    With `defaults` (the schema's, as a dict), a key the old config lacks and the new one holds at
+    its schema default is no change: a field added since the folder was written (train.probe_every),
+    whose default is the behaviour it was written with."""
     if isinstance(old, dict) and isinstance(new, dict):
         out = []
         for key in sorted(set(old) | set(new)):
-            out += config_changes(old.get(key), new.get(key), f"{prefix}{key}.")
+            default = defaults.get(key, _NO_DEFAULT) if isinstance(defaults, dict) else _NO_DEFAULT
+            if key not in old and key in new and new[key] == default:
+                continue
+            out += config_changes(old.get(key), new.get(key), f"{prefix}{key}.",
+                                  default if default is not _NO_DEFAULT else None)
         return out
     key = prefix.rstrip(".")
     return [] if old == new or key in RUNTIME_KEYS else [key]
@@ -198,7 +207,7 @@ def _check_resume(out: Path, stored: dict, now: dict) -> None:
     refuse("arms", "the arms")
     refuse("budget", "the budget (compare.budget, budget_kind, eval_points)")
     for arm, cfg in now["configs"].items():
-        changed = config_changes(stored.get("configs", {}).get(arm), cfg)
+        changed = config_changes(stored.get("configs", {}).get(arm), cfg, defaults=to_dict(Config()))
         if changed:
             raise ConfigError(
                 f"cannot --resume '{out}': the config of arm '{arm}' changed ({', '.join(changed[:5])}"
@@ -221,7 +230,7 @@ def run_compare(profile: str, arms: list[str], out: Path, overrides: list[str], 
     kind = folder_kind(out)
     if kind == "comparison" and not resume:
         raise ConfigError(f"output folder '{out}' already holds a comparison; pass --resume to continue it, or choose another --out")
-    if kind in ("train run", "checkpoint", "broken", "file") and not resume:
+    if kind in ("train run", "sweep", "checkpoint", "broken", "file") and not resume:
         raise ConfigError(f"output folder '{out}' is {describe_folder(out)}, not a comparison; choose another --out")
     stored = read_comparison(out) if resume else None
     if seeds is None:
@@ -275,9 +284,7 @@ def run_compare(profile: str, arms: list[str], out: Path, overrides: list[str], 
         if target.exists():
             return
         log(f"evaluating {label}")
-        scores = evaluate_checkpoint(cfg, checkpoint, cfg.suites.enabled, progress=progress)
-        write_json_atomic(target, {"checkpoint": checkpoint, **extra,
-                                   "suites": {name: s.to_json() for name, s in scores.items()}})
+        write_evaluation(target, cfg, checkpoint, extra, progress=progress)
         if after_eval is not None:
             after_eval(out)
 
@@ -302,16 +309,33 @@ def run_compare(profile: str, arms: list[str], out: Path, overrides: list[str], 
                 run_training(cfg, arm, folder, resume=(folder / METRICS_FILE).exists(), base=base["checkpoint"],
                              progress=progress, log=log, budget=budget, checkpoint_fractions=tuple(c.eval_points))
                 rows = read_metrics(folder / METRICS_FILE)
-            steps = point_steps(rows, budget, c.eval_points)
-            for step in sorted({s for s in steps.values() if s is not None}):
-                # step 0: the run's first step passed the point, so the arm is evaluated as the base
-                checkpoint = folder / CHECKPOINTS / checkpoint_name(step) if step else base["checkpoint"]
-                if step and not checkpoint.is_dir():
-                    log(f"WARNING: no checkpoint {checkpoint} for an evaluation point of {arm} seed {seed}; skipped")
+            for step, checkpoint in matched_checkpoints(folder, rows, budget, c.eval_points, base["checkpoint"]).items():
+                if checkpoint is None:
+                    log(f"WARNING: no checkpoint {folder / CHECKPOINTS / checkpoint_name(step)} for an evaluation point "
+                        f"of {arm} seed {seed}; skipped")
                     continue
-                evaluate(f"{arm}-seed{seed}-{checkpoint_name(step)}", cfg, str(checkpoint),
+                evaluate(f"{arm}-seed{seed}-{checkpoint_name(step)}", cfg, checkpoint,
                          {"method": arm, "seed": seed, "step": step})
     return out
+
+
+def matched_checkpoints(folder: Path, rows: list[dict], budget: Budget, fractions, base: str) -> dict[int, str | None]:
+    """The checkpoint each evaluated step of one `run_training` run stands for, by step, ascending:
+    the steps of matched spend (`point_steps`) of the run in `folder`; step 0 (the run's first step
+    passed the point) is the base itself; None where the checkpoint folder is missing."""
+    steps = sorted({s for s in point_steps(rows, budget, fractions).values() if s is not None})
+    out: dict[int, str | None] = {}
+    for step in steps:
+        checkpoint = folder / CHECKPOINTS / checkpoint_name(step)
+        out[step] = base if step == 0 else (str(checkpoint) if checkpoint.is_dir() else None)
+    return out
+
+
+def write_evaluation(target: Path, cfg: Config, checkpoint: str, extra: dict, progress: bool = True) -> None:
+    """Evaluate `checkpoint` on every suite of `cfg` (its eval protocol) and write the record the
+    report reads, {"checkpoint", **extra, "suites": {name: SuiteScore}}, atomically to `target`."""
+    scores = evaluate_checkpoint(cfg, checkpoint, cfg.suites.enabled, progress=progress)
+    write_json_atomic(target, {"checkpoint": checkpoint, **extra, "suites": {name: s.to_json() for name, s in scores.items()}})
 
 
 def _run_verl(cfg: Config, arm: str, seed: int, folder: Path, verl: VerlOptions, base: str, budget: Budget,

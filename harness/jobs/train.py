@@ -105,7 +105,8 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
     no evaluated checkpoint has more training than its point allows. The step that passes p is
     only known once it has run; the weights from before it are then written from a copy kept in
     memory (weights and tokenizer only: an evaluation checkpoint, not a resume point). The
-    metrics' `wall_s` is training time: those copies and every checkpoint write are left out, so
+    metrics' `wall_s` is training time: those copies, every checkpoint write and the ΔQ_pos probe
+    (`train.probe_every`, its `probe_s`) are left out, so
     an arm with more (shorter) steps is not charged more for them under a wall-clock budget."""
     check_requirements(cfg)
     budget = budget or Budget("steps", cfg.train.steps)
@@ -160,7 +161,7 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
     bar = tqdm(total=budget.amount, initial=min(spent, budget.amount), desc=f"train {recipe}", unit=budget.kind,
                disable=not progress, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} [{elapsed}<{remaining}]")
     started = time.perf_counter()
-    io_s = 0.0  # checkpoint copies and writes: not training time, so not charged to a wall_s budget
+    io_s = 0.0  # checkpoint copies and writes, the ΔQ_pos probe: not training time, not charged to a wall_s budget
     # a budget of whole steps lands on each whole-step point exactly: no step ever passes one
     needs_snapshots = not (budget.kind == "steps" and all(float(m).is_integer() for m in marks))
     final = last
@@ -174,6 +175,7 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
                     snapshot = weights_snapshot(trainer.policy)
                 io_s += time.perf_counter() - io_start
                 row = trainer.step()
+                io_s += row.get("probe_s", 0.0)  # train.probe_every: a measurement, not training
                 row["wall_s"] = wall_before + time.perf_counter() - started - io_s
                 sink.write(json.dumps(row) + "\n")
                 sink.flush()

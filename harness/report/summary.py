@@ -72,8 +72,10 @@ def _same_or_mean(values: list):
     return sum(values) / len(values) if values else None
 
 
-def _aggregate(evs: list[dict], suites: list[str]) -> dict:
-    """Scores and tokens of one evaluation point over the runs that have it."""
+def aggregate_evaluations(evs: list[dict], suites: list[str]) -> dict:
+    """Scores and tokens of one evaluation point over the runs that have it: per suite the mean over
+    runs with its 95% t-interval over them (`ci_kind` "seeds"), or with one run that run's interval
+    over items ("items"). `harness sweep` reports its points the same way (harness/report/sweep.py)."""
     out = {"scores": {}, "ci95": {}, "sd": {}, "scores_per_seed": {}, "mean_output_tokens": {},
            "mean_output_tokens_sd": {}, "mean_output_tokens_per_seed": {}}
     kind = "seeds" if len(evs) >= 2 else "items"
@@ -104,7 +106,9 @@ def build_summary(out: Path) -> dict:
 
     Keys: profile, budget, seeds (train.seed values), n_seeds, ci_note, base (checkpoints and RL steps),
     base_curve (the base's RL validation curve, hours <= 0), arm_settings (per arm: trainer, n,
-    prompts_per_step, learning_rate, lr_rule), rows, efficiency, significance, complete, provenance.
+    prompts_per_step, learning_rate, lr_rule), rows, efficiency (per arm: ds_pass_rate, gen_samples_per_s,
+    steps, seeds, per_seed, sd; and `probe` (`probe_over_seeds`) when its runs logged the ΔQ_pos probe
+    of train.probe_every), significance, complete, provenance.
     A row: method, n, label (`baseline@<RL step>` / `<arm>@<base RL steps>+<arm steps>`), step,
     step_label, base_rl_step, eval_points (budget fractions it serves), seeds, steps_per_seed, hours
     (arm: mean training hours; baseline: position on the base curve, 0 = final), hours_per_seed,
@@ -172,7 +176,7 @@ def build_summary(out: Path) -> dict:
         rows.append({
             "method": "baseline", "n": base_n, "label": f"baseline@{rl_step}", "step": rl_step, "step_label": str(rl_step),
             "base_rl_step": rl_step, "eval_points": [], "seeds": [], "steps_per_seed": [], "hours": hours,
-            "hours_per_seed": [], "samples": None, **_aggregate([ev], suites),
+            "hours_per_seed": [], "samples": None, **aggregate_evaluations([ev], suites),
         })
     complete = bool(baseline_evals)
     for arm in arms:
@@ -206,7 +210,7 @@ def build_summary(out: Path) -> dict:
                 "steps_per_seed": steps, "hours": sum(hours) / len(hours), "hours_per_seed": hours,
                 "samples": _same_or_mean(samples), "samples_per_seed": samples,
                 "budget_point": budget.point(f), "spent": sum(spent) / len(spent), "spent_per_seed": spent,
-                **_aggregate([ev for _, _, ev, _ in got], suites),
+                **aggregate_evaluations([ev for _, _, ev, _ in got], suites),
             }
             rows.append(row)
             previous = {"key": key, "row": row}
@@ -214,16 +218,15 @@ def build_summary(out: Path) -> dict:
     efficiency = {}
     for arm in arms:
         per_seed = {"ds_pass_rate": [], "gen_samples_per_s": [], "steps": []}
-        used = []
+        used, probes = [], []
         for seed in seeds:
             steps = list(runs[arm, seed]["metrics"].values())
             if not steps:
                 continue
             used.append(seed)
-            gen_s = sum(r["gen_s"] for r in steps)
-            per_seed["ds_pass_rate"].append(sum(r["ds_pass_rate"] for r in steps) / len(steps))
-            per_seed["gen_samples_per_s"].append(steps[-1]["samples_generated"] / gen_s if gen_s > 0 else None)
-            per_seed["steps"].append(len(steps))
+            for key, value in run_efficiency(steps).items():
+                per_seed[key].append(value)
+            probes.append(probe_summary(steps))
         if used:
             sp = {k: spread(v) for k, v in per_seed.items()}
             efficiency[arm] = {
@@ -234,6 +237,9 @@ def build_summary(out: Path) -> dict:
                 "per_seed": per_seed,
                 "sd": {k: v["sd"] for k, v in sp.items()},
             }
+            probe = probe_over_seeds(used, probes)
+            if probe is not None:  # runs with train.probe_every on; older folders have no probe fields
+                efficiency[arm]["probe"] = probe
 
     final_point = points[-1]
     finals = {}
@@ -284,6 +290,54 @@ def build_summary(out: Path) -> dict:
         "complete": complete,
         "provenance": meta["provenance"],
     }
+
+
+def run_efficiency(rows: list[dict]) -> dict:
+    """Table 3's numbers of one run from its metrics rows: ds_pass_rate (mean over steps of the share
+    of generated prompt groups dynamic sampling kept), gen_samples_per_s (generated samples /
+    generation seconds of the whole run: the steps' gen_samples_per_s weighted by their generation
+    time) and steps."""
+    gen_s = sum(r["gen_s"] for r in rows)
+    return {"ds_pass_rate": sum(r["ds_pass_rate"] for r in rows) / len(rows),
+            "gen_samples_per_s": rows[-1]["samples_generated"] / gen_s if gen_s > 0 else None,
+            "steps": len(rows)}
+
+
+PROBE_FIELDS = ("probe_q_pos", "probe_delta_q_pos", "probe_fell", "probe_logp_delta")
+"""What a probed step logs (`train.probe_every`, harness/trainers/core.py `probe_mass_change`)."""
+
+
+def probe_summary(rows: list[dict]) -> dict | None:
+    """The ΔQ_pos probe of one run from its metrics rows; None when no step was probed. fall_rate:
+    the share of probed updates whose mean ΔQ_pos over the probe items was < 0; delta_q_pos,
+    logp_delta, fell: the probed steps' means of probe_delta_q_pos, probe_logp_delta (the summed
+    log-prob's change, better behaved than tiny masses) and probe_fell; q_pos_last: the last
+    probed step's mean mass after its update."""
+    probed = [r for r in rows if r.get("probe_delta_q_pos") is not None]
+    if not probed:
+        return None
+    k = len(probed)
+    return {"probed_updates": k,
+            "fall_rate": sum(r["probe_delta_q_pos"] < 0 for r in probed) / k,
+            "delta_q_pos": sum(r["probe_delta_q_pos"] for r in probed) / k,
+            "logp_delta": sum(r["probe_logp_delta"] for r in probed) / k,
+            "fell": sum(r["probe_fell"] for r in probed) / k,
+            "q_pos_last": probed[-1]["probe_q_pos"]}
+
+
+def probe_over_seeds(seeds: list[int], probes: list[dict | None]) -> dict | None:
+    """`probe_summary` of several runs (one per seed): each number's mean over the runs that were
+    probed, its sd and 95% t-interval over them (None with one run), and the per-run values."""
+    got = [(seed, p) for seed, p in zip(seeds, probes) if p is not None]
+    if not got:
+        return None
+    out: dict = {"seeds": [seed for seed, _ in got], "per_seed": {}, "sd": {}, "ci95": {}}
+    for key in ("probed_updates", "fall_rate", "delta_q_pos", "logp_delta", "fell", "q_pos_last"):
+        values = [p[key] for _, p in got]
+        sp = spread(values)
+        out[key] = sp["mean"]
+        out["sd"][key], out["ci95"][key], out["per_seed"][key] = sp["sd"], sp["ci95"], values
+    return out
 
 
 def _mean_items(per_seed: list[dict[str, float]]) -> dict[str, float]:

@@ -61,6 +61,38 @@ def _arm_line(arm: str, s: dict | None) -> str:
     return f"- `{arm}`: " + ", ".join(parts) + "."
 
 
+def _signed(mean, sd, fmt: str) -> str:
+    """`+mean ± sd`, the sign on the mean only."""
+    if mean is None:
+        return "—"
+    text = format(mean, "+" + fmt)
+    return text if sd is None else f"{text} ± {format(sd, fmt)}"
+
+
+def probe_table(efficiency: dict, n_of: dict, spread_note: str = "") -> list[str]:
+    """The ΔQ_pos probe per arm (runs with train.probe_every on), as lines of tables.md; no lines
+    when no arm's runs logged it, so folders without probe fields render as before."""
+    probed = {arm: e["probe"] for arm, e in efficiency.items() if e.get("probe")}
+    if not probed:
+        return []
+    lines = ["", f"### ΔQ_pos on the policy: mass on known-correct responses (train.probe_every){spread_note}", "",
+             "| method | N | probed updates | ΔQ_pos fall rate | mean ΔQ_pos | mean Δ log p(target) | items whose mass fell |",
+             "|---|---|---|---|---|---|---|"]
+    for arm, p in probed.items():
+        sd = p["sd"] if len(p["seeds"]) >= 2 else {}
+        updates = p["per_seed"]["probed_updates"]
+        count = str(updates[0]) if min(updates) == max(updates) else f"{min(updates)}..{max(updates)}"
+        lines.append(f"| {arm} | {n_of.get(arm, '')} | {count} | {_pm(p['fall_rate'], sd.get('fall_rate'), '.0f', 100)}% | "
+                     f"{_signed(p['delta_q_pos'], sd.get('delta_q_pos'), '.3g')} | {_signed(p['logp_delta'], sd.get('logp_delta'), '.4f')} | "
+                     f"{_pm(p['fell'], sd.get('fell'), '.0f', 100)}% |")
+    lines += ["", ("A fixed set of training prompts with a known-correct response (the same items for every arm); "
+                   "Q_pos of an item is the policy's probability of that whole response at the rollout temperature, "
+                   "measured before and after each probed step's update. Fall rate: the share of probed updates "
+                   "whose mean ΔQ_pos over the items was negative (BroRL's argument: rarer as N grows). Δ log p: the "
+                   "mean change of the response's summed log-probability, better behaved than the tiny masses.")]
+    return lines
+
+
 def render_tables(summary: dict, paper: dict) -> str:
     rows, suites = summary["rows"], list(PAPER_SUITES)
     measured = [s for s in suites if any(s in r["scores"] for r in rows)]
@@ -144,6 +176,7 @@ def render_tables(summary: dict, paper: dict) -> str:
                    "samples/s: generated samples / generation seconds of the whole run."),
               "Paper: " + "; ".join(f"{p['method']} (N={p['n']}): {100 * p['ds_pass_rate']:.0f}%, {p['gen_samples_per_s']} samples/s"
                                     for p in paper["table3"]) + " (whole cluster)."]
+    lines += probe_table(summary["efficiency"], n_of, spread_note)
 
     arms = list(summary["arm_settings"])
     finals = {a: next((r for r in reversed(rows) if r["method"] == a and 1.0 in r["eval_points"]), None) for a in arms}

@@ -199,3 +199,23 @@ def shared_prompt_micro_batches(
     if current:
         out.append(current)
     return out
+
+
+def probe_mass_change(before: torch.Tensor, after: torch.Tensor) -> dict[str, float]:
+    """The ΔQ_pos probe's metrics from each probe item's summed response logprob before and after
+    an update ([items] each; `train.probe_every`). Q_pos of an item is exp(sum logp), the policy's
+    probability of the whole reference response. Its change is exp(before) x expm1(after - before),
+    exact without subtracting two masses that may be 1e-30 apart from 0, in float64. The summed
+    logprob's change is the better-behaved number: the mean mass is dominated by the few items the
+    policy already favours.
+
+    Returns probe_q_pos (mean mass after), probe_delta_q_pos (mean of after - before), probe_fell
+    (share of items whose mass fell) and probe_logp_delta (mean change of the summed logprob)."""
+    before, after = before.double(), after.double()
+    delta = after - before
+    return {
+        "probe_q_pos": float(after.exp().mean()),
+        "probe_delta_q_pos": float((before.exp() * torch.expm1(delta)).mean()),
+        "probe_fell": float((delta < 0).double().mean()),
+        "probe_logp_delta": float(delta.mean()),
+    }

@@ -16,6 +16,13 @@ One step:
 All randomness derives from (seed, step): the prompt order from (seed, epoch), sampling seeds from
 (seed, step, round), mini-batch shuffles from (seed, step), so a resumed run repeats exactly.
 
+With `train.probe_every` on, every probe_every-th step that updates also measures, before and after
+its update, the policy's logprob of known-correct responses to a fixed set of training prompts
+(`probe_sequences`; the paper's Q_pos on the language model). The probe runs the update's own
+no-gradient logprob pass (`_logprobs`), draws no random number and is left out of the step's
+timings, so the run trains exactly as without it (tests/test_probe.py checks the weights and
+metrics bit for bit).
+
 The update computes each prompt once per micro-batch and runs its responses against the prompt's
 key/value cache (`pad` explains the layout), so N=512 does not pay for its prompts 512 times. It
 applies the output layer in chunks of `train.logit_chunk_tokens` response tokens
@@ -38,7 +45,7 @@ import numpy as np
 import torch
 
 from harness.checkpoint import render_prompts
-from harness.config import RolloutConfig, ScoringConfig, TrainConfig
+from harness.config import ConfigError, RolloutConfig, ScoringConfig, TrainConfig
 from harness.execution.bounded import shared_pool
 from harness.rollout import SamplingParams, make_engine
 from harness.suites.base import Item, Suite
@@ -49,6 +56,7 @@ from harness.trainers.core import (
     kl_penalty,
     masked_token_mean,
     ppo_clip_objective,
+    probe_mass_change,
     truncated_is_weights,
     zero_spread_groups,
 )
@@ -98,6 +106,7 @@ class GRPOTrainer:
             self.pool.extend((suite, it) for it in suite.items("train", self.train_cfg.prompt_pool))
         if not self.pool:
             raise ValueError("no training prompts: the profile's suites gave an empty train split")
+        self.probe = probe_sequences(self.pool, tokenizer, seed, train.probe_items) if train.probe_every else []
         self.step_count = 0
         self.epoch = 0
         self.cursor = 0
@@ -187,6 +196,12 @@ class GRPOTrainer:
             "weight_sync_s": weight_sync_s,
         }
         self.engine.release()  # sleep mode frees the engine's KV cache while the policy updates
+        probe_s = 0.0
+        probing = bool(kept_groups) and t.probe_every > 0 and self.step_count % t.probe_every == 0
+        if probing:  # a step without an update has nothing to probe
+            probe_start = time.perf_counter()
+            before = self._probe_logp()
+            probe_s += time.perf_counter() - probe_start
         train_start = time.perf_counter()
         if kept_groups:
             metrics.update(self._update(kept_groups))
@@ -194,6 +209,11 @@ class GRPOTrainer:
             metrics.update({"loss": None, "clip_frac": None, "dual_clip_frac": None, "kl": None, "entropy": None,
                             "train_tokens": 0, "old_logprob_s": 0.0, "ref_logprob_s": 0.0, "update_s": 0.0})
         train_s = time.perf_counter() - train_start
+        if probing:
+            probe_start = time.perf_counter()
+            metrics.update(probe_mass_change(before, self._probe_logp()))
+            probe_s += time.perf_counter() - probe_start
+            metrics["probe_s"] = probe_s
         metrics["train_s"] = train_s
         metrics["train_tokens_per_s"] = metrics.pop("train_tokens") / train_s if train_s > 0 else 0.0
         metrics["lr"] = self.scheduler.get_last_lr()[0]
@@ -203,8 +223,18 @@ class GRPOTrainer:
                 self.optimizer = self._new_optimizer()
                 self.scheduler = self._new_scheduler()
             metrics["ref_reset"] = True
-        metrics["step_s"] = time.perf_counter() - start
+        metrics["step_s"] = time.perf_counter() - start - probe_s  # the probe measures; it is not the step
         return metrics
+
+    def _probe_logp(self) -> torch.Tensor:
+        """[probe items] float64: each probe response's summed token logprob under the current policy
+        (at train.temperature), no gradient, in eval mode; the policy's mode is restored after."""
+        training = self.policy.training
+        self.policy.eval()
+        with torch.no_grad():
+            logp = _logprobs(self.policy, self.probe, self.train_cfg, self.tokenizer.pad_token_id)
+        self.policy.train(training)
+        return torch.stack([v.double().sum() for v in logp])
 
     @property
     def rollout_model(self):
@@ -344,6 +374,34 @@ class GRPOTrainer:
             torch.cuda.set_rng_state_all(rng["cuda"])
         random.setstate(rng["python"])
         np.random.set_state(rng["numpy"])
+
+
+PROBE_STREAM = 4_099
+"""Offsets the probe set's seeded order from every other stream of the master seed."""
+
+
+def probe_sequences(pool: Sequence[tuple[Suite, Item]], tokenizer, seed: int, k: int) -> list[ScoredSequence]:
+    """The ΔQ_pos probe set: the first `k` items with a reference response (Item.target) of the
+    training pool in an order fixed by the master `seed` alone (so every arm, N and train.seed of
+    one profile probes the same items), each as its chat-rendered prompt tokenised as the rollout
+    engine does (no special tokens added) followed by the target and EOS (the response the
+    supervised warm-up taught, complete). Each item is its own prompt group. Refuses, in one line,
+    a pool with no target to probe."""
+    order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed * 1_000_003 + PROBE_STREAM))
+    items: list[Item] = []
+    for i in order.tolist():
+        if pool[i][1].target:
+            items.append(pool[i][1])
+            if len(items) == k:
+                break
+    if not items:
+        raise ConfigError("invalid value for 'train.probe_every': no training item has a reference response "
+                          "(Item.target) to measure Q_pos on; set train.probe_every=0")
+    prompts = tokenizer(render_prompts(tokenizer, [it.prompt for it in items]), add_special_tokens=False)["input_ids"]
+    targets = tokenizer([it.target for it in items], add_special_tokens=False)["input_ids"]
+    return [ScoredSequence(ids=list(p) + list(r) + [tokenizer.eos_token_id], prompt_len=len(p), group=g,
+                           rollout_logp=[], advantage=0.0)
+            for g, (p, r) in enumerate(zip(prompts, targets))]
 
 
 def _logprobs(model, seqs: list[ScoredSequence], t, pad_id: int, layout: UpdateLayout = SHARED_PROMPT) -> list[torch.Tensor]:

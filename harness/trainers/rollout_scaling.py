@@ -6,6 +6,10 @@ the learning rate scaled by the samples-per-step ratio r = (N x prompts) / (trai
 train.prompts_per_step) under `lr_rule` (sqrt: lr x sqrt(r), the paper's 2.83x at r = 8). The
 number of PPO mini-batches per step stays the same, so each optimizer step sees r times more
 samples. Everything else is the shared recipe.
+
+With `rollout_scaling.samples_per_step` S > 0 the step's samples are held at S instead: prompts
+per step = S / N (N must divide S), and r = S / (train.n x train.prompts_per_step), the same for
+every N, so N changes how the samples are spread over prompts and nothing else (`harness sweep`).
 """
 
 from __future__ import annotations
@@ -18,7 +22,15 @@ from harness.trainers.grpo import ArmSettings, GRPOTrainer
 
 def settings(t: TrainConfig) -> ArmSettings:
     rule = t.rollout_scaling
-    prompts = t.prompts_per_step // rule.prompt_divisor
+    if rule.samples_per_step:
+        if rule.samples_per_step % rule.n:
+            raise ConfigError(
+                f"invalid value for 'train.rollout_scaling.n': {rule.n} does not divide "
+                f"train.rollout_scaling.samples_per_step ({rule.samples_per_step}) into whole prompts per step"
+            )
+        prompts = rule.samples_per_step // rule.n
+    else:
+        prompts = t.prompts_per_step // rule.prompt_divisor
     if prompts < 1:
         raise ConfigError(
             f"invalid value for 'train.rollout_scaling.prompt_divisor': {rule.prompt_divisor}; "

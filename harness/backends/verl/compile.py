@@ -194,6 +194,9 @@ def compile_arm(cfg: Config, arm: str, *, model: str, train_file: Path, val_file
     if t.clip_ratio_c is None:
         not_expressed.append("train.clip_ratio_c=null (no dual clip): verl always applies one; 1e9 (beyond the "
                              "log-ratio clamp's e^20) is exactly equivalent")
+    if t.probe_every:
+        not_expressed.append(f"train.probe_every={t.probe_every}: the ΔQ_pos probe is the harness trainer's; a verl run "
+                             "logs no probe fields")
     if t.adv_normalise != "tokens":
         not_expressed.append(f"train.adv_normalise={t.adv_normalise}: verl whitens over tokens only")
     not_expressed.append(
