@@ -135,7 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "per prompt, one value for both arms or prorl,brorl (default: the recipes')")
     p.add_argument("--prompts-per-step", default=None,
                    help="step: prompts per step, one value for both arms or prorl,brorl (default: the recipes')")
-    p.add_argument("--prompt-tokens", type=int, default=256, help="step --shape: random prompt tokens per prompt")
+    p.add_argument("--prompt-tokens", default=None,
+                   help="rollout: comma-separated prompt lengths, each prompt lengthened to at least that many tokens "
+                   "(default: as they are); step --shape: random prompt tokens per prompt (default: 256)")
     p.add_argument("--samples", type=int, default=2048, help="samples per measurement (prompts = samples / N)")
     p.add_argument("--max-new-tokens", type=int, default=32, help="tokens generated per sample")
     p.add_argument("--repeats", type=int, default=3, help="runs per measurement; the median is printed")
@@ -484,10 +486,11 @@ def cmd_bench(args) -> int:
 
         n = _positive_ints(args.n, "--n") if args.n is not None else None
         k = _positive_ints(args.prompts_per_step, "--prompts-per-step") if args.prompts_per_step is not None else None
-        for value, option in ((args.repeats, "--repeats"), (args.max_new_tokens, "--max-new-tokens"), (args.prompt_tokens, "--prompt-tokens")):
+        prompt_tokens = 256 if args.prompt_tokens is None else args.prompt_tokens
+        for value, option in ((args.repeats, "--repeats"), (args.max_new_tokens, "--max-new-tokens"), (prompt_tokens, "--prompt-tokens")):
             _positive_ints(str(value), option)
         if args.shape:
-            rows = bench_step_shape(args.profile, args.overrides, n, k, args.prompt_tokens, args.max_new_tokens, args.repeats)
+            rows = bench_step_shape(args.profile, args.overrides, n, k, int(prompt_tokens), args.max_new_tokens, args.repeats)
             return 1 if any("error" in r for r in rows) else 0
         base = None if args.checkpoint == "base" else _checkpoint(cfg, args.checkpoint, args.quiet)
         print(f"one RL step per arm, profile {cfg.profile}, base {base or 'of the profile'}: median step of {args.repeats} "
@@ -505,6 +508,7 @@ def cmd_bench(args) -> int:
     for name in engines:
         check_engine(RolloutConfig(engine=name))
     _positive_ints(f"{args.samples},{args.max_new_tokens},{args.repeats}", "--samples/--max-new-tokens/--repeats")
+    lengths = _positive_ints(args.prompt_tokens, "--prompt-tokens") if args.prompt_tokens is not None else None
     from harness.checkpoint import load_policy
     from harness.jobs.bench import bench_rollout
     from harness.suites import build_suite
@@ -517,7 +521,7 @@ def cmd_bench(args) -> int:
     print(f"rollout throughput: {path}, {args.samples} samples x {args.max_new_tokens} new tokens, "
           f"median of {args.repeats}, device {model.device}, {torch.get_num_threads()} threads")
     bench_rollout(model, tokenizer, prompts, ns, args.samples, args.max_new_tokens,
-                  cfg.rollout, args.repeats, engines=engines)
+                  cfg.rollout, args.repeats, engines=engines, prompt_tokens=lengths)
     return 0
 
 

@@ -116,18 +116,21 @@ def eval_points(fractions) -> list[float]:
     return sorted({float(f) for f in fractions} | {1.0})
 
 
-def point_steps(rows: list[dict], budget: Budget, fractions) -> dict[float, int | None]:
+def point_steps(rows: list[dict], budget: Budget, fractions, kept=None) -> dict[float, int | None]:
     """RL step evaluated for each point of one run, from its metrics: matched spend, the last step
     whose spend is at or under fraction x budget (`run_training` keeps a checkpoint there), never
     the step that passed it; 0 (the base itself) when the first step already passed it; None while
-    no step has reached the point yet (the run is unfinished)."""
+    no step has reached the point yet (the run is unfinished). `kept`: only these steps have
+    checkpoints (a verl run keeps every trainer.save_freq steps), so the last of them at or under
+    the point is taken."""
     out: dict[float, int | None] = {}
     for f in eval_points(fractions):
         mark = budget.point(f)
         if not any(budget.used(row) >= mark for row in rows):
             out[f] = None
             continue
-        out[f] = max((row["step"] for row in rows if budget.used(row) <= mark), default=0)
+        out[f] = max((row["step"] for row in rows if budget.used(row) <= mark and (kept is None or row["step"] in kept)),
+                     default=0)
     return out
 
 

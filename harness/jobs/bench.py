@@ -42,7 +42,7 @@ import torch
 import transformers
 
 from harness.checkpoint import load_policy, render_prompt, render_prompts, resolve_device
-from harness.config import RolloutConfig, TinyModelConfig, TrainConfig, load_config
+from harness.config import ConfigError, RolloutConfig, TinyModelConfig, TrainConfig, load_config
 from harness.jobs.base_model import base_checkpoint
 from harness.rollout import SamplingParams, make_engine
 from harness.suites import SUITES, build_suite
@@ -50,14 +50,69 @@ from harness.trainers.grpo import SHARED_PROMPT, UpdateLayout, _accumulate_gradi
 from harness.trainers.registry import get_builder
 from harness.trainers.shared_prompt import ScoredSequence, enable_gradient_checkpointing
 
+FILLER = ("Read the whole question before you answer, check each step of the working, and keep the final answer "
+          "short and exact. ")
+"""Text put in front of a prompt to lengthen it (`--prompt-tokens`): a shared prefix of the kind a long
+system instruction gives, neutral for the task."""
+
+
+def lengthen(tokenizer, prompt: str, tokens: int) -> str:
+    """`prompt` with FILLER's words (cycled) put in front, one word at a time, until the rendered
+    prompt has at least `tokens` tokens (unchanged when it already has): it ends within a word's
+    tokens of the target."""
+    def length(text: str) -> int:
+        return len(tokenizer(render_prompt(tokenizer, text), add_special_tokens=False)["input_ids"])
+
+    words = FILLER.split()
+    prefix: list[str] = []
+    while length(" ".join(prefix + [prompt])) < tokens:
+        prefix.append(words[len(prefix) % len(words)])
+    return " ".join(prefix + [prompt])
+
+
+def matmul_peak_flops(size: int = 1024, repeats: int = 5) -> float:
+    """The machine's fp32 matrix-product rate (FLOP/s) with torch's current threads: the best of
+    `repeats` products of two size x size matrices, after one warm-up."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = max(best, 2 * size**3 / (time.perf_counter() - start))
+    return best
+
+
+def decode_flops_per_token(model) -> float:
+    """Matrix-product FLOPs of one decoded token: 2 per weight of the blocks and the output layer
+    (the input embedding is a lookup; attention over the cache is left out, so this is a floor)."""
+    embed = model.get_input_embeddings().weight.numel()
+    weights = sum(p.numel() for p in model.parameters()) - embed
+    if model.get_output_embeddings() is not None and model.get_output_embeddings().weight is model.get_input_embeddings().weight:
+        weights += embed  # tied: the output layer is a product with the embedding
+    return 2.0 * weights
+
 
 def bench_rollout(model, tokenizer, prompts: list[str], ns: list[int], samples: int, max_new_tokens: int,
-                  rollout: RolloutConfig, repeats: int, engines: tuple[str, ...] = ("hf",), log=print) -> list[dict]:
-    """Rows of {engine, n, prompts, samples_per_s, tokens_per_s} (medians over repeats), every engine
-    at every N in one run, on fixed-length samples: no stop token, so each sample is exactly
-    `max_new_tokens` long and the engines produce the same number of tokens. Beside `hf`, plain
-    transformers `generate` as the baseline; an engine with a start-up cost (vLLM) prints it on its
-    own line, outside the rates."""
+                  rollout: RolloutConfig, repeats: int, engines: tuple[str, ...] = ("hf",), log=print,
+                  prompt_tokens: list[int] | None = None) -> list[dict]:
+    """Rows of {engine, n, prompts, prompt_tokens, samples_per_s, tokens_per_s, matmul_fraction}
+    (medians over repeats), every engine at every N and prompt length in one run, on fixed-length
+    samples: no stop token, so each sample is exactly `max_new_tokens` long and the engines produce
+    the same number of tokens. Beside `hf`, plain transformers `generate` as the baseline; an engine
+    with a start-up cost (vLLM) prints it on its own line, outside the rates. `prompt_tokens`: the
+    prompts lengthened to at least each of these (`lengthen`); None keeps them as they are.
+    `matmul_fraction`: decode FLOP/s (`decode_flops_per_token` x tokens/s) over the machine's
+    measured fp32 matrix-product rate. Ratios per prompt length are printed at the end."""
+    peak = matmul_peak_flops()
+    per_token = decode_flops_per_token(model)
+    log(f"fp32 matrix-product peak {peak / 1e9:.1f} GFLOP/s ({torch.get_num_threads()} threads); "
+        f"{per_token / 1e6:.2f} MFLOP per decoded token")
+    lengths = prompt_tokens or [0]
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit and max(lengths) + max_new_tokens > limit:
+        raise ConfigError(f"invalid value for --prompt-tokens: {max(lengths)}; with --max-new-tokens {max_new_tokens} it "
+                          f"passes the model's {limit} positions (at most {limit - max_new_tokens})")
     rows = []
     for name in engines:
         start = time.perf_counter()
@@ -65,24 +120,54 @@ def bench_rollout(model, tokenizer, prompts: list[str], ns: list[int], samples: 
         startup_s = time.perf_counter() - start
         if name != "hf":
             log(f"{name + ' start-up':<24} {startup_s:.1f} s")
-        for n in ns:
-            n_prompts = max(1, samples // n)
-            chosen = [render_prompt(tokenizer, prompts[i % len(prompts)]) for i in range(n_prompts)]
-            sampling = SamplingParams(temperature=1.0, max_new_tokens=max_new_tokens, seed=0, stop_token_ids=())
-            runs = [engine.generate(chosen, n, sampling) for _ in range(repeats)]
-            assert all(r.num_output_tokens == r.num_samples * max_new_tokens for r in runs), "samples must be fixed-length"
-            rows.append({
-                "engine": {"hf": "hf (prefix-shared)"}.get(name, name), "n": n, "prompts": n_prompts,
-                "samples_per_s": statistics.median(r.samples_per_s for r in runs),
-                "tokens_per_s": statistics.median(r.tokens_per_s for r in runs),
-                "startup_s": startup_s,
-            })
-            log(_row(rows[-1]))
-            if name == "hf":
-                rows.append(_bench_generate(model, tokenizer, chosen, n, max_new_tokens, rollout.max_batch_sequences, repeats))
-                log(_row(rows[-1]))
+        for length in lengths:
+            for n in ns:
+                n_prompts = max(1, samples // n)
+                texts = [prompts[i % len(prompts)] for i in range(n_prompts)]
+                chosen = [render_prompt(tokenizer, lengthen(tokenizer, t, length) if length else t) for t in texts]
+                mean_tokens = statistics.mean(len(tokenizer(c, add_special_tokens=False)["input_ids"]) for c in chosen)
+                sampling = SamplingParams(temperature=1.0, max_new_tokens=max_new_tokens, seed=0, stop_token_ids=())
+                runs = [engine.generate(chosen, n, sampling) for _ in range(repeats)]
+                assert all(r.num_output_tokens == r.num_samples * max_new_tokens for r in runs), "samples must be fixed-length"
+                found = [{
+                    "engine": {"hf": "hf (prefix-shared)"}.get(name, name), "n": n, "prompts": n_prompts,
+                    "prompt_tokens": mean_tokens,
+                    "samples_per_s": statistics.median(r.samples_per_s for r in runs),
+                    "tokens_per_s": statistics.median(r.tokens_per_s for r in runs),
+                    "startup_s": startup_s,
+                }]
+                if name == "hf":
+                    found.append({**_bench_generate(model, tokenizer, chosen, n, max_new_tokens, rollout.max_batch_sequences,
+                                                    repeats), "prompt_tokens": mean_tokens})
+                for row in found:
+                    row["length"] = length
+                    row["matmul_fraction"] = row["tokens_per_s"] * per_token / peak
+                    rows.append(row)
+                    log(_row(row))
         del engine
+    for line in rollout_ratios(rows, ns):
+        log(line)
     return rows
+
+
+def rollout_ratios(rows: list[dict], ns: list[int]) -> list[str]:
+    """The ratios the rollout goals are stated in, per prompt length: hf at the largest N over hf at
+    the smallest, hf over each other engine at each N, and hf's share of the matrix-product peak."""
+    out = []
+    for length in sorted({r["length"] for r in rows}):
+        rate = {(r["engine"], r["n"]): r for r in rows if r["length"] == length}
+        hf = "hf (prefix-shared)"
+        tokens = statistics.mean(r["prompt_tokens"] for r in rate.values())
+        head = f"prompt ~{tokens:.0f} tokens:"
+        if (hf, ns[0]) in rate and (hf, ns[-1]) in rate and len(ns) > 1:
+            out.append(f"{head} hf N={ns[-1]} / N={ns[0]}: {rate[hf, ns[-1]]['samples_per_s'] / rate[hf, ns[0]]['samples_per_s']:.2f}x")
+        for other in sorted({e for e, _ in rate} - {hf}):
+            ratios = [f"N={n} {rate[hf, n]['samples_per_s'] / rate[other, n]['samples_per_s']:.2f}x"
+                      for n in ns if (hf, n) in rate and (other, n) in rate]
+            out.append(f"{head} hf / {other}: {', '.join(ratios)}")
+        shares = [f"N={n} {100 * rate[hf, n]['matmul_fraction']:.0f}%" for n in ns if (hf, n) in rate]
+        out.append(f"{head} hf decode FLOP/s / matrix-product peak: {', '.join(shares)}")
+    return out
 
 
 @torch.inference_mode()
@@ -113,7 +198,8 @@ def _bench_generate(model, tokenizer, prompts, n, max_new_tokens, max_batch_sequ
 
 
 def _row(r: dict) -> str:
-    return f"{r['engine']:<24} N={r['n']:<5} prompts={r['prompts']:<5} {r['samples_per_s']:>9.1f} samples/s {r['tokens_per_s']:>10.1f} tokens/s"
+    return (f"{r['engine']:<24} N={r['n']:<5} prompts={r['prompts']:<5} prompt~{r.get('prompt_tokens', 0):<5.0f} "
+            f"{r['samples_per_s']:>9.1f} samples/s {r['tokens_per_s']:>10.1f} tokens/s")
 
 
 def bench_memory(profile: str, overrides: list[str], log=print) -> list[dict]:

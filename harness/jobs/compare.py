@@ -352,7 +352,7 @@ def _run_verl(cfg: Config, arm: str, seed: int, folder: Path, verl: VerlOptions,
         verl_job.import_verl_run(folder)
         rows = read_metrics(folder / METRICS_FILE)
     checkpoints = verl_job.hf_checkpoints(folder)
-    steps = verl_job.point_checkpoints(rows, checkpoints, budget, fractions)
+    steps = point_steps(rows, budget, fractions, kept=set(checkpoints))
     for step in sorted({s for s in steps.values() if s is not None}):
         evaluate(f"{arm}-seed{seed}-{checkpoint_name(step)}", cfg, str(checkpoints[step]) if step else base,
                  {"method": arm, "seed": seed, "step": step, "backend": "verl"})

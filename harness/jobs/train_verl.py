@@ -34,7 +34,7 @@ from harness.backends.verl.data import write_data
 from harness.backends.verl.metrics import harness_rows, read_verl_log
 from harness.config import Config, ConfigError, UserError, to_dict
 from harness.jobs.base_model import base_checkpoint
-from harness.runs import CHECKPOINTS, METRICS_FILE, Budget, eval_points, write_json_atomic, write_text_atomic
+from harness.runs import CHECKPOINTS, METRICS_FILE, write_json_atomic, write_text_atomic
 
 VERL = "verl"
 """The run folder's subfolder for verl's files."""
@@ -127,17 +127,3 @@ def hf_checkpoints(out: Path) -> dict[int, Path]:
         if (hf / "config.json").is_file():
             found[int(folder.name.rsplit("_", 1)[1])] = hf
     return dict(sorted(found.items()))
-
-
-def point_checkpoints(rows: list[dict], checkpoints: dict[int, Path], budget: Budget, fractions) -> dict[float, int | None]:
-    """Matched spend for a verl run: for each point, the last step at or under it that verl kept a
-    checkpoint of (verl saves every trainer.save_freq steps and at the end, not at the points); 0
-    (the base) when none; None while the run has not reached the point."""
-    out: dict[float, int | None] = {}
-    for f in eval_points(fractions):
-        mark = budget.point(f)
-        if not any(budget.used(row) >= mark for row in rows):
-            out[f] = None
-            continue
-        out[f] = max((row["step"] for row in rows if budget.used(row) <= mark and row["step"] in checkpoints), default=0)
-    return out

@@ -5,11 +5,11 @@ needs matplotlib, which is imported only when a figure is drawn.
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from pathlib import Path
 
 from harness.report.summary import PAPER_SUITES
+from harness.runs import write_bytes_atomic
 
 
 def render_figure(summary: dict, path: Path) -> None:
@@ -82,12 +82,16 @@ def render_figure(summary: dict, path: Path) -> None:
     fig.suptitle(f"Score vs training time, profile {summary['profile']}: eval pass@1 of the arms from the base at 0\n"
                  f"({band}; the base's RL curve: its validation pass@1)", fontsize=9)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=".figure1.", suffix=".png", dir=path.parent)
-    os.close(fd)
+    save_png(fig, path)
+
+
+def save_png(fig, path: Path, dpi: int = 120) -> Path:
+    """`fig` as a PNG at `path`, written atomically; the figure is closed."""
+    import matplotlib.pyplot as plt  # lazy: matplotlib loads only when a figure is written
+
+    buffer = io.BytesIO()
     try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
+        fig.savefig(buffer, format="png", dpi=dpi)
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
-
+    return write_bytes_atomic(path, buffer.getvalue())

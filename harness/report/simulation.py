@@ -5,12 +5,11 @@ matplotlib is imported only when the figure is drawn.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from harness.config import UserError
 from harness.jobs.simulate import FIGURE_FILE, RESULT_FILE
+from harness.report.figure import save_png
 from harness.runs import read_record
 
 TERMS = (("sampled_pos", "sampled correct (A)", "tab:green"), ("sampled_neg", "sampled incorrect (B)", "tab:blue"),
@@ -75,14 +74,4 @@ def render_simulation_figure(result: dict, path: Path) -> Path:
                  f"wd {s['weight_decay']:g}, baseline {s['baseline']}, init {s['init']}, {s['steps']} steps, seed {s['seed']}",
                  fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
-    return path
+    return save_png(fig, Path(path))
