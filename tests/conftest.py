@@ -12,6 +12,7 @@ import torch
 
 from harness.config import TinyModelConfig
 from harness.jobs.tiny_model import build_model, train_tokenizer
+from harness.trainers.shared_prompt import ScoredSequence
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 """The real evaluation sets beside the repository (../shared/data); tests skip when it is absent."""
@@ -54,3 +55,24 @@ def smoke_base(tmp_path_factory):
     done = run_cli(["bootstrap", "--profile", "smoke", "--quiet"], cache)
     assert done.returncode == 0, done.stderr
     return Path(done.stdout.strip().splitlines()[-1]), cache  # the path is printed last
+
+
+def random_groups(vocab: int, pad_id: int, prompt_lens, group_sizes, response_lengths: tuple[int, int],
+                  seed: int = 0) -> list[ScoredSequence]:
+    """Groups of random sequences for the update's tests: group g has `group_sizes[g]` responses of
+    a shared random prompt of `prompt_lens[g]` tokens, each response of a length drawn from
+    [low, high) and a random advantage; no token is the pad token."""
+    g = torch.Generator().manual_seed(seed)
+    tokens = [t for t in range(vocab) if t != pad_id]
+
+    def draw(n: int) -> list[int]:
+        return [tokens[k] for k in torch.randint(len(tokens), (n,), generator=g).tolist()]
+
+    seqs = []
+    for group, (prompt_len, size) in enumerate(zip(prompt_lens, group_sizes)):
+        prompt = draw(prompt_len)
+        for _ in range(size):
+            response = draw(int(torch.randint(*response_lengths, (1,), generator=g)))
+            seqs.append(ScoredSequence(ids=prompt + response, prompt_len=prompt_len, group=group, rollout_logp=[],
+                                       advantage=float(torch.randn(1, generator=g))))
+    return seqs

@@ -22,6 +22,8 @@ from harness.trainers.grpo import _accumulate_gradients, _logprobs
 from harness.trainers.logits import token_logprobs
 from harness.trainers.shared_prompt import ScoredSequence, enable_gradient_checkpointing
 
+from .conftest import random_groups
+
 PROMPT_LENS = (6, 1, 13)
 GROUP_SIZES = (3, 4, 2)
 CHUNKS = (1, 7, 16, 10_000)  # 10_000: one chunk holds every token
@@ -37,20 +39,7 @@ def train_config(chunk: int, budget: int = 100_000):
 def make_seqs(vocab: int, pad_id: int, seed: int = 0) -> list[ScoredSequence]:
     """Groups of different prompt lengths (one of a single token: no cache) and response lengths
     1..14, so micro-batches have padding and the token count (here 73) is prime to the chunks."""
-    g = torch.Generator().manual_seed(seed)
-    tokens = [t for t in range(vocab) if t != pad_id]
-
-    def draw(n: int) -> list[int]:
-        return [tokens[k] for k in torch.randint(len(tokens), (n,), generator=g).tolist()]
-
-    seqs = []
-    for group, (prompt_len, size) in enumerate(zip(PROMPT_LENS, GROUP_SIZES)):
-        prompt = draw(prompt_len)
-        for _ in range(size):
-            response = draw(int(torch.randint(1, 15, (1,), generator=g)))
-            seqs.append(ScoredSequence(ids=prompt + response, prompt_len=prompt_len, group=group, rollout_logp=[],
-                                       advantage=float(torch.randn(1, generator=g))))
-    return seqs
+    return random_groups(vocab, pad_id, PROMPT_LENS, GROUP_SIZES, (1, 15), seed)
 
 
 @pytest.fixture

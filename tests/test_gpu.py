@@ -18,6 +18,8 @@ from harness.rollout.hf import HFRolloutEngine
 from harness.trainers.grpo import _accumulate_gradients, _logprobs
 from harness.trainers.shared_prompt import ScoredSequence
 
+from .conftest import random_groups
+
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (scripts/gpu-first-session.sh)")
 
 
@@ -28,17 +30,7 @@ def train_config(chunk: int):
 
 
 def sequences(vocab: int, pad_id: int) -> list[ScoredSequence]:
-    g = torch.Generator().manual_seed(0)
-    tokens = [t for t in range(vocab) if t != pad_id]
-    seqs = []
-    for group, (prompt_len, size) in enumerate([(9, 3), (4, 5)]):
-        prompt = [tokens[k] for k in torch.randint(len(tokens), (prompt_len,), generator=g).tolist()]
-        for _ in range(size):
-            response = [tokens[k] for k in torch.randint(len(tokens), (int(torch.randint(2, 30, (1,), generator=g)),),
-                                                         generator=g).tolist()]
-            seqs.append(ScoredSequence(ids=prompt + response, prompt_len=prompt_len, group=group,
-                                       rollout_logp=[], advantage=float(torch.randn(1, generator=g))))
-    return seqs
+    return random_groups(vocab, pad_id, (9, 4), (3, 5), (2, 30))
 
 
 def test_chunked_output_layer_under_bf16_autocast_matches_the_whole_layer_on_cuda(model, tokenizer):

@@ -18,6 +18,8 @@ from harness.trainers.core import kl_penalty, ppo_clip_objective, shared_prompt_
 from harness.trainers.grpo import _accumulate_gradients, _logprobs
 from harness.trainers.shared_prompt import SHARED_PROMPT, ScoredSequence, UpdateLayout, pad
 
+from .conftest import random_groups
+
 PER_SAMPLE = UpdateLayout(micro_batches=per_sample_micro_batches, forward=per_sample_forward)
 PROMPT_LENS = (9, 1, 17, 4)
 GROUP_SIZES = (5, 7, 4, 6)
@@ -29,20 +31,7 @@ def train_config(budget: int):
 
 
 def make_seqs(vocab: int, pad_id: int, seed: int = 0) -> list[ScoredSequence]:
-    g = torch.Generator().manual_seed(seed)
-    tokens = [t for t in range(vocab) if t != pad_id]
-
-    def draw(n: int) -> list[int]:
-        return [tokens[k] for k in torch.randint(len(tokens), (n,), generator=g).tolist()]
-
-    seqs = []
-    for group, (prompt_len, size) in enumerate(zip(PROMPT_LENS, GROUP_SIZES)):
-        prompt = draw(prompt_len)
-        for _ in range(size):
-            response = draw(int(torch.randint(1, 13, (1,), generator=g)))
-            seqs.append(ScoredSequence(ids=prompt + response, prompt_len=prompt_len, group=group,
-                                  rollout_logp=[], advantage=float(torch.randn(1, generator=g))))
-    return seqs
+    return random_groups(vocab, pad_id, PROMPT_LENS, GROUP_SIZES, (1, 13), seed)
 
 
 def per_sequence_logprobs(model, s: ScoredSequence, temperature: float) -> torch.Tensor:
