@@ -60,9 +60,8 @@ from harness.config import ConfigError, load_config
 from harness.jobs.bench import _current_rss_mb, _peak_rss_mb, _reset_peak_rss, _rss_mb, load_base, shape_model
 from harness.rollout import SamplingParams, make_engine
 from harness.suites import build_suite
-from harness.trainers import rollout_scaling, step_scaling
 from harness.trainers.grpo import _accumulate_gradients, _logprobs
-from harness.trainers.registry import get_builder
+from harness.trainers.registry import arm_settings, get_builder
 from harness.trainers.shared_prompt import ScoredSequence, enable_gradient_checkpointing
 
 ARMS = ("prorl", "brorl")
@@ -86,9 +85,6 @@ SCORE_SHARE_GOAL = 0.15
 PROMPT_TOKENS = 256
 """Prompt length of `step --shape` unless `--prompt-tokens` says otherwise."""
 
-_ARM_SETTINGS = {"step_scaling": step_scaling.settings, "rollout_scaling": rollout_scaling.settings}
-
-
 def per_arm(values: list[int] | None, option: str) -> tuple[int | None, int | None]:
     """(prorl's, brorl's) value of a per-arm option: none given (each arm's own), one (both), or two."""
     if not values:
@@ -101,10 +97,7 @@ def per_arm(values: list[int] | None, option: str) -> tuple[int | None, int | No
 
 def _arm_settings(cfg):
     """The arm's settings as its (built-in) trainer derives them from the `train` section."""
-    if cfg.train.trainer not in _ARM_SETTINGS:
-        raise ConfigError(f"invalid value for 'train.trainer': {cfg.train.trainer}; `bench step --shape` knows the "
-                          f"built-in arms' settings only: {', '.join(_ARM_SETTINGS)}")
-    return _ARM_SETTINGS[cfg.train.trainer](cfg.train)
+    return arm_settings(cfg.train, "`bench step --shape`")
 
 
 def _resized(arm, n: int | None, prompts: int | None):

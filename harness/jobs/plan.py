@@ -20,8 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from harness.config import Config, ModelShape, load_config
-from harness.trainers.rollout_scaling import settings as brorl_settings
-from harness.trainers.step_scaling import settings as prorl_settings
+from harness.trainers.registry import arm_settings
 
 GIB = 1024**3
 PAPER_GPUS = 64
@@ -107,9 +106,9 @@ def step_plan(cfg: Config) -> list[dict]:
     """Per arm: N, prompts, samples and an upper bound on tokens per step (every response at max length)."""
     out = []
     prompt_tokens = 1024  # a generous prompt length; responses dominate at 16k
-    for recipe, settings in (("prorl", prorl_settings), ("brorl", brorl_settings)):
+    for recipe in ("prorl", "brorl"):
         t = load_config(cfg.profile, recipe=recipe).train
-        s = settings(t)
+        s = arm_settings(t, "`harness plan`")
         samples = s.n * s.prompts_per_step
         tokens = samples * (prompt_tokens + t.max_new_tokens)
         out.append({"arm": recipe, "n": s.n, "prompts": s.prompts_per_step, "samples": samples, "lr": s.learning_rate,

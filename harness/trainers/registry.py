@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 from importlib import metadata
 
+from harness.config import ConfigError, TrainConfig
 from harness.trainers.base import BUILDER_PARAMETERS, TrainerBuilder
 
 ENTRY_POINT_GROUP = "harness.trainers"
@@ -53,3 +54,14 @@ def check_builder(name: str, builder) -> TrainerBuilder:
         raise ValueError(f"trainer '{name}': its builder takes ({', '.join(params or ['?'])}); a trainer builder takes "
                          f"({', '.join(BUILDER_PARAMETERS)}) (harness.trainers.base.TrainerBuilder)")
     return builder
+
+
+def arm_settings(train: TrainConfig, where: str):
+    """The arm's n, prompts per step and learning rate as its built-in trainer derives them from
+    `train` (each arm module's `settings`), for the jobs that do not build a trainer (plan, the
+    verl back end, `bench step --shape`); `where` names that job in the error for any other trainer."""
+    if train.trainer not in _BUILTIN:
+        raise ConfigError(f"invalid value for 'train.trainer': {train.trainer!r}; {where} knows the built-in arms' "
+                          f"settings only: {', '.join(_BUILTIN)}")
+    module = _BUILTIN[train.trainer].split(":")[0]
+    return __import__(module, fromlist=["settings"]).settings(train)

@@ -25,8 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.config import Config, ConfigError
-from harness.trainers.rollout_scaling import settings as rollout_scaling_settings
-from harness.trainers.step_scaling import settings as step_scaling_settings
+from harness.trainers.registry import arm_settings as registry_arm_settings
 
 MAX_PROMPT_TOKENS = 1024
 """verl's `data.max_prompt_length`: the harness never caps prompts, verl needs a bound. 1,024 covers
@@ -74,12 +73,7 @@ class VerlJob:
 
 def arm_settings(cfg: Config):
     """The arm's resolved n, prompts per step and learning rate (the trainers' own rule)."""
-    if cfg.train.trainer == "rollout_scaling":
-        return rollout_scaling_settings(cfg.train)
-    if cfg.train.trainer == "step_scaling":
-        return step_scaling_settings(cfg.train)
-    raise ConfigError(f"invalid value for 'train.trainer' with --backend verl: {cfg.train.trainer!r}; "
-                      "valid: step_scaling, rollout_scaling")
+    return registry_arm_settings(cfg.train, "--backend verl")
 
 
 def compile_arm(cfg: Config, arm: str, *, model: str, train_file: Path, val_file: Path, reward_module: Path,
