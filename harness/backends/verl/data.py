@@ -39,11 +39,11 @@ def scorer_spec(scorer) -> tuple[str, dict]:
     return f"{scorer.__module__}:{scorer.__qualname__}", kwargs
 
 
-def rows(cfg: Config, split: str, per_suite: int) -> list[dict]:
-    """verl rows of the first `per_suite` items of `split` of every enabled suite."""
+def rows(cfg: Config, suites: list, split: str, per_suite: int) -> list[dict]:
+    """verl rows of the first `per_suite` items of `split` of each suite (built from `cfg`)."""
     out = []
-    for name in cfg.suites.enabled:
-        suite = build_suite(name, cfg.suites, cfg.seed)
+    for suite in suites:
+        name = suite.name
         scorer, kwargs = scorer_spec(suite.scorer)
         bound = suite.scorer_timeout_s or cfg.scoring.timeout_s
         for index, item in enumerate(suite.items(split, per_suite)):
@@ -78,7 +78,8 @@ def write_parquet(records: list[dict], path: Path) -> Path:
 
 def write_data(cfg: Config, folder: Path, validation_items: int = 8) -> tuple[Path, Path, dict[str, int]]:
     """train.parquet and val.parquet under `folder`; returns their paths and row counts."""
-    train = rows(cfg, "train", cfg.train.prompt_pool)
-    val = rows(cfg, "validation", validation_items)
+    suites = [build_suite(name, cfg.suites, cfg.seed) for name in cfg.suites.enabled]  # loaded once for both splits
+    train = rows(cfg, suites, "train", cfg.train.prompt_pool)
+    val = rows(cfg, suites, "validation", validation_items)
     return (write_parquet(train, folder / "train.parquet"), write_parquet(val, folder / "val.parquet"),
             {"train": len(train), "validation": len(val)})

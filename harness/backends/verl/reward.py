@@ -15,6 +15,7 @@ worker; calls from its threads are serialised on it.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import threading
@@ -42,8 +43,6 @@ def scorer(spec: str, kwargs_json: str = "{}"):
             fn = getattr(fn, part)
         kwargs = json.loads(kwargs_json or "{}")
         if kwargs:
-            import functools  # lazy: only scorers with keyword arguments need it
-
             fn = functools.partial(fn, **kwargs)
         _scorers[key] = fn
     return _scorers[key]
