@@ -63,22 +63,18 @@ def spread(values: list[float]) -> dict:
     return {"n": n, "mean": mean, "sd": sd, "min": min(vals), "max": max(vals), "ci95": [mean - half, mean + half]}
 
 
-def stratified_paired_test(a: Mapping[str, float], b: Mapping[str, float],
-                           task_of: Callable[[str], str] = item_task) -> dict:
-    """Paired test of the domain score's difference, b - a, stratified by benchmark.
-
-    The difference is the unweighted mean over benchmarks of the mean paired difference within
-    each (exactly the difference of the two domain scores over the common items); its variance is
-    the sum over benchmarks of var_t / n_t, divided by T^2; the t reference has Welch-Satterthwaite
-    degrees of freedom. A benchmark with one item adds its difference but no variance."""
+def stratified_paired_diff(a: Mapping[str, float], b: Mapping[str, float],
+                           task_of: Callable[[str], str] = item_task) -> tuple[float, float, float] | None:
+    """(difference, its standard error, Welch-Satterthwaite df) of the domain score, b - a, over the
+    common items, stratified by benchmark: the unweighted mean over benchmarks of the mean paired
+    difference within each; its variance is the sum over benchmarks of var_t / n_t, divided by T^2.
+    A benchmark with one item adds its difference but no variance. None under two common items."""
     common = sorted(set(a) & set(b))
+    if len(common) < 2:
+        return None
     by_task: dict[str, list[float]] = {}
     for i in common:
         by_task.setdefault(task_of(i), []).append(b[i] - a[i])
-    out = {"test": "paired over items, stratified by benchmark", "n_items": len(common), "n_tasks": len(by_task),
-           "mean_diff": None, "ci95": None, "t": None, "df": None, "p_value": None}
-    if len(common) < 2:
-        return out
     t = len(by_task)
     means, var_terms, df_terms = [], [], []
     for diffs in by_task.values():
@@ -89,14 +85,27 @@ def stratified_paired_test(a: Mapping[str, float], b: Mapping[str, float],
             v = sum((d - m) ** 2 for d in diffs) / (n - 1) / n
             var_terms.append(v)
             df_terms.append(v * v / (n - 1))
-    diff = sum(means) / t
     var = sum(var_terms) / t**2
+    df = sum(var_terms) ** 2 / sum(df_terms) if sum(df_terms) > 0 else float(len(common) - t)
+    return sum(means) / t, math.sqrt(var), df
+
+
+def stratified_paired_test(a: Mapping[str, float], b: Mapping[str, float],
+                           task_of: Callable[[str], str] = item_task) -> dict:
+    """Paired test of the domain score's difference, b - a, stratified by benchmark (see
+    `stratified_paired_diff`); the t reference has Welch-Satterthwaite degrees of freedom."""
+    common = set(a) & set(b)
+    by_task = {task_of(i) for i in common}
+    out = {"test": "paired over items, stratified by benchmark", "n_items": len(common), "n_tasks": len(by_task),
+           "mean_diff": None, "ci95": None, "t": None, "df": None, "p_value": None}
+    paired = stratified_paired_diff(a, b, task_of)
+    if paired is None:
+        return out
+    diff, se, df = paired
     out["mean_diff"] = diff
-    if var == 0:
+    if se == 0:
         out.update(ci95=[diff, diff], p_value=1.0 if diff == 0 else 0.0)
         return out
-    se = math.sqrt(var)
-    df = sum(var_terms) ** 2 / sum(df_terms) if sum(df_terms) > 0 else float(len(common) - t)
     stat = diff / se
     half = float(stats.t.ppf(0.975, df)) * se
     out.update(ci95=[diff - half, diff + half], t=stat, df=df, p_value=float(2 * stats.t.sf(abs(stat), df)))

@@ -75,6 +75,10 @@ class PlateauConfig:
     """Plateau: this many checks in a row without beating the best validation pass@1 by min_delta."""
     min_delta: NonNegFloat = 0.01
     """Improvement in validation pass@1 that counts as progress."""
+    stall_rule: Literal["mean", "each_suite"] = "mean"
+    """What must stall. mean: the mean over suites beats its best by min_delta. each_suite: any one
+    suite beating its own best by min_delta is progress, so the phase stops only once every suite
+    has stalled (a rise in one domain cannot hide behind a fall in another)."""
     early_fraction: Annotated[float, Range(min=0.1, max=0.95)] = 0.667
     """The second baseline point is the RL checkpoint nearest this fraction of the final step (the
     paper's baseline rows: 2,000 and 3,000 steps)."""

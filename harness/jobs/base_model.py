@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 import sys
 import tempfile
@@ -45,6 +46,7 @@ from harness.jobs.evaluate import evaluate_suite
 from harness.jobs.tiny_model import build_model, train_tokenizer
 from harness.rollout import SamplingParams, make_engine
 from harness.runs import EARLY, write_json_atomic
+from harness.stats import stratified_paired_diff
 from harness.suites import build_suite
 from harness.trainers.registry import get_builder
 
@@ -74,12 +76,21 @@ def _suites_key(cfg: Config) -> dict:
     return out
 
 
+def _bootstrap_key(cfg: Config) -> dict:
+    """The bootstrap section; the default stall rule keeps the keys it had before the rule existed,
+    so the bases cached then stay valid."""
+    out = asdict(cfg.bootstrap)
+    if out["plateau"]["stall_rule"] == "mean":
+        del out["plateau"]["stall_rule"]
+    return out
+
+
 def cache_key(cfg: Config) -> str:
     """Hash of everything that determines the checkpoint (not of run-time knobs like threads)."""
     shaping = {
         "version": BOOTSTRAP_VERSION,
         "seed": cfg.seed,
-        "bootstrap": asdict(cfg.bootstrap),
+        "bootstrap": _bootstrap_key(cfg),
         "suites": _suites_key(cfg),
         # logit_chunk_tokens and gradient_checkpointing trade memory for compute, same numbers; the
         # probe (probe_every, probe_items) measures and changes no number of the training
@@ -224,10 +235,12 @@ class Validation:
         share = -(-n_items // len(self.suites))
         self.engine.sync_weights(self.model)  # the model is being trained: the engine's copy (if any) follows it
         out = {}
+        self.item_scores = {}
         for suite in self.suites:
             score = evaluate_suite(self.engine, self.tokenizer, suite, self.items[suite.name][:share], k,
                                    self.sampling, self.pool, progress=False)
             out[suite.name] = score.pass_at_1
+            self.item_scores[suite.name] = score.item_scores
         out["all"] = sum(out.values()) / len(self.suites)
         return out
 
@@ -309,6 +322,9 @@ def _rl_to_plateau(cfg: Config, model, tokenizer, suites, validation: Validation
                                           scoring=cfg.scoring, seed=cfg.seed, model=model, tokenizer=tokenizer, suites=suites)
     first = validation(p.check_items, p.check_k)
     best, since_best = first["all"], 0
+    # per suite: the best pass@1 so far and its items' scores (the paired noise of the next gain)
+    suite_best = {name: (first[name], validation.item_scores[name]) for name in validation.item_scores}
+    mean_best_items = dict(validation.item_scores)
     offset = sft_curve[-1]["step"]
     snapshots: dict[int, dict] = {0: _weights(model)}
     curve = [_rl_point(0, offset, first, None, started)]
@@ -325,12 +341,30 @@ def _rl_to_plateau(cfg: Config, model, tokenizer, suites, validation: Validation
         snapshots[step] = _weights(model)
         curve.append(_rl_point(step, offset, val, sum(rewards) / len(rewards), started))
         rewards = []
-        line = f"rl step {step}: validation pass@1 {val['all']:.3f} (best {max(best, val['all']):.3f}), {curve[-1]['seconds']:.0f} s"
+        if p.stall_rule == "each_suite":
+            gains = {name: (val[name] - b, _paired_se(items, validation.item_scores[name]))
+                     for name, (b, items) in suite_best.items()}
+            progressed = any(gain > p.min_delta for gain, _ in gains.values())
+            for name in suite_best:
+                if val[name] > suite_best[name][0] + p.min_delta:
+                    suite_best[name] = (val[name], validation.item_scores[name])
+        else:
+            ses = [_paired_se(mean_best_items[name], validation.item_scores[name]) for name in mean_best_items]
+            gains = {"all": (val["all"] - best, math.sqrt(sum(se * se for se in ses)) / len(ses))}
+            progressed = val["all"] > best + p.min_delta
+        curve[-1]["gain_vs_best"] = {name: {"gain": g, "paired_se": se} for name, (g, se) in gains.items()}
+        noise = max(se for _, se in gains.values())
+        line = (f"rl step {step}: validation pass@1 {val['all']:.3f} (best {max(best, val['all']):.3f}; "
+                f"largest paired SE of a gain {noise:.4f}, min_delta {p.min_delta}), {curve[-1]['seconds']:.0f} s")
         bar.write(line, file=sys.stderr) if progress else log(line)
-        if val["all"] > best + p.min_delta:
-            best, since_best = val["all"], 0
+        if progressed:
+            since_best = 0
+            if p.stall_rule == "mean":
+                best, mean_best_items = val["all"], dict(validation.item_scores)
         else:
             since_best += 1
+        if p.stall_rule == "each_suite":
+            best = max(best, val["all"])  # shown in the log line only
         if since_best >= p.patience:
             stopped = "plateau"
             break
@@ -341,6 +375,13 @@ def _rl_to_plateau(cfg: Config, model, tokenizer, suites, validation: Validation
     log(f"RL phase stopped at step {final_step} ({stopped}): validation pass@1 {curve[-1]['val_pass_at_1']:.3f}; "
         f"early baseline point: step {early_step}")
     return curve, (early_step, snapshots[early_step]), stopped
+
+
+def _paired_se(before: dict[str, float], now: dict[str, float]) -> float:
+    """Standard error of a suite's gain between two checks on the same validation items (paired,
+    stratified by task): the noise the plateau test's min_delta has to stand above."""
+    paired = stratified_paired_diff(before, now)
+    return paired[1] if paired else 0.0
 
 
 def _weights(model) -> dict:
