@@ -129,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rollout: generation throughput at several N; memory: peak memory of one RL step at N=16 "
                    "and N=512; update: one policy update at N=16 and N=512, per-sample vs shared-prompt; "
                    "step: one RL step of each arm, phase by phase (generate, score, sync, logprob passes, update); "
-                   "sandbox: executions/s of trivial programs in the code sandbox")
+                   "sandbox: executions/s of trivial programs and tiny code responses scored/s in the code "
+                   "sandbox, each run starting its own interpreter vs started by the fork server")
     p.add_argument("--checkpoint", default="base", help="model to generate with / step: to start from (default: the profile's base)")
     p.add_argument("--n", default=None, help="rollout: comma-separated samples per prompt (default: 16,512); step: rollouts "
                    "per prompt, one value for both arms or prorl,brorl (default: the recipes')")
@@ -138,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt-tokens", default=None,
                    help="rollout: comma-separated prompt lengths, each prompt lengthened to at least that many tokens "
                    "(default: as they are); step --shape: random prompt tokens per prompt (default: 256)")
-    p.add_argument("--samples", type=int, default=2048, help="samples per measurement (prompts = samples / N)")
+    p.add_argument("--samples", type=int, default=2048, help="samples per measurement (prompts = samples / N; "
+                   "sandbox: samples / 4 trivial programs and samples / 8 code responses)")
     p.add_argument("--max-new-tokens", type=int, default=32, help="tokens generated per sample")
     p.add_argument("--repeats", type=int, default=3, help="runs per measurement; the median is printed")
     p.add_argument("--engines", default="hf", help="rollout: comma-separated engines measured side by side (hf, vllm)")
@@ -329,8 +331,8 @@ def _verl_options(args):
 def _train_verl(args) -> int:
     """`harness train --backend verl`: compile, write, and (without --dry-run) run and read back."""
     if args.resume or args.base is not None:
-        raise ConfigError("--resume and --base are for --backend local; verl resumes from its own checkpoints "
-                          "(trainer.resume_mode=auto) and starts from the profile's base.checkpoint")
+        raise ConfigError("--resume and --base are for --backend local; verl starts from the profile's "
+                          "base.checkpoint, and running the same --out again skips the segments verl saved")
     _verl_options(args)
     # a dry run or a job for a remote cluster needs nothing of this machine; a local run needs its GPUs
     cfg = _setup(args, recipe=args.recipe, training=not args.dry_run and args.address is None, local_engine=False)
@@ -345,7 +347,8 @@ def _train_verl(args) -> int:
         raise ConfigError(f"--out '{out}' exists and is not a verl run folder; give a new folder")
     job = prepare(cfg, Path(args.recipe).stem, out, args.nodes, args.gpus_per_node, args.address, log=_log)
     print((out / VERL / "translation.md").read_text(), end="")
-    print(f"\nverl command: {out / VERL / 'command.sh'}\n  {' '.join(job.command()[:3])} ... ({len(job.overrides)} overrides)")
+    print(f"\nverl command: {out / VERL / 'command.sh'}\n  {len(job.segments)} x {' '.join(job.command(0)[:3])} ... "
+          f"({len(job.overrides)} overrides shared, {len(job.segments[0].overrides)} per segment)")
     if args.dry_run:
         print(f"dry run: nothing ran; files in {out / VERL}")
         return 0
@@ -451,11 +454,10 @@ def cmd_bench(args) -> int:
     # the benchmarks that train on the profile's base need what training needs (--shape builds its own model)
     cfg = _setup(args, training=args.what in ("memory", "update", "step") and not args.shape)
     if args.what == "sandbox":
-        from harness.execution.sandbox import benchmark
+        from harness.jobs.bench_sandbox import bench_sandbox
 
-        result = benchmark(n=max(1, args.samples // 4))
-        print(f"sandbox: {result['executions']} trivial programs on {result['workers']} workers in "
-              f"{result['seconds']:.1f} s: {result['executions_per_s']:.1f} executions/s")
+        _positive_ints(f"{args.samples},{args.repeats}", "--samples/--repeats")
+        bench_sandbox(cfg, args.samples, args.repeats)
         return 0
     if args.what == "memory" and args.shape:
         from harness.jobs.bench import bench_update_memory

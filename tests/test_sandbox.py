@@ -8,20 +8,24 @@ no working directory is left, and the status is the expected one.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import secrets
 import signal
 import socket
 import stat
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import FrozenInstanceError, dataclass, replace
 from pathlib import Path
 
 import pytest
 
-from harness.execution import sandbox
+from harness.execution import sandbox, sandbox_child
+from harness.execution.bounded import ScoreResult, ScorerPool
 from harness.execution.sandbox import Execution, Job, outputs_match, run, run_many
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the sandbox needs Linux")
@@ -567,3 +571,342 @@ def test_an_interpreter_the_program_cannot_see_fails_the_probe_and_its_target_is
     assert candidates[:2] == [str(link), target]
     assert "not visible" in (sandbox._probe(sandbox._Mode(str(link), isolate=False, drop_uid=True)) or "")
     assert sandbox._probe(sandbox._Mode(target, isolate=False, drop_uid=True)) is None
+
+
+# --- the fork server: same results as a per-run start, one program per launcher, nothing left ----
+
+def process_state(pid: int) -> str | None:
+    """The state letter of process `pid` (Z: a zombie), or None if there is no such process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+def children_of(pid: int) -> list[int]:
+    """Processes whose parent is `pid` (zombies included)."""
+    found = []
+    for stat_path in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            fields = Path(stat_path).read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat_path.split("/")[2]))
+    return found
+
+
+def wait_until(condition, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def slot_processes_of(owner: int) -> list[str]:
+    """Processes of a sandbox slot uid that belong to harness process `owner`'s runs or to no run."""
+    slot_uids = range(sandbox.SLOT_UID_BASE, sandbox.SLOT_UID_BASE + sandbox.SLOT_COUNT)
+    found = []
+    for status_path in glob.glob("/proc/[0-9]*/status"):
+        try:
+            fields = dict(line.split(":", 1) for line in Path(status_path).read_text().splitlines() if ":" in line)
+        except OSError:
+            continue
+        if any(int(uid) in slot_uids for uid in fields["Uid"].split()[:3]):
+            if run_owner(status_path.split("/")[2]) in (None, owner):
+                found.append(f"{status_path}: {fields['Name'].strip()} {fields['State'].strip()}")
+    return found
+
+
+@pytest.fixture
+def served(mode):
+    """Runs start through the fork server (restored afterwards); its pid."""
+    if not mode.fork_server:
+        pytest.skip("the fork server failed its probe here")
+    previous = sandbox.use_fork_server(True)
+    try:
+        assert run("pass").status == "ok"
+        yield sandbox._server.process.pid
+    finally:
+        sandbox.use_fork_server(previous)
+
+
+INTROSPECT = """
+import builtins, gc, os, resource, signal, sys, threading
+in_namespace = os.getppid() == 1
+print(sorted(sys.modules))
+print(dict(os.environ))
+print(sorted(globals()), __name__, __doc__, sys.argv == [__file__], sys.path[0] == "", sorted(builtins.__dict__))
+print(os.getcwd(), sorted(os.listdir(".")), oct(os.umask(0o022)), oct(os.stat(".").st_mode), os.stat(".").st_uid == os.getuid())
+print([u - os.getuid() for u in os.getresuid()], [g - os.getuid() for g in os.getresgid()], os.getgroups())  # slot uid = gid
+print((os.getpid(), os.getpgid(0), os.getsid(0)) if in_namespace else "pids of the host")
+print([(name, resource.getrlimit(getattr(resource, name))) for name in sorted(dir(resource)) if name.startswith("RLIMIT_")])
+print([(s.name, str(signal.getsignal(s))) for s in sorted(signal.valid_signals()) if isinstance(s, signal.Signals)
+       and s not in (signal.SIGKILL, signal.SIGSTOP)])
+print(sorted(signal.pthread_sigmask(signal.SIG_BLOCK, [])))
+print(sorted(os.listdir("/proc/self/fd")), [(fd, os.get_inheritable(fd), os.get_blocking(fd)) for fd in (0, 1, 2)])
+print(sys.stdin.encoding, sys.stdout.encoding, sys.stdout.line_buffering, sys.stdin.isatty(), sys.stdout.isatty())
+print(sys.flags, sys.getrecursionlimit(), sys.getswitchinterval(), threading.active_count(), gc.isenabled())
+print(hash("abc"), list({"apple", "banana", "cherry", "date"}), os.getpriority(os.PRIO_PROCESS, 0))
+print([line for line in open("/proc/self/status").read().splitlines()
+       if line.split(":")[0] in ("NoNewPrivs", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "Seccomp")])
+print(sorted(os.listdir("/tmp")) if in_namespace else "host /tmp")
+"""
+"""What a program can see of how it was started (less what differs by design: see the module
+docstring of harness/execution/sandbox.py, "How a run works"; and less its slot uid, which
+depends on the runs beside it)."""
+
+SAME_BOTH_WAYS = [(name, code, stdin) for name, code, stdin, _, _ in LEGIT] + [
+    (case.name, case.code, case.stdin) for case in HOSTILE if case.name in (
+        "infinite_loop", "stdout_flood", "stderr_flood", "huge_allocation", "raise_limits",
+        "close_stdout", "exit_3", "raise_exception", "segfault", "kill_self", "big_file", "many_files",
+        "read_stdin_forever", "sleep_forever", "ignore_signals")
+] + [
+    ("introspect", INTROSPECT, ""),
+    ("atexit_and_threads", "import atexit, threading, time\natexit.register(print, 'atexit ran')\n"
+     "threading.Thread(target=lambda: (time.sleep(0.2), print('thread done'))).start()\nprint('main done')\n", ""),
+    ("del_at_exit", "class Noisy:\n    def __del__(self):\n        print('deleted at exit')\nkeep = Noisy()\n", ""),
+    ("unflushed_stdout", "import sys\nsys.stdout.write('no newline, never flushed')\n", ""),
+    ("system_exit_message", "raise SystemExit('bye')\n", ""),
+    ("keyboard_interrupt", "raise KeyboardInterrupt\n", ""),
+    ("stdin_bytes", "import sys\ndata = sys.stdin.buffer.read()\nprint(len(data), data[:5])\n", "héllo\n" * 1000),
+]
+
+
+def outcome(result: Execution) -> tuple:
+    """Everything a run reports except its wall time."""
+    return result.status, result.stdout, result.stderr, result.exit_code
+
+
+def test_the_fork_server_and_a_per_run_start_give_the_same_results(served, isolated):
+    """Every Execution field but wall_s is the same both ways, one at a time and in parallel."""
+    timeouts = {case.name: (case.timeout_s, case.memory_mb) for case in HOSTILE}
+    jobs = [Job(code, stdin, *timeouts.get(name, (10.0, 1024))) for name, code, stdin in SAME_BOTH_WAYS]
+    results = {}
+    for fork_server in (True, False):
+        sandbox.use_fork_server(fork_server)
+        results[fork_server] = [run(job.code, job.stdin, job.timeout_s, job.memory_mb) for job in jobs]
+        results[fork_server, "many"] = run_many(jobs, workers=3)
+    sandbox.use_fork_server(True)
+    for i, (name, _, _) in enumerate(SAME_BOTH_WAYS):
+        per_run = outcome(results[False][i])
+        assert outcome(results[True][i]) == per_run, name
+        assert outcome(results[True, "many"][i]) == per_run, name
+        assert outcome(results[False, "many"][i]) == per_run, name
+    introspected = results[True][[name for name, _, _ in SAME_BOTH_WAYS].index("introspect")]
+    assert (introspected.status, introspected.stdout.count("\n")) == ("ok", 15), introspected  # all it looks at
+    assert sandbox_processes() == []
+
+
+def test_a_served_launcher_runs_exactly_one_program_and_exits_with_it(served):
+    """No interpreter is used twice: what one program leaves in its interpreter, the next does not
+    see. Between runs the server's children are its SPARES spare launchers; a run takes one of
+    them, which exits with that run and never comes back, and a new spare replaces it. The server
+    stays the same process and never takes the program's uid."""
+    leave_traces = ("import builtins, os, sys\n"
+                    "print(getattr(builtins, 'LEFT', None), getattr(os, 'LEFT', None), 'trace' in sys.modules)\n"
+                    "builtins.LEFT = os.LEFT = 'left by an earlier program'\n"
+                    "sys.modules['trace'] = sys\n")
+    results = [run(leave_traces) for _ in range(5)] + run_many([Job(leave_traces)] * 8, workers=4)
+    assert [r.stdout for r in results] == ["None None False\n"] * 13, results
+    used: list[int] = []
+    for _ in range(3):
+        assert wait_until(lambda: len(children_of(served)) == sandbox_child.SPARES, 5.0)
+        spares = set(children_of(served))
+        running = threading.Thread(target=run, args=("import time\ntime.sleep(1.0)\n",))
+        running.start()
+        assert wait_until(lambda spares=spares: len(set(children_of(served)) - spares) == 1, 5.0)  # its replacement
+        during = set(children_of(served))
+        running.join()
+        assert wait_until(lambda: len(children_of(served)) == sandbox_child.SPARES, 5.0)
+        gone = (spares | during) - set(children_of(served))
+        assert len(gone) == 1 and gone <= spares, (spares, during, gone)  # the run's launcher was a spare
+        used += gone
+    assert len(set(used)) == 3 and not set(used) & set(children_of(served)), used
+    assert sandbox._server.process.pid == served
+    server_uids = [line for line in Path(f"/proc/{served}/status").read_text().splitlines() if line.startswith("Uid:")]
+    assert server_uids[0].split()[1:] == [str(os.geteuid())] * 4
+    assert sandbox.workdir_owner(Path(f"/proc/{served}/cmdline").read_bytes().split(b"\0")[-2].decode()) == os.getpid()
+
+
+def test_a_burst_of_served_runs_leaves_nothing_and_stopping_the_server_reaps_it(served):
+    daemon = HOSTILE[[c.name for c in HOSTILE].index("daemon_double_fork")].code
+    kinds = [Job(daemon), Job("import os\nos.system('sleep 100 &')\n"), Job("import os\nwhile True:\n    os.fork()\n", timeout_s=1.0),
+             Job("while True:\n    pass\n", timeout_s=0.5), Job("print(input())\n", "hi\n"), Job("import sys\nsys.exit(3)\n")]
+    workdirs_before = leftover_workdirs()
+    results = run_many([kinds[i % len(kinds)] for i in range(30)], workers=4)
+    assert [r.stdout for r in results[4::6]] == ["hi\n"] * 5
+    assert sandbox_processes() == []
+    assert leftover_workdirs() == workdirs_before
+    assert wait_until(lambda: len(children_of(served)) == sandbox_child.SPARES, 5.0)  # no launcher left, the spares
+    sandbox.stop_fork_server()
+    assert sandbox._server is None and process_state(served) is None  # exited and reaped
+    assert run("print(5)").stdout == "5\n"  # a new server
+    assert sandbox._server.process.pid != served
+
+
+def test_stopping_the_server_kills_the_runs_in_flight_and_leaves_nothing(served):
+    outcomes = []
+
+    def long_run():
+        try:
+            outcomes.append(run("import time\ntime.sleep(60)\n", timeout_s=60.0).status)
+        except sandbox.SandboxError:
+            outcomes.append("SandboxError")
+
+    running = threading.Thread(target=long_run)
+    start = time.monotonic()
+    running.start()
+    assert wait_until(lambda: sandbox_processes() != [], 5.0)
+    sandbox.stop_fork_server()
+    running.join(timeout=SLACK_S)
+    assert outcomes in (["killed"], ["SandboxError"]) and time.monotonic() - start < SLACK_S
+    assert process_state(served) is None
+    assert sandbox_processes() == []
+
+
+def test_a_dead_fork_server_is_replaced_and_its_runs_end_killed(served):
+    outcomes = []
+    running = threading.Thread(target=lambda: outcomes.append(run("import time\ntime.sleep(60)\n", timeout_s=60.0)))
+    running.start()
+    assert wait_until(lambda: sandbox_processes() != [], 5.0)
+    os.kill(served, signal.SIGKILL)  # its launchers follow (parent-death signal), and the runs with them
+    running.join(timeout=SLACK_S)
+    assert [r.status for r in outcomes] == ["killed"], outcomes
+    assert wait_until(lambda: sandbox_processes() == [], 5.0)
+    assert run("print(4)").stdout == "4\n"
+    assert sandbox._server.process.pid != served and process_state(served) is None
+
+
+def test_a_fork_server_that_fails_its_probe_leaves_runs_to_start_one_by_one(served):
+    failures: list[str] = []
+    broken = sandbox._Mode("/bin/false", isolate=False, drop_uid=False)
+    assert sandbox._with_fork_server(broken, failures) == broken
+    assert len(failures) == 1 and "fork_server=True" in failures[0]
+    assert process_state(served) is None  # the probe replaced this process's server, then stopped it
+    assert run("print(3)").stdout == "3\n"
+
+
+def test_a_forked_child_starts_its_own_fork_server(served):
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: run, stop its own server, say what happened
+        try:
+            result = run("print(7)")
+            own = sandbox._server.process.pid
+            sandbox.stop_fork_server()
+            os.write(write_end, f"{result.stdout.strip()} {own} {process_state(own)}".encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as report:
+        stdout, child_server, state = report.read().split()
+    os.waitpid(pid, 0)
+    assert (stdout, state) == ("7", "None") and int(child_server) != served
+    assert run("print(8)").stdout == "8\n" and sandbox._server.process.pid == served
+
+
+def _run_in_a_worker(response: str, reference) -> ScoreResult:
+    """A scorer for the test below: the program's stdout, and the pid of the worker's fork server."""
+    result = run(response)
+    return ScoreResult(1.0 if result.stdout == "ok\n" else 0.0, result.status, str(sandbox._server.process.pid))
+
+
+def test_a_scorer_worker_stops_its_fork_server_when_it_exits(served):
+    """A multiprocessing worker leaves through os._exit, without atexit: its finalizer stops the server."""
+    with ScorerPool(workers=1, timeout_s=60.0) as pool:
+        results = pool.map(_run_in_a_worker, [("print('ok')", None), ("print('ok') ", None)])
+    assert [r.reward for r in results] == [1.0, 1.0]
+    worker_server = int(results[0].extracted)
+    assert worker_server != served and process_state(worker_server) is None
+
+
+CHILD_HARNESS = """
+import sys
+sys.path.insert(0, {repo!r})
+from harness.execution import sandbox
+print(sandbox.run("print(1)").stdout.strip(), sandbox._server.process.pid, flush=True)
+if {long_run!r}:
+    sandbox.run("import time\\ntime.sleep(60)\\n", timeout_s=60.0)
+"""
+
+
+def test_a_harness_that_exits_leaves_no_fork_server_behind(served):
+    script = CHILD_HARNESS.format(repo=str(REPO), long_run=False)
+    done = subprocess.run([sys.executable, "-W", "ignore", "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    printed, server = done.stdout.split()
+    assert printed == "1" and process_state(int(server)) is None  # stopped at exit and reaped
+
+
+def test_a_harness_killed_mid_run_leaves_no_run_behind(served):
+    """SIGKILL: the server sees EOF, kills its launchers and exits; the runs die with them. What
+    may remain are zombies of the server and launcher, if this machine's pid 1 does not reap
+    orphans: no memory, no uid slot, nothing running."""
+    script = CHILD_HARNESS.format(repo=str(REPO), long_run=True)
+    child = subprocess.Popen([sys.executable, "-W", "ignore", "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        printed, server = child.stdout.readline().split()
+        assert printed == "1"
+        assert wait_until(lambda: slot_processes_of(child.pid) != [], 10.0)
+        child.kill()
+        child.wait()
+        assert wait_until(lambda: process_state(int(server)) in (None, "Z"), 10.0)
+        assert wait_until(lambda: slot_processes_of(child.pid) == [], 10.0), slot_processes_of(child.pid)
+    finally:
+        child.kill()
+        child.wait()
+        child.stdout.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a harness as another user")
+def test_without_root_the_fork_server_and_a_per_run_start_agree():
+    """The non-root fallback (no slot uid, no namespaces), as user nobody, both ways."""
+    python = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
+    if not os.path.isfile(python):
+        pytest.skip(f"no {python} for user nobody (the venv's interpreter may be under /root)")
+    script = f"""
+import json, re, sys
+sys.path.insert(0, {str(REPO)!r})
+from harness.execution import sandbox
+programs = {[(code, stdin) for name, code, stdin in SAME_BOTH_WAYS if name in ("echo_stdin", "stdlib", "exit_3",
+                                                                                "raise_exception", "infinite_loop")]!r}
+programs.append(("import os, sys\\nprint(os.getuid(), sorted(sys.modules), dict(os.environ).keys())\\n", ""))
+mode = sandbox._sandbox_mode()
+def outcome(result):  # without namespaces, tracebacks name the run's own working directory
+    stderr = re.sub(sandbox.WORKDIR_PREFIX + r"[0-9]+-[^/]+", "WORKDIR", result.stderr)
+    return result.status, result.stdout, stderr, result.exit_code
+served = [sandbox.run(code, stdin, timeout_s=1.0) for code, stdin in programs]
+server = sandbox._server.process.pid
+sandbox.use_fork_server(False)
+alone = [sandbox.run(code, stdin, timeout_s=1.0) for code, stdin in programs]
+print(json.dumps({{"mode": [mode.isolate, mode.drop_uid, mode.fork_server], "server": server,
+                  "same": [outcome(a) == outcome(b) for a, b in zip(served, alone)],
+                  "statuses": [a.status for a in served]}}))
+"""
+    done = subprocess.run([python, "-W", "ignore", "-c", script], capture_output=True, text=True, timeout=120,
+                          user=65534, group=65534, extra_groups=[], cwd="/", env={"PATH": "/usr/bin:/bin"})
+    if done.returncode != 0 and "Permission denied" in done.stderr:
+        pytest.skip(f"user nobody cannot read the repository: {done.stderr.strip()[-200:]}")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["mode"] == [False, False, True]
+    assert report["statuses"] == ["ok", "ok", "timeout", "error", "error", "ok"]
+    assert all(report["same"]), report
+    assert process_state(report["server"]) is None
+
+
+def test_bench_sandbox_prints_both_ways_side_by_side(capsys, mode):
+    from harness.cli import main
+
+    assert main(["bench", "sandbox", "--profile", "tiny", "--samples", "32", "--repeats", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("sandbox: 8 trivial programs on ") and lines[0].endswith(" executions/s")
+    assert lines[2] == "| workload | per-run start | fork server | fork server / per-run |"
+    rows = [line.split(" | ") for line in lines[4:6]]
+    assert rows[0][0].startswith("| trivial programs") and rows[1][0].startswith("| tiny code responses scored/s (4,")
+    assert all(float(row[1]) > 0 and float(row[2]) > 0 and row[3].endswith("x |") for row in rows)
+    assert lines[6] == "rewards and statuses of the 4 responses, per run vs fork server: 4 the same, 0 different"
+    assert sandbox.use_fork_server(True) is True  # the benchmark put the setting back

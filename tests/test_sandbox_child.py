@@ -129,3 +129,63 @@ def test_the_program_can_import_modules_it_wrote_in_its_working_directory():
             "print(helper_mod.VALUE + 1)\n")
     result = sandbox.run(code)
     assert (result.status, result.stdout) == ("ok", "42\n"), result.stderr
+
+
+# --- the fork server (`serve`) -------------------------------------------------------------------
+
+def test_both_ways_reach_the_same_start_and_run_program_lines():
+    """The entry point calls `start()` and `run_program()` once, after the if/else that chooses per
+    run or fork server, so both ways run the program from the same frames: tracebacks, which show
+    the bootstrap's line numbers, come out the same."""
+    tree = ast.parse(sandbox.SANDBOX_CHILD.read_text(encoding="utf-8"))
+    entry = next(node for node in tree.body if isinstance(node, ast.If) and "__main__" in ast.dump(node.test))
+    choose, *rest = entry.body
+    assert isinstance(choose, ast.If) and "serve" in ast.dump(choose.test)
+    assert [ast.unparse(node) for node in rest] == ["start()", "run_program()"]
+
+
+def test_received_fds_reads_the_descriptors_of_an_scm_rights_message():
+    import _socket
+    import socket
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    read_end, write_end = os.pipe()
+    try:
+        socket.send_fds(ours, [b"run"], [read_end, write_end])
+        message, ancillary, _, _ = theirs.recvmsg(1 << 10, socket.CMSG_SPACE(child.RUN_FDS * 4))
+        received = child.received_fds(ancillary, _socket)
+        assert message == b"run" and len(received) == 2
+        os.write(received[1], b"x")
+        assert os.read(read_end, 1) == b"x"  # the same pipe, through new descriptors
+        for fd in received:
+            os.close(fd)
+    finally:
+        ours.close()
+        theirs.close()
+        os.close(read_end)
+        os.close(write_end)
+
+
+def test_a_forked_launcher_takes_the_requests_descriptors_parameters_and_environment():
+    """`become_launcher`, in a separate process (it calls chdir and dup2): the run's pipes become
+    0, 1, 2, the numbers come from the request, the parent is the server."""
+    code = textwrap.dedent(f"""
+        import importlib.util, os
+        spec = importlib.util.spec_from_file_location("sandbox_child", {str(sandbox.SANDBOX_CHILD)!r})
+        child = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(child)
+        report = os.dup(1)
+        pipes = [os.pipe() for _ in range(5)]
+        fds = [pipes[0][0], pipes[1][1], pipes[2][1], pipes[3][1], pipes[4][1]]
+        words = ["-1", "-1", "1", "61005", "61005", "6", str(1 << 30), str(16 << 20), "64", "64", "/", "/dev/shm"]
+        child.become_launcher("/tmp", words, fds, 4242)
+        os.write(1, b"to stdout")
+        os.write(report, repr((
+            child.STATUS_FD == pipes[3][1], child.PARENT_PID, child.ISOLATE, child.UID, child.GID, child.CPU_S,
+            child.MEMORY, child.NPROC, child.WORKDIR, child.MASKS, os.getcwd(), os.environ["HOME"],
+            os.environ["TMPDIR"], os.read(pipes[1][0], 64))).encode())
+    """)
+    result = subprocess.run([sys.executable, "-S", "-I", "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == repr((True, 4242, 1, 61005, 61005, 6, 1 << 30, 64, "/", ["/dev/shm"], "/", "/tmp", "/tmp",
+                                  b"to stdout"))

@@ -1,9 +1,12 @@
 """The verl backend against verl itself (`tox -e verl`: verl 0.9.1, torch 2.13 CPU, transformers < 5.11).
 
 Without verl installed (`tox -e py`) these skip. What runs here without a GPU, verl's own code each time:
-- the compiled overrides compose with verl's Hydra config (`ppo_trainer`) and pass
-  `verl.utils.config.validate_config` for 1 node x 1 GPU (smoke) and 8 nodes x 8 GPUs at the paper's
-  batch (prorlv2-1.5b, both arms);
+- the compiled overrides of every segment of the chain that carries the reference reset compose
+  with verl's Hydra config (`ppo_trainer`) and pass `verl.utils.config.validate_config` for 1 node x
+  1 GPU (smoke: 2 segments) and 8 nodes x 8 GPUs at the paper's batch (prorlv2-1.5b, both arms: 5
+  segments); the v1 variant's `load_contents=[model]` makes verl's checkpoint manager load neither
+  the optimizer nor the lr scheduler; verl's `run_ppo` hands each segment's file-logger path to
+  `ray.init`; verl's `FileLogger` starts its file anew (why each segment has its own);
 - the reward module, loaded as verl loads a custom reward function (`get_custom_reward_fn`), gives
   the suites' own rewards on real responses and returns within its bound on a program that never
   ends;
@@ -59,6 +62,35 @@ def validate(cfg) -> None:
     validate_config(config=cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
 
 
+def segment_configs(meta: dict) -> list:
+    """verl's composed and validated config of each segment of the run's chain, in order."""
+    configs = []
+    for seg in meta["verl"]["segments"]:
+        cfg = compose([*meta["verl"]["overrides"], *seg["overrides"]])
+        validate(cfg)
+        configs.append(cfg)
+    return configs
+
+
+def check_chain(meta: dict, configs: list, out: Path) -> None:
+    """Each segment as verl reads it: segment 0 from the base, resuming nothing; segment k > 0 from the
+    HF checkpoint of the step before its first (model.path: the reference's weights) and verl's own
+    checkpoint of that step; each to its last step, logging to its own file."""
+    checkpoints = out / "verl" / "checkpoints"
+    for seg, cfg in zip(meta["verl"]["segments"], configs):
+        trainer, start = cfg.trainer, seg["first_step"] - 1
+        assert trainer.total_training_steps == seg["last_step"] and trainer.default_local_dir == str(checkpoints)
+        assert cfg.ray_kwargs.ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH == \
+            str(out / "verl" / "metrics" / f"segment{seg['index']}.jsonl")
+        if seg["index"] == 0:
+            assert cfg.actor_rollout_ref.model.path == meta["base_checkpoint"] and trainer.resume_mode == "disable"
+        else:
+            assert cfg.actor_rollout_ref.model.path == str(checkpoints / f"global_step_{start}" / "actor" / "huggingface")
+            assert trainer.resume_mode == "resume_path"
+            assert trainer.resume_from_path == str(checkpoints / f"global_step_{start}")
+    assert configs[-1].trainer.total_training_steps == meta["config"]["train"]["steps"]
+
+
 @pytest.fixture(scope="module")
 def smoke_job(smoke_base, tmp_path_factory):
     return dry_run(tmp_path_factory.mktemp("verl"), "brorl", "smoke", 1, 1)
@@ -66,8 +98,10 @@ def smoke_job(smoke_base, tmp_path_factory):
 
 def test_smoke_job_composes_and_validates_on_one_gpu(smoke_job):
     out, meta = smoke_job
-    cfg = compose(meta["verl"]["overrides"])
-    validate(cfg)
+    configs = segment_configs(meta)
+    assert len(configs) == 2  # smoke: 6 steps, reference reset every 3
+    check_chain(meta, configs, out)
+    cfg = configs[0]
     rollout, actor = cfg.actor_rollout_ref.rollout, cfg.actor_rollout_ref.actor
     arm = meta["arm"]
     assert rollout.n == arm["n"] and cfg.data.train_batch_size == arm["prompts_per_step"]
@@ -75,24 +109,93 @@ def test_smoke_job_composes_and_validates_on_one_gpu(smoke_job):
     assert (actor.clip_ratio_low, actor.clip_ratio_high, actor.kl_loss_type) == (0.2, 0.27, "mse")
     assert cfg.algorithm.adv_estimator == "reinforce_plus_plus_baseline" and cfg.algorithm.filter_groups.enable
     assert cfg.reward.custom_reward_function.path.endswith("harness/backends/verl/reward.py")
-    assert (out / "verl" / "command.sh").read_text().count("verl.trainer.main_ppo") == 1
+    assert (out / "verl" / "command.sh").read_text().count("verl.trainer.main_ppo") == 2
+    # ProRLv2 keeps the optimizer: segment 1 loads all verl saved but the HF copy
+    assert list(configs[1].actor_rollout_ref.actor.checkpoint.load_contents) == ["model", "optimizer", "extra"]
+    assert "hf_model" in configs[1].actor_rollout_ref.actor.checkpoint.save_contents
 
 
 @pytest.mark.parametrize("recipe", ["prorl", "brorl"])
 def test_paper_batch_composes_and_validates_on_8_by_8(tmp_path, recipe):
-    _, meta = dry_run(tmp_path, recipe, "prorlv2-1.5b", 8, 8)
-    cfg = compose(meta["verl"]["overrides"])
-    validate(cfg)
+    out, meta = dry_run(tmp_path, recipe, "prorlv2-1.5b", 8, 8)
+    configs = segment_configs(meta)
+    assert [(c.trainer.total_training_steps) for c in configs] == [200, 400, 600, 800, 1000]
+    check_chain(meta, configs, out)
+    cfg = configs[0]
     assert (cfg.trainer.nnodes, cfg.trainer.n_gpus_per_node) == (8, 8)
     assert (cfg.actor_rollout_ref.rollout.n, cfg.data.train_batch_size) == ((16, 512) if recipe == "prorl" else (512, 128))
     assert cfg.data.max_response_length == 16384
-    assert any("ref_reset_every" in line for line in meta["verl"]["not_expressed"])
+    assert not any("ref_reset_every" in line for line in meta["verl"]["not_expressed"])
+
+
+def test_the_v1_reset_loads_the_weights_only(tmp_path):
+    """train.reset_optimizer_with_ref: verl's checkpoint manager, given the composed load_contents, loads
+    the model shards but neither the optimizer nor the 'extra' state (lr scheduler and RNG)."""
+    from types import SimpleNamespace
+
+    from verl.utils.checkpoint.checkpoint_manager import BaseCheckpointManager
+
+    out, meta = dry_run(tmp_path, "prorl", "smoke", 1, 1, "train.reset_optimizer_with_ref=true")
+    configs = segment_configs(meta)
+    check_chain(meta, configs, out)
+    contents = list(configs[1].actor_rollout_ref.actor.checkpoint.load_contents)
+    assert contents == ["model"]
+    manager = SimpleNamespace(checkpoint_load_contents=contents)
+    loads = {name: getattr(BaseCheckpointManager, f"should_load_{name}").fget(manager)
+             for name in ("model", "optimizer", "extra")}
+    assert loads == {"model": True, "optimizer": False, "extra": False}
+
+
+def test_run_ppo_gives_each_segment_its_file_logger_path(smoke_job, monkeypatch):
+    """verl's own run_ppo, with Ray replaced by a recorder: the runtime env it passes to ray.init (which
+    every actor of the job, the TaskRunner that opens the file included, inherits) names the segment's
+    file, on top of verl's own env vars."""
+    import verl.trainer.main_ppo as main_ppo
+
+    out, meta = smoke_job
+    calls = {}
+
+    class Runner:
+        @classmethod
+        def remote(cls):
+            return cls()
+
+        class run:  # noqa: N801 - the shape of a Ray actor method
+            @staticmethod
+            def remote(config):
+                calls["run"] = config
+
+    monkeypatch.setattr(main_ppo.ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(main_ppo.ray, "init", lambda **kwargs: calls.setdefault("init", kwargs))
+    monkeypatch.setattr(main_ppo.ray, "get", lambda ref: None)
+    for seg, cfg in zip(meta["verl"]["segments"], segment_configs(meta)):
+        calls.clear()
+        main_ppo.run_ppo(cfg, task_runner_class=Runner)
+        env = calls["init"]["runtime_env"]["env_vars"]
+        assert env["VERL_FILE_LOGGER_PATH"] == str(out / "verl" / "metrics" / f"segment{seg['index']}.jsonl")
+        assert "VLLM_LOGGING_LEVEL" in env or "VLLM_LOGGING_LEVEL" in os.environ  # verl's defaults kept
+        assert calls["run"] is cfg
+
+
+def test_verls_file_logger_starts_its_file_anew(tmp_path, monkeypatch):
+    """Why each segment logs to its own file: a second FileLogger on the same path (a resumed run)
+    erases the first one's steps."""
+    from verl.utils.tracking import FileLogger
+
+    path = tmp_path / "metrics.jsonl"
+    monkeypatch.setenv("VERL_FILE_LOGGER_PATH", str(path))
+    for step in (1, 2):
+        logger = FileLogger("harness", "x")
+        logger.log({"critic/score/mean": 0.5}, step=step)
+        logger.finish()
+    assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [2]
 
 
 def test_validation_catches_a_batch_that_does_not_divide(smoke_job):
     """The check is real: with fixed micro-batches, 2 prompts x 512 samples on 3 GPUs is refused."""
     _, meta = smoke_job
-    cfg = compose([*meta["verl"]["overrides"], "actor_rollout_ref.actor.use_dynamic_bsz=false",
+    cfg = compose([*meta["verl"]["overrides"], *meta["verl"]["segments"][0]["overrides"],
+                   "actor_rollout_ref.actor.use_dynamic_bsz=false",
                    "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=1", "trainer.n_gpus_per_node=3"])
     with pytest.raises((AssertionError, ValueError)):
         validate(cfg)

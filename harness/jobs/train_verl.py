@@ -5,24 +5,26 @@
 
 Layout of the run folder (`--out`):
 
-    verl/command.sh        the command that runs the arm (verl's own entry point, Hydra overrides)
-    verl/overrides.txt     the overrides, one per line
+    verl/command.sh        what runs the arm: its segments in order, each one verl invocation
+                           (verl's own entry point, Hydra overrides); one segment per reference
+                           period of train.ref_reset_every (harness/backends/verl/compile.py)
+    verl/overrides.txt     the overrides every segment shares, one per line (each segment's own
+                           are in command.sh and config.json)
     verl/translation.md    what each recipe value became in verl, and what verl cannot express
     verl/data/train.parquet, verl/data/val.parquet   the suites' items in verl's layout
-    verl/verl_metrics.jsonl  verl's file logger (VERL_FILE_LOGGER_PATH), once it has run
-    verl/checkpoints/global_step_<k>/actor/huggingface/   verl's HF-format checkpoints
+    verl/metrics/segment<k>.jsonl   verl's file logger of segment k, once it has run
+    verl/checkpoints/global_step_<step>/actor/huggingface/   verl's HF-format checkpoints (all segments)
     metrics.jsonl, config.json   the harness's run files, made from verl's (`import_verl_run`)
 
-`--dry-run` writes everything but the last two lines and runs nothing. Without it, the command runs
-here (verl starts a local Ray) or is submitted with `ray job submit --address`; the metrics are then
-read back, so `harness eval` takes the HF checkpoints and `harness report` the comparison folders.
+`--dry-run` writes everything but the last three lines and runs nothing. Without it, command.sh runs
+here (verl starts a local Ray) or submits each segment with `ray job submit --address`; the metrics
+are then read back, so `harness eval` takes the HF checkpoints and `harness report` the comparison
+folders. Running command.sh again skips the segments verl saved and reruns the others whole.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shlex
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +33,7 @@ from harness import provenance
 from harness.backends.verl import compile as verl_compile
 from harness.backends.verl import reward as verl_reward
 from harness.backends.verl.data import write_data
-from harness.backends.verl.metrics import harness_rows, read_verl_log
+from harness.backends.verl.metrics import harness_rows, read_segment_logs
 from harness.config import Config, ConfigError, UserError, to_dict
 from harness.jobs.base_model import base_checkpoint
 from harness.runs import CHECKPOINTS, METRICS_FILE, write_json_atomic, write_text_atomic
@@ -39,7 +41,8 @@ from harness.runs import CHECKPOINTS, METRICS_FILE, write_json_atomic, write_tex
 VERL = "verl"
 """The run folder's subfolder for verl's files."""
 
-VERL_METRICS = "verl_metrics.jsonl"
+METRICS_DIR = "metrics"
+"""verl/'s subfolder of the segments' file-logger files (`verl_compile.segment_metrics`)."""
 
 
 @dataclass(frozen=True)
@@ -64,8 +67,9 @@ def prepare(cfg: Config, recipe: str, out: Path, nodes: int, gpus_per_node: int,
     job = verl_compile.compile_arm(
         cfg, recipe, model=model, train_file=(folder / "data" / "train.parquet").resolve(),
         val_file=(folder / "data" / "val.parquet").resolve(), reward_module=Path(verl_reward.__file__).resolve(),
-        checkpoints=(folder / CHECKPOINTS).resolve(), nodes=nodes, gpus_per_node=gpus_per_node,
-        experiment=f"{cfg.profile}-{recipe}", address=address)
+        checkpoints=(folder / CHECKPOINTS).resolve(), metrics_dir=(folder / METRICS_DIR).resolve(), nodes=nodes,
+        gpus_per_node=gpus_per_node, experiment=f"{cfg.profile}-{recipe}", address=address)
+    (folder / METRICS_DIR).mkdir(parents=True, exist_ok=True)  # verl's FileLogger creates the file, not its folder
     if cfg.base.checkpoint and cfg.base.revision:
         job.not_expressed.append(
             f"base.revision={cfg.base.revision}: verl loads actor_rollout_ref.model.path at the hub's default revision; "
@@ -77,9 +81,7 @@ def prepare(cfg: Config, recipe: str, out: Path, nodes: int, gpus_per_node: int,
     except (UserError, OSError) as exc:
         job.notes.append(f"data NOT written here: {str(exc).splitlines()[0]} (the data sources must be readable where the "
                          "job is prepared: a local .jsonl/.parquet per domain via suites.<domain>.train_data=PATH)")
-    write_text_atomic(folder / "command.sh", "#!/usr/bin/env bash\n# written by `harness train --backend verl`\n"
-                      f"export VERL_FILE_LOGGER_PATH={shlex.quote(str((folder / VERL_METRICS).resolve()))}\n"
-                      f"{job.shell()}\n")
+    write_text_atomic(folder / "command.sh", job.script())
     (folder / "command.sh").chmod(0o755)
     write_text_atomic(folder / "overrides.txt", "\n".join(job.overrides) + "\n")
     write_text_atomic(folder / "translation.md", verl_compile.render_translations(job))
@@ -89,6 +91,8 @@ def prepare(cfg: Config, recipe: str, out: Path, nodes: int, gpus_per_node: int,
         "budget": {"kind": "steps", "amount": cfg.train.steps},
         "config": to_dict(cfg),
         "verl": {"nodes": nodes, "gpus_per_node": gpus_per_node, "address": address, "overrides": job.overrides,
+                 "segments": [{"index": seg.index, "first_step": seg.first_step, "last_step": seg.last_step,
+                               "overrides": seg.overrides} for seg in job.segments],
                  "not_expressed": job.not_expressed},
         "provenance": provenance.collect(seed=cfg.seed),
     })
@@ -96,34 +100,44 @@ def prepare(cfg: Config, recipe: str, out: Path, nodes: int, gpus_per_node: int,
 
 
 def run(job: verl_compile.VerlJob, out: Path, log=print) -> int:
-    """Run the compiled job (here, or submitted to --address); its exit code."""
+    """Run the compiled job: out/verl/command.sh, here (verl starts a local Ray) or submitting each
+    segment to --address. Its exit code: 0 once every segment has run and saved its last step."""
     if not (out / VERL / "data" / "train.parquet").is_file():
         raise ConfigError(f"'{out / VERL / 'data'}' has no train.parquet: the training data could not be written "
                           "(see verl/translation.md's notes)")
-    env = {**os.environ, "VERL_FILE_LOGGER_PATH": str((out / VERL / VERL_METRICS).resolve())}
-    log("running: " + " ".join(job.command()[:6]) + " ...")
-    return subprocess.run(job.command(), env=env).returncode
+    script = out / VERL / "command.sh"
+    log(f"running {script}: {len(job.segments)} verl run(s), steps "
+        + ", ".join(f"{seg.first_step}-{seg.last_step}" for seg in job.segments))
+    return subprocess.run(["bash", str(script)]).returncode
 
 
 def import_verl_run(out: Path) -> Path:
-    """metrics.jsonl of the run folder `out`, made from its verl file-logger file."""
+    """metrics.jsonl of the run folder `out`, made from its segments' verl file-logger files (in step
+    order; the segments that have not run yet are left out)."""
     meta_path = out / "config.json"
     if not meta_path.is_file():
         raise ConfigError(f"'{out}' is not a verl run folder (no config.json); `harness train --backend verl` writes one")
     meta = json.loads(meta_path.read_text())
-    source = out / VERL / VERL_METRICS
-    if not source.is_file():
-        raise ConfigError(f"'{source}' does not exist: the verl run has not logged a step yet")
+    segments = meta.get("verl", {}).get("segments")
+    if not segments:
+        raise ConfigError(f"'{meta_path}' lists no verl segments (written by an older harness): prepare the run "
+                          "again with `harness train --backend verl`")
+    logs = [(s["first_step"], s["last_step"], verl_compile.segment_metrics(out / VERL / METRICS_DIR, s["index"]))
+            for s in segments]
+    if not logs[0][2].is_file():
+        raise ConfigError(f"'{logs[0][2]}' does not exist: the verl run has not logged a step yet")
     arm = meta["arm"]
-    rows = harness_rows(read_verl_log(source), n=arm["n"], prompts_per_step=arm["prompts_per_step"])
+    rows = harness_rows(read_segment_logs(logs), n=arm["n"], prompts_per_step=arm["prompts_per_step"])
     return write_text_atomic(out / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def hf_checkpoints(out: Path) -> dict[int, Path]:
-    """verl's HF-format checkpoints of the run, by step (what `harness eval` takes)."""
+    """verl's HF-format checkpoints of the run, all segments', by step (what `harness eval` takes)."""
     found = {}
-    for folder in (out / VERL / CHECKPOINTS).glob("global_step_*"):
-        hf = folder / "actor" / "huggingface"
+    checkpoints = out / VERL / CHECKPOINTS  # every segment saves into this one folder
+    for folder in checkpoints.glob("global_step_*"):
+        step = int(folder.name.rsplit("_", 1)[1])
+        hf = verl_compile.hf_checkpoint(checkpoints, step)
         if (hf / "config.json").is_file():
-            found[int(folder.name.rsplit("_", 1)[1])] = hf
+            found[step] = hf
     return dict(sorted(found.items()))

@@ -277,6 +277,7 @@ def build_summary(out: Path) -> dict:
     return {
         "profile": meta["profile"],
         "budget": b,
+        "vs_base": _vs_base(baseline_evals, base_rl, finals, suites),
         "seeds": seeds,
         "n_seeds": len(seeds),
         "ci_note": ("mean over seeds; ci95 = 95% t-interval over seeds (df = K-1) where ci_kind is 'seeds', "
@@ -290,6 +291,29 @@ def build_summary(out: Path) -> dict:
         "complete": complete,
         "provenance": meta["provenance"],
     }
+
+
+def _vs_base(baseline_evals: list[dict], base_rl: int, finals: dict[str, list], suites: list[str]) -> dict:
+    """Each arm's final checkpoints minus the base both started from, per domain: did the arm move
+    at all? (The paper's premise is that step scaling has stalled at the base.) Paired over items,
+    an item's score averaged over the arm's seeds, stratified by benchmark; conditional on these
+    runs (the base is one evaluation)."""
+    base = next((e for e in baseline_evals if e.get("rl_step", e["step"]) == base_rl), None)
+    out: dict[str, dict] = {}
+    if base is None:
+        return out
+    for arm, got in finals.items():
+        for s in suites:
+            if not got or s not in base["suites"] or not all(s in ev["suites"] for _, _, ev in got):
+                continue
+            items = _mean_items([ev["suites"][s]["item_scores"] for _, _, ev in got])
+            out.setdefault(arm, {})[s] = {
+                **stratified_paired_test(base["suites"][s]["item_scores"], items),
+                "compared": f"{arm} final - base at RL step {base_rl}",
+                "seeds": [seed for seed, _, _ in got],
+                "conditional_on": "these runs and the base's one evaluation (item scores averaged over the arm's seeds)",
+            }
+    return out
 
 
 def run_efficiency(rows: list[dict]) -> dict:

@@ -93,6 +93,22 @@ def probe_table(efficiency: dict, n_of: dict, spread_note: str = "") -> list[str
     return lines
 
 
+def vs_base_table(vs_base: dict, measured: list[str], base_rl: int) -> list[str]:
+    """Each arm's final checkpoints minus the base: whether step scaling had stalled there (the
+    paper's premise) and whether each arm moved."""
+    if not vs_base:
+        return []
+    lines = ["", f"### Did each arm move from the base? (final checkpoints minus the base at RL step {base_rl}, points of pass@1)", "",
+             "| arm | " + " | ".join(s.replace("_", " ") for s in measured) + " |", "|---|" + "---|" * len(measured)]
+    for arm, by_suite in vs_base.items():
+        cells = [_test_cell(by_suite[s], f"{by_suite[s]['n_items']} items") if s in by_suite else "—" for s in measured]
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    lines += ["", ("Paired over items (an item's score averaged over the arm's seeds), stratified by benchmark; it "
+                   "conditions on these runs and the base's one evaluation. An arm whose interval contains 0 did not "
+                   "move measurably: for the step-scaling arm that is the paper's premise, a stalled base.")]
+    return lines
+
+
 def render_tables(summary: dict, paper: dict) -> str:
     rows, suites = summary["rows"], list(PAPER_SUITES)
     measured = [s for s in suites if any(s in r["scores"] for r in rows)]
@@ -215,6 +231,7 @@ def render_tables(summary: dict, paper: dict) -> str:
                        "shared prompt order. harness/stats.py has each.")]
     else:
         lines.append("Not available until both arms have a final evaluation.")
+    lines += vs_base_table(summary.get("vs_base") or {}, measured, base.get("rl_steps", 0))
     lines += ["", "Paper: " + "; ".join(f"{p['task']}: ProRL {p['prorl_score']} / BroRL {p['brorl_score']}, tokens {p['prorl_tokens']:,} -> "
                                        f"{p['brorl_tokens']:,} ({p['token_change']:+,})" for p in paper["table4"]) + ".",
               "", f"Source of the paper's numbers: {paper['source']['blog']}; {paper['source']['paper']}.", ""]

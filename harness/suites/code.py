@@ -13,7 +13,8 @@ code, the test's `check` function and a call `check(entry_point)`; it passes whe
 and prints, last, a random marker that follows that call (so a program that calls `exit(0)` before
 the check is not a pass; one that reads the marker out of its own source file is: not stopped).
 
-Speed matters (training scores thousands of responses; the sandbox does ~30-45 runs/s here):
+Speed matters (training scores thousands of responses; the sandbox does ~70-90 runs/s on 2 threads
+on the 2-core machine, results/experiments/2026-12-01-sandbox-prestart.md):
 - each program is first compiled in-process; one that does not compile fails every test it would
   have run, without running them (a SyntaxError, or a source compile() refuses, such as one with
   NUL bytes). compile() is this interpreter's; the sandbox may run another Python 3 (see
@@ -32,6 +33,7 @@ block), `error: SandboxError` (the sandbox itself failed: not the program's faul
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import secrets
@@ -162,7 +164,7 @@ def _run_test(code: str, test: dict, timeout_s: float, compiles: dict[str, bool]
 
 
 _ONE_PROCESS_DRIVER = """\
-import io as _io, json as _json, sys as _sys
+import io as _io, sys as _sys
 def _run_tests(source, inputs, marker):
     program, real_stdout = compile(source, "main.py", "exec", dont_inherit=True), _sys.stdout
     for i, stdin in enumerate(inputs):
@@ -174,7 +176,7 @@ def _run_tests(source, inputs, marker):
         except BaseException:
             ok = False
         captured, _sys.stdout = _sys.stdout.getvalue(), real_stdout
-        real_stdout.write(marker + _json.dumps([i, ok, captured]) + "\\n")
+        real_stdout.write(marker + ascii([i, ok, captured]) + "\\n")
         real_stdout.flush()
 _run_tests(%r, %r, %r)
 """
@@ -186,7 +188,9 @@ def _run_in_one_process(code: str, tests: list[dict], timeout_s: float) -> list[
     One interpreter start per response instead of one per test (the sandbox's start dominates a
     small program's run: ~3x faster at 3 tests). Each test runs the compiled program in a fresh
     namespace with sys.stdin / sys.stdout swapped for in-memory files, and its result is written
-    after a random marker as soon as it finishes. Less faithful than a process per test, so it is
+    after a random marker as soon as it finishes (`ascii()` of a list, read back with
+    ast.literal_eval; not json, whose import alone took about a third of a small sandboxed run).
+    Less faithful than a process per test, so it is
     opt-in (`suites.code.tests_in_one_process`, on for the tiny procedural tasks, off for the
     benchmarks): a program that reads file descriptor 0 or sys.stdin.buffer, writes to file
     descriptor 1, or changes interpreter state fails or leaks into later tests, and the limit is
@@ -197,7 +201,7 @@ def _run_in_one_process(code: str, tests: list[dict], timeout_s: float) -> list[
     results: dict[int, tuple[bool, str]] = {}
     for line in execution.stdout.splitlines():
         if line.startswith(marker):
-            index, ok, captured = json.loads(line[len(marker):])
+            index, ok, captured = ast.literal_eval(line[len(marker):])
             results[index] = (ok, captured)
     missing = "timeout" if execution.status == "timeout" else "fail"
     outcomes = []

@@ -14,6 +14,14 @@ Hooks used, all verl's own (nothing of verl is copied or patched):
   token weights exp(old - rollout), zero outside [tis_low, tis_high]; tests/test_verl_algos.py
   checks it equals the harness's `truncated_is_weights` bit for bit);
 - the reward: `reward.custom_reward_function` -> harness/backends/verl/reward.py;
+- the periodic reference reset (`train.ref_reset_every` R): verl's own resume. The run becomes a
+  chain of verl invocations ("segments") of R steps each (`segment_bounds`); segment k > 0 starts
+  verl with `actor_rollout_ref.model.path` = the HF checkpoint segment k-1 saved at its last step
+  (verl builds the reference from that path, so the reference is the current policy) and resumes
+  verl's own checkpoint of that step (`trainer.resume_mode=resume_path`: actor weights, optimizer,
+  lr scheduler, dataloader position), to `trainer.total_training_steps` = its last step.
+  `train.reset_optimizer_with_ref` loads the weights only (`actor.checkpoint.load_contents=[model]`).
+  What each of these rests on in verl 0.9.1's source: docs/verl.md;
 - generation throughput (Table 3): computed from verl's `timing_s/gen` and its sample counts when
   its metrics are read back (harness/backends/verl/metrics.py), never from `perf/throughput`.
 """
@@ -35,6 +43,43 @@ ones with `filter_overlong_prompts`, and the dry run says so)."""
 REWARD_FUNCTION = "compute_score"
 """The function verl calls in harness/backends/verl/reward.py."""
 
+METRICS_ENV = "ray_kwargs.ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH"
+"""Where a segment's file-logger path is given to verl: an env var of the runtime env verl's
+`run_ppo` passes to `ray.init`, so it reaches the TaskRunner actor that opens the file wherever Ray
+places it (a shell `export` would not cross `ray job submit`). Added with `+` (verl declares no
+`env_vars` there)."""
+
+CHECKPOINT_TRACKER = "latest_checkpointed_iteration.txt"
+"""The file verl's `_save_checkpoint` writes in `trainer.default_local_dir` after every save: the
+last step saved. command.sh reads it to skip the segments already done."""
+
+
+def segment_bounds(steps: int, reset_every: int) -> list[tuple[int, int]]:
+    """(first, last) RL step of each verl invocation of a run of `steps` steps whose reference is reset
+    every `reset_every` steps: [1, R], [R+1, 2R], ..., the last one ending at `steps` (R need not
+    divide it). One invocation when there is no reset before the end (R = 0 or R >= steps): the
+    harness resets after step R, so a reset at or after the last step changes nothing."""
+    if reset_every <= 0 or reset_every >= steps:
+        return [(1, steps)]
+    ends = [*range(reset_every, steps, reset_every), steps]
+    return [(end_before + 1, end) for end_before, end in zip([0, *ends[:-1]], ends)]
+
+
+def checkpoint_folder(checkpoints: Path, step: int) -> Path:
+    """verl's checkpoint of `step` in `trainer.default_local_dir` (its `_save_checkpoint`)."""
+    return checkpoints / f"global_step_{step}"
+
+
+def hf_checkpoint(checkpoints: Path, step: int) -> Path:
+    """The HF-format actor weights verl saves with `checkpoint.save_contents` containing hf_model."""
+    return checkpoint_folder(checkpoints, step) / "actor" / "huggingface"
+
+
+def segment_metrics(metrics_dir: Path, index: int) -> Path:
+    """Segment `index`'s file-logger file. One per segment: verl's FileLogger opens its file with
+    "wb", so a second invocation on the same file would erase the first one's steps."""
+    return metrics_dir / f"segment{index}.jsonl"
+
 
 @dataclass(frozen=True)
 class Translation:
@@ -46,29 +91,74 @@ class Translation:
     """verl's key(s) and value(s), or how it is carried."""
 
 
+@dataclass(frozen=True)
+class Segment:
+    """One verl invocation of an arm's run: RL steps first_step..last_step, numbered as verl numbers
+    them (its `global_steps`, continuous across the chain)."""
+
+    index: int
+    first_step: int
+    last_step: int
+    """Its `trainer.total_training_steps`: verl stops after this step and saves its checkpoint there."""
+    overrides: list[str]
+    """Its own overrides, after `VerlJob.overrides`: model path, last step, resume, metrics file."""
+
+
 @dataclass
 class VerlJob:
-    """Everything a verl run of one arm needs; `command()` is what runs it."""
+    """Everything a verl run of one arm needs: `segments` run in order, `script()` runs them."""
 
     arm: str
     overrides: list[str]
+    """The overrides every segment shares (the recipe's translation)."""
+    segments: list[Segment]
+    """One per reference period (`segment_bounds`); one for a run without a reset."""
     translations: list[Translation]
     not_expressed: list[str]
     """Recipe values verl 0.9 cannot express, each with what happens instead."""
     nodes: int
     gpus_per_node: int
+    checkpoints: Path
+    """verl's `trainer.default_local_dir`, shared by all segments."""
     address: str | None = None
     notes: list[str] = field(default_factory=list)
 
-    def command(self) -> list[str]:
-        """`python3 -m verl.trainer.main_ppo OVERRIDES`, or under `ray job submit` with --address."""
-        main = ["python3", "-m", "verl.trainer.main_ppo", *self.overrides]
+    def segment_overrides(self, index: int) -> list[str]:
+        """Every override of segment `index`: the shared ones, then its own."""
+        return [*self.overrides, *self.segments[index].overrides]
+
+    def command(self, index: int) -> list[str]:
+        """Segment `index`: `python3 -m verl.trainer.main_ppo OVERRIDES`, or under `ray job submit`
+        with --address (which waits for the job and exits 1 when it failed)."""
+        main = ["python3", "-m", "verl.trainer.main_ppo", *self.segment_overrides(index)]
         if self.address:
             return ["ray", "job", "submit", f"--address={self.address}", "--", *main]
         return main
 
-    def shell(self) -> str:
-        return " \\\n    ".join(shlex.quote(part) for part in self.command())
+    def script(self) -> str:
+        """command.sh: the segments in order. A segment whose last step verl's checkpoint tracker
+        already records is skipped (a rerun continues the chain); one that fails, or that ends
+        without verl having saved its last step (a stopped Ray job exits 0), stops the chain."""
+        tracker = self.checkpoints / CHECKPOINT_TRACKER
+        lines = ["#!/usr/bin/env bash",
+                 f"# written by `harness train --backend verl`: {self.arm}, {len(self.segments)} verl run(s) in order "
+                 "(docs/verl.md)",
+                 "set -eu",
+                 f"TRACKER={shlex.quote(str(tracker))}",
+                 "# true when verl's last saved checkpoint is at step $1 or later",
+                 'saved_through() { [ "$(cat "$TRACKER" 2>/dev/null || echo 0)" -ge "$1" ]; }']
+        for seg in self.segments:
+            reference = "the base" if seg.index == 0 else f"the policy at step {seg.first_step - 1}"
+            parts = [shlex.quote(part) for part in self.command(seg.index)]
+            head = len(parts) - len(self.segment_overrides(seg.index))  # the program, then an override a line
+            command = " \\\n        ".join([" ".join(parts[:head]), *parts[head:]])
+            lines += ["", f"# segment {seg.index}: steps {seg.first_step}-{seg.last_step}; reference: {reference}",
+                      f"if ! saved_through {seg.last_step}; then",
+                      f"    {command}",
+                      f"    saved_through {seg.last_step} || {{ echo \"segment {seg.index} ended without verl's checkpoint "
+                      f"of step {seg.last_step}\" >&2; exit 1; }}",
+                      "fi"]
+        return "\n".join(lines) + "\n"
 
 
 def arm_settings(cfg: Config):
@@ -77,9 +167,11 @@ def arm_settings(cfg: Config):
 
 
 def compile_arm(cfg: Config, arm: str, *, model: str, train_file: Path, val_file: Path, reward_module: Path,
-                checkpoints: Path, nodes: int, gpus_per_node: int, experiment: str,
+                checkpoints: Path, metrics_dir: Path, nodes: int, gpus_per_node: int, experiment: str,
                 address: str | None = None) -> VerlJob:
-    """The verl job of one arm. `model`: the checkpoint both arms start from (hub id or folder)."""
+    """The verl job of one arm. `model`: the checkpoint both arms start from (hub id or folder);
+    `checkpoints`: verl's checkpoint folder; `metrics_dir`: where each segment's file-logger file
+    goes (`segment_metrics`). All paths as every node sees them."""
     if nodes < 1 or gpus_per_node < 1:
         raise ConfigError(f"invalid value for --nodes/--gpus-per-node: {nodes}/{gpus_per_node}; both must be >= 1")
     t, r, v = cfg.train, cfg.rollout, cfg.rollout.vllm
@@ -89,8 +181,8 @@ def compile_arm(cfg: Config, arm: str, *, model: str, train_file: Path, val_file
                           f"prompts, so it must divide the arm's {s.prompts_per_step} prompts per step")
     mini_prompts = s.prompts_per_step // t.mini_batches
     token_budget = max(t.micro_batch_tokens, MAX_PROMPT_TOKENS + t.max_new_tokens)
+    bounds = segment_bounds(t.steps, t.ref_reset_every)
     rows: list[tuple[str, object, list[tuple[str, object]]]] = [
-        ("base", model, [("actor_rollout_ref.model.path", model)]),
         ("train.n", s.n, [("actor_rollout_ref.rollout.n", s.n)]),
         ("train.prompts_per_step", s.prompts_per_step, [("data.train_batch_size", s.prompts_per_step)]),
         ("train.mini_batches", t.mini_batches, [("actor_rollout_ref.actor.ppo_mini_batch_size", mini_prompts),
@@ -127,8 +219,11 @@ def compile_arm(cfg: Config, arm: str, *, model: str, train_file: Path, val_file
         ("train.max_new_tokens", t.max_new_tokens, [("data.max_response_length", t.max_new_tokens),
                                                     ("data.max_prompt_length", MAX_PROMPT_TOKENS),
                                                     ("data.filter_overlong_prompts", True)]),
-        ("train.steps", t.steps, [("trainer.total_training_steps", t.steps), ("trainer.total_epochs", 1000)]),
-        ("train.save_every", t.save_every, [("trainer.save_freq", t.save_every or -1),
+        # the harness cycles its prompts in epochs without a limit; verl's total_epochs must not stop the run
+        ("epochs", "no limit", [("trainer.total_epochs", 1000)]),
+        # verl saves every save_freq steps and at each invocation's last step (its fit(): is_last_step),
+        # but only with save_freq > 0; save_every=0 ("at the end only") is save_freq=steps.
+        ("train.save_every", t.save_every, [("trainer.save_freq", t.save_every or t.steps),
                                             ("actor_rollout_ref.actor.checkpoint.save_contents",
                                              "[model,optimizer,extra,hf_model]")]),
         ("train.seed", t.seed, [("data.seed", t.seed), ("actor_rollout_ref.rollout.seed", t.seed)]),
@@ -159,8 +254,7 @@ def compile_arm(cfg: Config, arm: str, *, model: str, train_file: Path, val_file
         ("cluster", f"{nodes} x {gpus_per_node}", [("trainer.nnodes", nodes), ("trainer.n_gpus_per_node", gpus_per_node)]),
         ("run", experiment, [("trainer.project_name", "harness"), ("trainer.experiment_name", experiment),
                              ("trainer.logger", "[console,file]"), ("trainer.default_local_dir", str(checkpoints)),
-                             ("trainer.val_before_train", False), ("trainer.test_freq", -1),
-                             ("trainer.resume_mode", "auto")]),
+                             ("trainer.val_before_train", False), ("trainer.test_freq", -1)]),
     ]
     # ICE-POP: token-level importance weights exp(old - rollout), zero outside [tis_low, tis_high], the
     # response mask untouched (tests/test_verl_algos.py: bit-for-bit the harness's truncated_is_weights).
@@ -175,11 +269,12 @@ def compile_arm(cfg: Config, arm: str, *, model: str, train_file: Path, val_file
         ("algorithm.rollout_correction.bypass_mode", False)]))
     overrides = [f"{key}={_hydra(value)}" for _, _, pairs in rows for key, value in pairs]
     translations = [Translation(name, value, ", ".join(f"{k}={_hydra(val)}" for k, val in pairs)) for name, value, pairs in rows]
+    segments = [Segment(index, first, last, [f"{key}={_hydra(value)}" for key, value in _segment_pairs(
+                    index, first, model=model, last=last, checkpoints=checkpoints, metrics_dir=metrics_dir,
+                    reset_optimizer=t.reset_optimizer_with_ref)])
+                for index, (first, last) in enumerate(bounds)]
+    translations[:0] = _chain_translations(t, model, checkpoints, metrics_dir, bounds)
     not_expressed = []
-    if t.ref_reset_every:
-        not_expressed.append(
-            f"train.ref_reset_every={t.ref_reset_every}: verl 0.9 keeps the reference fixed for the whole run "
-            "(no reset hook in its trainer or workers); the verl run's KL is always to the start checkpoint")
     if t.log_ratio_clamp != 20.0:
         not_expressed.append(f"train.log_ratio_clamp={t.log_ratio_clamp}: verl clamps the log-ratio at 20, fixed")
     not_expressed.append(
@@ -204,8 +299,69 @@ def compile_arm(cfg: Config, arm: str, *, model: str, train_file: Path, val_file
              "(data.filter_overlong_prompts)",
              f"micro-batch token budget {token_budget} = max(train.micro_batch_tokens, prompt bound + max_new_tokens): "
              "verl counts prompt and response, and one sequence must fit"]
-    return VerlJob(arm=arm, overrides=overrides, translations=translations, not_expressed=not_expressed,
-                   nodes=nodes, gpus_per_node=gpus_per_node, address=address, notes=notes)
+    if len(segments) > 1:
+        notes.append(f"{len(segments)} verl runs in a chain (train.ref_reset_every={t.ref_reset_every}): every one "
+                     f"starts Ray, the workers and vLLM anew; timing_s/step, hence wall_s, does not count that start-up. "
+                     f"All must run on the same {nodes} x {gpus_per_node} GPUs (verl's sharded checkpoints are per "
+                     "world size) and see the run folder at the same path")
+    if t.reset_optimizer_with_ref and len(segments) > 1:
+        notes.append("train.reset_optimizer_with_ref: load_contents=[model] also leaves out verl's 'extra' state, "
+                     "which holds the lr scheduler and the RNG states together: the segment starts a fresh AdamW and "
+                     "lr schedule (as the harness's reset) and the workers' RNG from its seed")
+    return VerlJob(arm=arm, overrides=overrides, segments=segments, translations=translations,
+                   not_expressed=not_expressed, nodes=nodes, gpus_per_node=gpus_per_node, checkpoints=checkpoints,
+                   address=address, notes=notes)
+
+
+def _segment_pairs(index: int, first: int, *, last: int, model: str, checkpoints: Path, metrics_dir: Path,
+                   reset_optimizer: bool) -> list[tuple[str, object]]:
+    """Segment `index`'s own (key, value) overrides. Segment 0 starts from the base and resumes
+    nothing: a rerun runs a failed segment whole, since resuming inside it would reopen (erase) its
+    metrics file. Segment k > 0 loads the policy at step first-1 twice over: as HF weights from
+    model.path (what verl builds the reference, the rollout and the actor's initial weights from)
+    and as verl's checkpoint of that step (actor weights again, optimizer, lr scheduler, dataloader)."""
+    pairs: list[tuple[str, object]]
+    if index == 0:
+        pairs = [("actor_rollout_ref.model.path", model), ("trainer.resume_mode", "disable")]
+    else:
+        start = first - 1
+        pairs = [("actor_rollout_ref.model.path", str(hf_checkpoint(checkpoints, start))),
+                 ("trainer.resume_mode", "resume_path"),
+                 ("trainer.resume_from_path", str(checkpoint_folder(checkpoints, start))),
+                 ("actor_rollout_ref.actor.checkpoint.load_contents",
+                  "[model]" if reset_optimizer else "[model,optimizer,extra]")]
+    return [*pairs, ("trainer.total_training_steps", last), (f"+{METRICS_ENV}", str(segment_metrics(metrics_dir, index)))]
+
+
+def _chain_translations(t, model: str, checkpoints: Path, metrics_dir: Path,
+                        bounds: list[tuple[int, int]]) -> list[Translation]:
+    """The rows of the values carried per segment: the base, the steps, the reference reset (and with
+    it the optimizer reset), the metrics files."""
+    if len(bounds) == 1:
+        return [
+            Translation("base", model, f"actor_rollout_ref.model.path={model}"),
+            Translation("train.steps", t.steps, f"trainer.total_training_steps={t.steps}"),
+            Translation("train.ref_reset_every", t.ref_reset_every,
+                        "no reset before the run's last step: one verl run, trainer.resume_mode=disable"),
+            Translation("metrics", "verl's file logger", f"+{METRICS_ENV}={segment_metrics(metrics_dir, 0)}"),
+        ]
+    resumed = f"{checkpoints}/global_step_S"
+    return [
+        Translation("base", model, f"segment 0: actor_rollout_ref.model.path={model}, trainer.resume_mode=disable"),
+        Translation("train.steps", t.steps, "trainer.total_training_steps=" + ", ".join(str(b) for _, b in bounds) +
+                    " (segment by segment)"),
+        Translation("train.ref_reset_every", t.ref_reset_every,
+                    f"{len(bounds)} verl runs (steps " + ", ".join(f"{a}-{b}" for a, b in bounds) + ") chained by "
+                    f"verl's resume; segment k > 0, S = the step before its first: "
+                    f"actor_rollout_ref.model.path={resumed}/actor/huggingface (verl builds the reference from it: the "
+                    f"policy at step S), trainer.resume_mode=resume_path, trainer.resume_from_path={resumed}"),
+        Translation("train.reset_optimizer_with_ref", t.reset_optimizer_with_ref,
+                    "segment k > 0: actor_rollout_ref.actor.checkpoint.load_contents=" +
+                    ("[model] (the weights only: a fresh AdamW and lr schedule)" if t.reset_optimizer_with_ref
+                     else "[model,optimizer,extra] (the optimizer, lr scheduler and RNG continue)")),
+        Translation("metrics", "verl's file logger, one file per segment",
+                    f"+{METRICS_ENV}={segment_metrics(metrics_dir, 0)} (segment k: segment<k>.jsonl)"),
+    ]
 
 
 def _hydra(value: object) -> str:

@@ -1,8 +1,11 @@
 """verl's file-logger lines -> the harness's metrics.jsonl rows.
 
 verl's `file` logger writes one JSON line per step, `{"step": k, "data": {metric: value}}`
-(`VERL_FILE_LOGGER_PATH`). The rows the harness's report reads (harness/runs.py, report/summary.py)
-are built from them:
+(`VERL_FILE_LOGGER_PATH`; verl 0.9.1's `verl/utils/tracking.py` `FileLogger`, which opens the file
+with "wb": each verl invocation starts its file anew). A run chained in segments
+(harness/backends/verl/compile.py, `train.ref_reset_every`) has one file per segment, read in step
+order by `read_segment_logs`. The rows the harness's report reads (harness/runs.py,
+report/summary.py) are built from them:
 
 - step: `step`;
 - reward_mean: `critic/score/mean` (the kept samples; verl does not log the evicted groups' rewards);
@@ -23,6 +26,7 @@ are built from them:
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 from harness.config import ConfigError
@@ -41,6 +45,31 @@ def read_verl_log(path: Path) -> list[tuple[int, dict]]:
             raise ConfigError(f"'{path}' line {number} is not a verl file-logger record "
                               f"({{\"step\": k, \"data\": {{...}}}}): {exc}") from exc
     return out
+
+
+def read_segment_logs(segments: list[tuple[int, int, Path]]) -> list[tuple[int, dict]]:
+    """(step, metrics) of a run chained in segments, in step order: `segments` is (first step, last
+    step, file-logger file) per segment in chain order. A segment that has not run yet has no file;
+    one that ran after it has no place (the chain runs in order) and is an error, as is a record
+    outside its segment's steps (a file from another chain) or a step logged twice."""
+    records: list[tuple[int, dict]] = []
+    missing = None
+    for first, last, path in segments:
+        if not Path(path).is_file():
+            missing = missing or path
+            continue
+        if missing is not None:
+            raise ConfigError(f"'{path}' exists but '{missing}', of an earlier segment, does not: the segments run "
+                              "in order, so these files are not one chain's")
+        for step, data in read_verl_log(path):
+            if not first <= step <= last:
+                raise ConfigError(f"'{path}' logs step {step}, outside its segment's steps {first}-{last}: "
+                                  "it is not this chain's file")
+            records.append((step, data))
+    twice = sorted(step for step, count in Counter(step for step, _ in records).items() if count > 1)
+    if twice:
+        raise ConfigError(f"verl logged step(s) {twice} twice in {[str(p) for _, _, p in segments]}")
+    return sorted(records, key=lambda record: record[0])
 
 
 def harness_rows(records: list[tuple[int, dict]], n: int, prompts_per_step: int) -> list[dict]:
