@@ -321,10 +321,8 @@ def _rl_to_plateau(cfg: Config, model, tokenizer, suites, validation: Validation
     trainer = get_builder("step_scaling")(train=replace(cfg.train, trainer="step_scaling", seed=RL_PHASE_SEED), rollout=cfg.rollout,
                                           scoring=cfg.scoring, seed=cfg.seed, model=model, tokenizer=tokenizer, suites=suites)
     first = validation(p.check_items, p.check_k)
-    best, since_best = first["all"], 0
-    # per suite: the best pass@1 so far and its items' scores (the paired noise of the next gain)
-    suite_best = {name: (first[name], validation.item_scores[name]) for name in validation.item_scores}
-    mean_best_items = dict(validation.item_scores)
+    stall = StallTest(p.stall_rule, p.min_delta, first, validation.item_scores)
+    since_best = 0
     offset = sft_curve[-1]["step"]
     snapshots: dict[int, dict] = {0: _weights(model)}
     curve = [_rl_point(0, offset, first, None, started)]
@@ -341,30 +339,13 @@ def _rl_to_plateau(cfg: Config, model, tokenizer, suites, validation: Validation
         snapshots[step] = _weights(model)
         curve.append(_rl_point(step, offset, val, sum(rewards) / len(rewards), started))
         rewards = []
-        if p.stall_rule == "each_suite":
-            gains = {name: (val[name] - b, _paired_se(items, validation.item_scores[name]))
-                     for name, (b, items) in suite_best.items()}
-            progressed = any(gain > p.min_delta for gain, _ in gains.values())
-            for name in suite_best:
-                if val[name] > suite_best[name][0] + p.min_delta:
-                    suite_best[name] = (val[name], validation.item_scores[name])
-        else:
-            ses = [_paired_se(mean_best_items[name], validation.item_scores[name]) for name in mean_best_items]
-            gains = {"all": (val["all"] - best, math.sqrt(sum(se * se for se in ses)) / len(ses))}
-            progressed = val["all"] > best + p.min_delta
+        progressed, gains = stall.check(val, validation.item_scores)
         curve[-1]["gain_vs_best"] = {name: {"gain": g, "paired_se": se} for name, (g, se) in gains.items()}
         noise = max(se for _, se in gains.values())
-        line = (f"rl step {step}: validation pass@1 {val['all']:.3f} (best {max(best, val['all']):.3f}; "
+        line = (f"rl step {step}: validation pass@1 {val['all']:.3f} (best {stall.best_mean:.3f}; "
                 f"largest paired SE of a gain {noise:.4f}, min_delta {p.min_delta}), {curve[-1]['seconds']:.0f} s")
         bar.write(line, file=sys.stderr) if progress else log(line)
-        if progressed:
-            since_best = 0
-            if p.stall_rule == "mean":
-                best, mean_best_items = val["all"], dict(validation.item_scores)
-        else:
-            since_best += 1
-        if p.stall_rule == "each_suite":
-            best = max(best, val["all"])  # shown in the log line only
+        since_best = 0 if progressed else since_best + 1
         if since_best >= p.patience:
             stopped = "plateau"
             break
@@ -375,6 +356,38 @@ def _rl_to_plateau(cfg: Config, model, tokenizer, suites, validation: Validation
     log(f"RL phase stopped at step {final_step} ({stopped}): validation pass@1 {curve[-1]['val_pass_at_1']:.3f}; "
         f"early baseline point: step {early_step}")
     return curve, (early_step, snapshots[early_step]), stopped
+
+
+class StallTest:
+    """The plateau test's memory: the best check so far and its items' scores, per suite
+    (`each_suite`) or for the mean (`mean`). A best moves only on progress (a gain above
+    min_delta), so a slow creep is measured from the last progress, not from the last check."""
+
+    def __init__(self, rule: str, min_delta: float, first: dict[str, float], item_scores: dict[str, dict[str, float]]):
+        self.rule, self.min_delta = rule, min_delta
+        self.mean = (first["all"], dict(item_scores))
+        self.suites = {name: (first[name], item_scores[name]) for name in item_scores}
+        self.best_mean = first["all"]
+        """The best mean seen (for the log line)."""
+
+    def check(self, val: dict[str, float], item_scores: dict[str, dict[str, float]]):
+        """(progressed, {name: (gain over its best, paired SE of that gain)}) for one check, and
+        the bests moved where it progressed. `mean`: one entry, `all`; `each_suite`: one per suite."""
+        self.best_mean = max(self.best_mean, val["all"])
+        if self.rule == "each_suite":
+            gains = {name: (val[name] - best, _paired_se(items, item_scores[name]))
+                     for name, (best, items) in self.suites.items()}
+            for name, (gain, _) in gains.items():
+                if gain > self.min_delta:
+                    self.suites[name] = (val[name], item_scores[name])
+            return any(gain > self.min_delta for gain, _ in gains.values()), gains
+        best, items = self.mean
+        ses = [_paired_se(items[name], item_scores[name]) for name in items]
+        gains = {"all": (val["all"] - best, math.sqrt(sum(se * se for se in ses)) / len(ses))}
+        progressed = val["all"] > best + self.min_delta
+        if progressed:
+            self.mean = (val["all"], dict(item_scores))
+        return progressed, gains
 
 
 def _paired_se(before: dict[str, float], now: dict[str, float]) -> float:
