@@ -77,3 +77,27 @@ def test_profile_builds_the_suite():
     suite = build_suite("reasoning_gym", cfg.suites, cfg.seed)
     items = suite.items("eval", 10)
     assert len(items) == 10 and all(i.id.startswith("reasoning_gym/") for i in items)
+
+
+def test_generators_that_write_files_leave_nothing_in_the_working_directory(tmp_path, monkeypatch):
+    """Some prorl96 generators write files into the current directory; item generation runs them in a
+    scratch directory and comes back to the caller's."""
+    import os
+
+    import harness.suites.reasoning_gym as rg
+
+    class Writing:
+        def __init__(self, seed):
+            self.seed = seed
+
+        def __getitem__(self, idx):
+            with open("simulation_data.txt", "w") as f:  # what the real generators do
+                f.write("x")
+            return {"question": f"q{self.seed}-{idx}", "answer": "1", "metadata": {}}
+
+    monkeypatch.setattr(rg.reasoning_gym, "create_dataset", lambda name, seed, size, **kw: Writing(seed))
+    monkeypatch.chdir(tmp_path)
+    draws = rg.task_generator("chain_sum", {})(0)
+    first = [next(draws) for _ in range(3)]
+    assert [d.question for d in first] == ["q0-0", "q0-1", "q0-2"]
+    assert os.getcwd() == str(tmp_path) and list(tmp_path.iterdir()) == []

@@ -13,7 +13,12 @@ another that words the same problem in a way the key recognises ("Calculate 35 -
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import functools
+import os
+import shutil
+import tempfile
 from typing import Any, Callable, Iterator
 
 import reasoning_gym
@@ -74,6 +79,28 @@ _CHUNK = 10_000
 word_ladder, refuse large sizes)."""
 
 
+@functools.cache
+def _scratch_dir() -> str:
+    """A private working directory for reasoning-gym's generators, removed at exit."""
+    path = tempfile.mkdtemp(prefix="harness-reasoning-gym-")
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
+@contextlib.contextmanager
+def _in_scratch_dir():
+    """Run a generator call with the scratch directory as the working directory: some of the prorl96
+    tasks' generators run code that writes files (sailor_performance.csv, simulation_data.txt, ...)
+    into the current directory, which would land in the user's repository or run folder. The caller's
+    directory is restored after each call (item generation runs in one thread)."""
+    before = os.getcwd()
+    os.chdir(_scratch_dir())
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
 def task_generator(name: str, task_config: dict[str, Any]):
     """A reasoning-gym dataset as a procedural task (harness/suites/procedural.py).
 
@@ -83,10 +110,12 @@ def task_generator(name: str, task_config: dict[str, Any]):
 
     def generate(seed: int) -> Iterator[Draw]:
         for chunk in range(10**6):
-            dataset = reasoning_gym.create_dataset(name, seed=seed + chunk * 1_000_033, size=_CHUNK, **task_config)
+            with _in_scratch_dir():
+                dataset = reasoning_gym.create_dataset(name, seed=seed + chunk * 1_000_033, size=_CHUNK, **task_config)
             for idx in range(_CHUNK):
                 try:
-                    entry = dataset[idx]
+                    with _in_scratch_dir():
+                        entry = dataset[idx]
                 except Exception:
                     continue
                 yield Draw(
