@@ -42,17 +42,7 @@ def sandbox_processes() -> list[str]:
     """Processes (zombies included) whose real, effective or saved uid is a sandbox slot uid, and
     that belong to this process's runs or to no live run (an orphan). Runs of another harness
     process on the machine (training beside the tests) are theirs, not a leak of ours."""
-    slot_uids = range(sandbox.SLOT_UID_BASE, sandbox.SLOT_UID_BASE + sandbox.SLOT_COUNT)
-    found = []
-    for status_path in glob.glob("/proc/[0-9]*/status"):
-        try:
-            fields = dict(line.split(":", 1) for line in Path(status_path).read_text().splitlines() if ":" in line)
-        except OSError:
-            continue  # exited meanwhile
-        slot = any(int(uid) in slot_uids for uid in fields["Uid"].split()[:3])
-        if slot and run_owner(status_path.split("/")[2]) in (None, os.getpid()):
-            found.append(f"{status_path}: {fields['Name'].strip()} {fields['State'].strip()}")
-    return found
+    return slot_processes_of(os.getpid())
 
 
 def run_owner(pid: str) -> int | None:
