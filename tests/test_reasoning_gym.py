@@ -97,7 +97,49 @@ def test_generators_that_write_files_leave_nothing_in_the_working_directory(tmp_
 
     monkeypatch.setattr(rg.reasoning_gym, "create_dataset", lambda name, seed, size, **kw: Writing(seed))
     monkeypatch.chdir(tmp_path)
+    scratch_dirs = []
+    real_mkdtemp = rg.tempfile.mkdtemp
+    monkeypatch.setattr(rg.tempfile, "mkdtemp", lambda *a, **k: scratch_dirs.append(real_mkdtemp(*a, **k)) or scratch_dirs[-1])
     draws = rg.task_generator("chain_sum", {})(0)
     first = [next(draws) for _ in range(3)]
     assert [d.question for d in first] == ["q0-0", "q0-1", "q0-2"]
     assert os.getcwd() == str(tmp_path) and list(tmp_path.iterdir()) == []
+    assert len(scratch_dirs) == 1 and os.listdir(scratch_dirs[0]) == ["simulation_data.txt"]
+    draws.close()  # the stream's end removes its scratch directory
+    assert not os.path.exists(scratch_dirs[0])
+
+
+def test_a_small_task_gives_every_heldout_question_it_has():
+    """Under prorl96 a task with fewer distinct held-out questions than its share (tower_of_hanoi: 90 in
+    all, 16 of them eval at heldout 0.3) gives those, and the other tasks their full share."""
+    chain_sum = TASKS[0]
+    suite = ReasoningGymSuite([("tower_of_hanoi", {}), chain_sum], seed=0,
+                              small_tasks=frozenset({"tower_of_hanoi"}))
+    items = suite.items("eval", 200)
+    by_task = {t: [i for i in items if i.task == t] for t in ("tower_of_hanoi", "chain_sum")}
+    assert len(by_task["tower_of_hanoi"]) == 16 and len(by_task["chain_sum"]) == 100
+    assert len({i.reference["question"] for i in by_task["tower_of_hanoi"]}) == 16
+    with pytest.raises(ConfigError, match="tower_of_hanoi' yields only 16 distinct eval"):
+        ReasoningGymSuite([("tower_of_hanoi", {}), chain_sum], seed=0).items("eval", 200)
+
+
+def test_prorl96_marks_its_small_tasks_and_takes_its_workers():
+    cfg = load_config("prorlv2-1.5b")
+    suite = build_suite("reasoning_gym", cfg.suites, cfg.seed)
+    assert len(suite.tasks) == 96 and suite.small_tasks == {"tower_of_hanoi"}
+    assert cfg.suites.reasoning_gym.workers == 0 and suite.workers >= 1
+
+
+def test_fewer_items_than_tasks_gives_that_many():
+    """A split asked for fewer items than the suite has tasks gives exactly that many (the tasks with a
+    share of 0 give none, and draw nothing)."""
+    assert len(ReasoningGymSuite(TASKS, seed=0).items("eval", 1)) == 1
+    assert len(ReasoningGymSuite(TASKS, seed=0).items("train", 3)) == 3
+
+
+def test_items_made_in_worker_processes_are_the_same():
+    one = ReasoningGymSuite(TASKS, seed=3)
+    two = ReasoningGymSuite(TASKS, seed=3, workers=2)
+    for split, n in (("train", 41), ("eval", 20)):
+        a, b = one.items(split, n), two.items(split, n)
+        assert [(i.id, i.prompt, i.reference, i.target) for i in a] == [(i.id, i.prompt, i.reference, i.target) for i in b]

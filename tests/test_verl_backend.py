@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from harness.backends.verl.compile import compile_arm, segment_bounds
 from harness.backends.verl.metrics import harness_rows, read_segment_logs, read_verl_log
 from harness.config import ConfigError, load_config
 
-from .conftest import run_cli
+from .conftest import SHARED_DATA, run_cli
 
 VERL_LOG = Path(__file__).parent / "data" / "verl_file_logger.jsonl"
 
@@ -311,6 +312,38 @@ def test_dry_run_writes_command_data_and_translation(smoke_base, tmp_path):
     meta = json.loads((out / "config.json").read_text())
     assert meta["backend"] == "verl" and meta["verl"]["overrides"] == (folder / "overrides.txt").read_text().split()
     assert len(meta["verl"]["segments"]) == 2  # smoke: 6 steps, reference reset every 3
+
+
+LOCAL_PAPER_DATA = [
+    f"suites.math.data_dir={SHARED_DATA / 'math'}", "suites.math.benchmarks=[aime24,aime25,amc,math500,minerva]",
+    f"suites.math.train_data={SHARED_DATA / 'math' / 'olympiadbench.jsonl'}", "suites.math.validation_items=100",
+    f"suites.code.data_dir={SHARED_DATA / 'code'}", "suites.code.benchmarks=[codeforces]",
+    f"suites.code.train_data={SHARED_DATA / 'code' / 'code_contests.jsonl'}", "suites.code.validation_items=20",
+]
+"""The paper profile's suites on ../shared/data: math trained on OlympiadBench (evaluated on the other
+five), code trained on code_contests (evaluated on codeforces); Reasoning Gym is its own prorl96."""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data")
+def test_paper_dry_run_writes_the_data_of_all_three_domains(tmp_path):
+    """The acceptance dry run (brorl, prorlv2-1.5b, 8 x 8) with local data in place of the hub ids
+    writes train.parquet with every domain and all 96 Reasoning Gym tasks (the pool cut to 288 items per
+    domain, 3 per task, here: the profile's 40,000 take ~5 min on 2 cores), and leaves no generator's
+    file behind."""
+    out = tmp_path / "run"
+    done = run_cli(["train", "brorl", "--backend", "verl", "--profile", "prorlv2-1.5b", "--nodes", "8",
+                    "--gpus-per-node", "8", "--dry-run", "--out", str(out), *LOCAL_PAPER_DATA, "train.prompt_pool=288"],
+                   tmp_path / "cache", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "data: 679 training rows, 24 validation rows" in (out / "verl" / "translation.md").read_text()
+    import pyarrow.parquet as pq
+
+    train = pq.read_table(out / "verl" / "data" / "train.parquet").to_pylist()
+    tasks = Counter(r["extra_info"]["task"] for r in train if r["data_source"] == "reasoning_gym")
+    assert len(tasks) == 96 and set(tasks.values()) == {3}
+    assert Counter(r["data_source"] for r in train) == {"math": 288, "code": 103, "reasoning_gym": 288}
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]  # nothing written into the working directory
 
 
 @pytest.mark.slow

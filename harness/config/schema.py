@@ -250,6 +250,12 @@ class ReasoningGymSuiteConfig:
     """Share of each task's question space reserved for validation + eval (assigned by a hash of
     the question's canonical problem, the same for every suite of the profile, so no held-out item
     is a training item of any task, however worded: harness/suites/procedural.py)."""
+    workers: NonNegInt = 1
+    """Processes that generate the items, one task at a time each (0: one per CPU core). 1 makes
+    them here; more pays where items are many and generators slow: the 96 prorl96 tasks take about
+    0.8 s for one draw of each on one core (futoshiki and knight_swap 0.2 s a draw). The items are
+    the same for every value (each task draws from its own seeded stream), so it is not in the
+    base checkpoint's cache key."""
 
 
 @dataclass

@@ -67,8 +67,10 @@ RL_PHASE_SEED = 1_000_000
 
 def _suites_key(cfg: Config) -> dict:
     """The suites section as it shapes the base: a domain without training data keeps the keys it
-    had before `train_data` existed, so the bases cached then stay valid."""
+    had before `train_data` existed, so the bases cached then stay valid; how many processes make
+    the Reasoning Gym items is left out."""
     out = asdict(cfg.suites)
+    out["reasoning_gym"].pop("workers", None)  # same items whatever the number of processes
     for name in ("math", "code"):
         if not out[name].get("train_data"):
             out[name].pop("train_data", None)

@@ -13,11 +13,9 @@ another that words the same problem in a way the key recognises ("Calculate 35 -
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import functools
 import os
-import shutil
 import tempfile
 from typing import Any, Callable, Iterator
 
@@ -28,7 +26,7 @@ from reasoning_gym.utils import extract_answer
 from harness.config import ConfigError
 from harness.suites.base import ScoreResult
 from harness.suites.procedural import Draw, ProceduralSuite
-from harness.suites.reasoning_gym_tasks import HELDOUT_FRACTION, PRORL_TASKS
+from harness.suites.reasoning_gym_tasks import HELDOUT_FRACTION, PRORL_TASKS, TOO_FEW_QUESTIONS
 
 NAME = "reasoning_gym"
 
@@ -79,42 +77,35 @@ _CHUNK = 10_000
 word_ladder, refuse large sizes)."""
 
 
-@functools.cache
-def _scratch_dir() -> str:
-    """A private working directory for reasoning-gym's generators, removed at exit."""
-    path = tempfile.mkdtemp(prefix="harness-reasoning-gym-")
-    atexit.register(shutil.rmtree, path, True)
-    return path
-
-
 @contextlib.contextmanager
-def _in_scratch_dir():
-    """Run a generator call with the scratch directory as the working directory: some of the prorl96
-    tasks' generators run code that writes files (sailor_performance.csv, simulation_data.txt, ...)
-    into the current directory, which would land in the user's repository or run folder. The caller's
-    directory is restored after each call (item generation runs in one thread)."""
+def _in_dir(path: str):
+    """Run a generator call with `path` as the working directory, and come back to the caller's; what
+    it prints (codeio's snippets print their output, syntax warnings and errors) is dropped."""
     before = os.getcwd()
-    os.chdir(_scratch_dir())
+    os.chdir(path)
     try:
-        yield
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            yield
     finally:
         os.chdir(before)
 
 
-def task_generator(name: str, task_config: dict[str, Any]):
-    """A reasoning-gym dataset as a procedural task (harness/suites/procedural.py).
+def _draws(name: str, task_config: dict[str, Any], seed: int) -> Iterator[Draw]:
+    """The task's endless stream of draws from `seed` (what `task_generator` binds).
 
-    A draw whose generator raises (maze does, about once in 1,500) is skipped: the stream stays
-    deterministic and the item count is what was asked for.
+    Every generator call runs in a private scratch directory, removed when the stream is closed:
+    some prorl96 generators run code that writes files into the current directory (codeio's
+    snippets: file_*.txt, simulation_data.txt, sailor_performance.csv, ...), which would otherwise
+    land in the user's repository or run folder. A draw whose generator raises (maze does, about
+    once in 1,500) is skipped: the stream stays deterministic and the item count is what was asked for.
     """
-
-    def generate(seed: int) -> Iterator[Draw]:
+    with tempfile.TemporaryDirectory(prefix="harness-reasoning-gym-") as scratch:
         for chunk in range(10**6):
-            with _in_scratch_dir():
+            with _in_dir(scratch):
                 dataset = reasoning_gym.create_dataset(name, seed=seed + chunk * 1_000_033, size=_CHUNK, **task_config)
             for idx in range(_CHUNK):
                 try:
-                    with _in_scratch_dir():
+                    with _in_dir(scratch):
                         entry = dataset[idx]
                 except Exception:
                     continue
@@ -123,7 +114,11 @@ def task_generator(name: str, task_config: dict[str, Any]):
                     reference=_plain(entry), target=format_target(str(entry["answer"])),
                 )
 
-    return generate
+
+def task_generator(name: str, task_config: dict[str, Any]):
+    """A reasoning-gym dataset as a procedural task (harness/suites/procedural.py): seed -> draws.
+    A functools.partial of a module-level function, so it pickles into generation workers."""
+    return functools.partial(_draws, name, dict(task_config))
 
 
 class ReasoningGymSuite(ProceduralSuite):
@@ -133,19 +128,22 @@ class ReasoningGymSuite(ProceduralSuite):
     scorer = staticmethod(score)
 
     def __init__(self, tasks: list[tuple[str, dict[str, Any]]], seed: int, heldout_fraction: float = 0.3,
-                 task_heldout: dict[str, float] | None = None):
+                 task_heldout: dict[str, float] | None = None, small_tasks: frozenset[str] = frozenset(),
+                 workers: int = 1):
         for task_name, _ in tasks:
             check_task_name(task_name)
         super().__init__([(n, task_generator(n, c)) for n, c in tasks], seed, heldout_fraction,
-                         task_heldout=task_heldout)
+                         task_heldout=task_heldout, small_tasks=small_tasks, workers=workers)
 
     @classmethod
     def from_config(cls, cfg, seed: int) -> "ReasoningGymSuite":
         """Build from a `ReasoningGymSuiteConfig` (preset `prorl96`: the 96 ProRL tasks, default
-        configs, with the held-out overrides of harness/suites/reasoning_gym_tasks.py)."""
+        configs, with the held-out overrides and the small tasks of harness/suites/reasoning_gym_tasks.py)."""
+        workers = cfg.workers or os.cpu_count() or 1
         if cfg.preset == "prorl96":
-            return cls([(name, {}) for name in PRORL_TASKS], seed, cfg.heldout_fraction, dict(HELDOUT_FRACTION))
-        return cls([(t.name, dict(t.config)) for t in cfg.tasks], seed, cfg.heldout_fraction)
+            return cls([(name, {}) for name in PRORL_TASKS], seed, cfg.heldout_fraction, dict(HELDOUT_FRACTION),
+                       small_tasks=frozenset(TOO_FEW_QUESTIONS), workers=workers)
+        return cls([(t.name, dict(t.config)) for t in cfg.tasks], seed, cfg.heldout_fraction, workers=workers)
 
 
 def _plain(entry: dict) -> dict:

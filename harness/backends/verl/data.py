@@ -5,7 +5,8 @@ One row per item, the columns verl's `RLHFDataset` and reward loop read:
 - `prompt`: the chat messages, one user turn with the suite's prompt (verl applies the model's chat
   template, as the harness does with `render_prompt`);
 - `ability`: the suite again (verl's convention);
-- `reward_model`: `{"style": "rule", "ground_truth": <the item's reference as JSON>}`;
+- `reward_model`: `{"style": "rule", "ground_truth": <the item's reference as JSON, tuples, fractions
+  and the like tagged so that they come back as they were: harness/backends/verl/references.py>}`;
 - `extra_info`: the item id and task, and how to score it: the scorer function (`module:name`) and
   its keyword arguments (JSON), and the wall-clock bound of one call. A row carries everything its
   reward needs, so a reward worker on any node scores it without the profile.
@@ -22,6 +23,7 @@ import io
 import json
 from pathlib import Path
 
+from harness.backends.verl import references
 from harness.config import Config, ConfigError
 from harness.runs import write_bytes_atomic
 from harness.suites import build_suite
@@ -48,10 +50,9 @@ def rows(cfg: Config, suites: list, split: str, per_suite: int) -> list[dict]:
         bound = suite.scorer_timeout_s or cfg.scoring.timeout_s
         for index, item in enumerate(suite.items(split, per_suite)):
             try:
-                truth = json.dumps(item.reference)
+                truth = references.encode(item.reference)
             except TypeError as exc:
-                raise ConfigError(f"suite {name}: item {item.id}'s reference is not JSON ({exc}); the verl backend "
-                                  "stores references as JSON") from exc
+                raise ConfigError(f"suite {name}: item {item.id}'s reference cannot be written for verl: {exc}") from exc
             out.append({
                 "data_source": name,
                 "prompt": [{"role": "user", "content": item.prompt}],

@@ -21,6 +21,7 @@ import json
 import threading
 from typing import Any
 
+from harness.backends.verl import references
 from harness.execution.bounded import shared_pool
 
 WORKERS = 1
@@ -58,7 +59,7 @@ def compute_score(data_source: str, solution_str: str, ground_truth: str, extra_
         raise ValueError(f"row of data source {data_source!r} has no extra_info.scorer: it was not written by "
                          "the harness (harness/backends/verl/data.py)")
     fn = scorer(info["scorer"], info.get("scorer_kwargs", "{}"))
-    reference = json.loads(ground_truth)
+    reference = references.decode(ground_truth)
     timeout_s = float(info.get("timeout_s") or DEFAULT_TIMEOUT_S)
     with _lock:
         result = shared_pool(WORKERS, timeout_s).map(fn, [(solution_str, reference)], timeout_s)[0]
