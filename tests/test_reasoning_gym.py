@@ -143,3 +143,18 @@ def test_items_made_in_worker_processes_are_the_same():
     for split, n in (("train", 41), ("eval", 20)):
         a, b = one.items(split, n), two.items(split, n)
         assert [(i.id, i.prompt, i.reference, i.target) for i in a] == [(i.id, i.prompt, i.reference, i.target) for i in b]
+
+
+def test_worker_processes_work_from_a_script_without_a_main_guard(tmp_path):
+    """A user's script that builds items at module level (no `if __name__ == "__main__"`) still works:
+    the workers do not re-run the caller's main module."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "build_items.py"
+    script.write_text(
+        "from harness.suites.reasoning_gym import ReasoningGymSuite\n"
+        f"items = ReasoningGymSuite({TASKS!r}, seed=0, workers=2).items('train', 10)\n"
+        "print(len(items))\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout.strip() == "10", done.stderr

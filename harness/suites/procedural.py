@@ -243,8 +243,8 @@ def task_items(request: TaskRequest) -> list[Item]:
 
 
 def generate_items(requests: list[TaskRequest], workers: int) -> list[list[Item]]:
-    """`task_items` of every request, in order: here, or in `workers` spawned processes (one task
-    each at a time) when more than one task has items to make. Same items either way: every task
+    """`task_items` of every request, in order: here, or in `workers` processes (one task each at a
+    time) when more than one task has items to make. Same items either way: every task
     draws from its own seeded stream. Worth it where generators are slow (the 96 Reasoning Gym tasks
     of the full-scale profile take about 0.8 s for one draw of each on one core, some of them 0.2 s)."""
     busy = [r for r in requests if r.n]
@@ -253,7 +253,10 @@ def generate_items(requests: list[TaskRequest], workers: int) -> list[list[Item]
     import concurrent.futures  # lazy: only a parallel build needs a process pool
     import multiprocessing
 
-    context = multiprocessing.get_context("spawn")  # not fork: the caller may hold torch threads or CUDA
+    # fork, as the bounded scorer pool: spawn would re-run the caller's main module in every worker
+    # (a script without a __main__ guard fails); the workers run only the generators, never torch or CUDA
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     with concurrent.futures.ProcessPoolExecutor(min(workers, len(busy)), mp_context=context) as pool:
         futures = [pool.submit(task_items, r) if r.n else None for r in requests]
         return [f.result() if f else [] for f in futures]
