@@ -66,10 +66,11 @@ def test_splits_never_share_a_question_and_are_deterministic(suite):
     assert {i.task for i in held} == {"chain_sum", "count_bits"}
 
 
-def test_too_small_question_space_is_a_clear_error():
-    small = ReasoningGymSuite([("count_bits", {"min_n": 1, "max_n": 8})], seed=0)
-    with pytest.raises(ConfigError, match="count_bits"):
-        small.items("eval", 50)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_too_small_question_space_is_a_clear_error(workers):
+    small = ReasoningGymSuite([("count_bits", {"min_n": 1, "max_n": 8}), TASKS[0]], seed=0, workers=workers)
+    with pytest.raises(ConfigError, match="count_bits' yields only"):
+        small.items("eval", 100)
 
 
 def test_profile_builds_the_suite():
