@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.backends.verl.compile import compile_arm, segment_bounds
+from harness.backends.verl.data import overlong_prompts
 from harness.backends.verl.metrics import harness_rows, read_segment_logs, read_verl_log
 from harness.config import ConfigError, load_config
 
@@ -312,6 +313,19 @@ def test_dry_run_writes_command_data_and_translation(smoke_base, tmp_path):
     meta = json.loads((out / "config.json").read_text())
     assert meta["backend"] == "verl" and meta["verl"]["overrides"] == (folder / "overrides.txt").read_text().split()
     assert len(meta["verl"]["segments"]) == 2  # smoke: 6 steps, reference reset every 3
+    assert "prompts: every prompt fits in 1024 tokens" in (folder / "translation.md").read_text()
+
+
+def test_the_prompts_verl_would_drop_are_counted_by_task(tokenizer, tmp_path):
+    tokenizer.save_pretrained(tmp_path / "tok")
+    lengths = {"short": 3, "long": 40}
+    records = [{"data_source": "reasoning_gym", "prompt": [{"role": "user", "content": " ".join(["7"] * n)}],
+                "extra_info": {"task": task}} for task, n in lengths.items() for _ in range(2)]
+    limit = len(tokenizer(" ".join(["7"] * 20), add_special_tokens=False)["input_ids"])
+    note = overlong_prompts(records, str(tmp_path / "tok"), limit)
+    assert note.startswith(f"2 of 4 prompts exceed {limit} tokens") and note.endswith("reasoning_gym/long 2")
+    assert overlong_prompts(records, str(tmp_path / "tok"), 10_000).startswith("every prompt fits in 10000 tokens")
+    assert overlong_prompts(records, str(tmp_path / "no-such-model"), limit).startswith("prompt lengths NOT counted")
 
 
 LOCAL_PAPER_DATA = [
@@ -336,7 +350,8 @@ def test_paper_dry_run_writes_the_data_of_all_three_domains(tmp_path):
                     "--gpus-per-node", "8", "--dry-run", "--out", str(out), *LOCAL_PAPER_DATA, "train.prompt_pool=288"],
                    tmp_path / "cache", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "data: 679 training rows, 24 validation rows" in (out / "verl" / "translation.md").read_text()
+    translation = (out / "verl" / "translation.md").read_text()
+    assert "data: 679 training rows, 24 validation rows" in translation
     import pyarrow.parquet as pq
 
     train = pq.read_table(out / "verl" / "data" / "train.parquet").to_pylist()
@@ -344,6 +359,7 @@ def test_paper_dry_run_writes_the_data_of_all_three_domains(tmp_path):
     assert len(tasks) == 96 and set(tasks.values()) == {3}
     assert Counter(r["data_source"] for r in train) == {"math": 288, "code": 103, "reasoning_gym": 288}
     assert [p.name for p in tmp_path.iterdir()] == ["run"]  # nothing written into the working directory
+    assert "prompt lengths NOT counted (the tokenizer of nvidia/Nemotron-Research-Reasoning-Qwen-1.5B" in translation
 
 
 @pytest.mark.slow

@@ -76,8 +76,9 @@ def prepare(cfg: Config, recipe: str, out: Path, nodes: int, gpus_per_node: int,
             f"download that revision to a folder (`hf download {cfg.base.checkpoint} --revision {cfg.base.revision} "
             "--local-dir DIR`) and give base.checkpoint=DIR")
     try:
-        _, _, counts = write_data(cfg, folder / "data")
-        job.notes.append(f"data: {counts['train']} training rows, {counts['validation']} validation rows")
+        files = write_data(cfg, folder / "data", model=model, prompt_limit=verl_compile.MAX_PROMPT_TOKENS)
+        job.notes.append(f"data: {files.counts['train']} training rows, {files.counts['validation']} validation rows")
+        job.notes.append(f"prompts: {files.prompt_note}")
     except (UserError, OSError) as exc:
         job.notes.append(f"data NOT written here: {str(exc).splitlines()[0]} (the data sources must be readable where the "
                          "job is prepared: a local .jsonl/.parquet per domain via suites.<domain>.train_data=PATH)")

@@ -36,9 +36,10 @@ from harness.config import Config, ConfigError
 from harness.trainers.registry import arm_settings as registry_arm_settings
 
 MAX_PROMPT_TOKENS = 1024
-"""verl's `data.max_prompt_length`: the harness never caps prompts, verl needs a bound. 1,024 covers
-the training mixes' prompts after the chat template (UNCONFIRMED for every row: verl drops longer
-ones with `filter_overlong_prompts`, and the dry run says so)."""
+"""verl's `data.max_prompt_length`: the harness never caps prompts, verl needs a bound. verl drops
+longer ones (`filter_overlong_prompts`); the dry run counts them by task with the model's tokenizer
+where it can be read (translation.md's notes; `data.overlong_prompts`). That 1,024 covers the
+paper's mix under Qwen's tokenizer is UNCONFIRMED: that tokenizer cannot be read on this machine."""
 
 REWARD_FUNCTION = "compute_score"
 """The function verl calls in harness/backends/verl/reward.py."""

@@ -21,9 +21,12 @@ from __future__ import annotations
 import functools
 import io
 import json
+from collections import Counter
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.backends.verl import references
+from harness.checkpoint import render_prompts
 from harness.config import Config, ConfigError
 from harness.runs import write_bytes_atomic
 from harness.suites import build_suite
@@ -77,10 +80,50 @@ def write_parquet(records: list[dict], path: Path) -> Path:
     return path
 
 
-def write_data(cfg: Config, folder: Path, validation_items: int = 8) -> tuple[Path, Path, dict[str, int]]:
-    """train.parquet and val.parquet under `folder`; returns their paths and row counts."""
+def overlong_prompts(records: list[dict], model: str, limit: int) -> str:
+    """One line on the rows verl will drop: prompts longer than `limit` tokens under `model`'s chat
+    template (verl's `filter_overlong_prompts` counts `apply_chat_template(..., tokenize=True)`), by
+    domain and task. Counted only where the model's tokenizer can be read; the line says when not."""
+    try:
+        from transformers import AutoTokenizer  # lazy: only the dry run's count needs a tokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(model)
+    except Exception as exc:  # offline hub id, a folder without a tokenizer: many exception types
+        return (f"prompt lengths NOT counted (the tokenizer of {model} cannot be read here: {type(exc).__name__}); "
+                f"verl drops the rows whose prompt exceeds {limit} tokens")
+    texts = render_prompts(tokenizer, [r["prompt"][0]["content"] for r in records])
+    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    over = Counter(f"{r['data_source']}/{r['extra_info']['task']}" for r, n in zip(records, lengths) if n > limit)
+    if not over:
+        return f"every prompt fits in {limit} tokens (longest {max(lengths)}, {model}'s chat template)"
+    worst = ", ".join(f"{task} {count}" for task, count in over.most_common(8))
+    return (f"{sum(over.values())} of {len(records)} prompts exceed {limit} tokens with {model}'s chat template and "
+            f"will be dropped by verl (longest {max(lengths)}): {worst}{', ...' if len(over) > 8 else ''}")
+
+
+@dataclass(frozen=True)
+class DataFiles:
+    """What `write_data` wrote."""
+
+    train: Path
+    """train.parquet."""
+    validation: Path
+    """val.parquet."""
+    counts: dict[str, int]
+    """Rows of each: {"train": ..., "validation": ...}."""
+    prompt_note: str
+    """`overlong_prompts` of the training rows ("" when no model was given)."""
+
+
+def write_data(cfg: Config, folder: Path, validation_items: int = 8, model: str | None = None,
+               prompt_limit: int = 1024) -> DataFiles:
+    """train.parquet and val.parquet under `folder`; with `model`, how many training prompts exceed
+    verl's `prompt_limit` under its tokenizer."""
     suites = [build_suite(name, cfg.suites, cfg.seed) for name in cfg.suites.enabled]  # loaded once for both splits
     train = rows(cfg, suites, "train", cfg.train.prompt_pool)
     val = rows(cfg, suites, "validation", validation_items)
-    return (write_parquet(train, folder / "train.parquet"), write_parquet(val, folder / "val.parquet"),
-            {"train": len(train), "validation": len(val)})
+    files = DataFiles(write_parquet(train, folder / "train.parquet"), write_parquet(val, folder / "val.parquet"),
+                      {"train": len(train), "validation": len(val)}, "")
+    if model is None:
+        return files
+    return replace(files, prompt_note=overlong_prompts(train, model, prompt_limit))
