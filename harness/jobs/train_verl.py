@@ -81,7 +81,8 @@ def prepare(cfg: Config, recipe: str, out: Path, nodes: int, gpus_per_node: int,
         job.notes.append(f"prompts: {files.prompt_note}")
     except (UserError, OSError) as exc:
         job.notes.append(f"data NOT written here: {str(exc).splitlines()[0]} (the data sources must be readable where the "
-                         "job is prepared: a local .jsonl/.parquet per domain via suites.<domain>.train_data=PATH)")
+                         "job is prepared: local copies via suites.<domain>.data_dir=DIR for the benchmarks and "
+                         "suites.<domain>.train_data=PATH for training, docs/verl.md)")
     write_text_atomic(folder / "command.sh", job.script())
     (folder / "command.sh").chmod(0o755)
     write_text_atomic(folder / "overrides.txt", "\n".join(job.overrides) + "\n")
