@@ -147,3 +147,36 @@ def test_100_distinct_heldout_questions(name):
     suite = ReasoningGymSuite([(name, {})], seed=0, heldout_fraction=heldout(name))
     items = suite.items("eval", EVAL_ITEMS)
     assert len({item.reference["question"] for item in items}) == EVAL_ITEMS
+
+
+_DIGESTS = """
+import hashlib, json
+from harness.suites.reasoning_gym import ReasoningGymSuite
+from harness.suites.reasoning_gym_tasks import PRORL_TASKS
+suite = ReasoningGymSuite([(n, {}) for n in PRORL_TASKS], seed=0, workers=2)
+out = {}
+for split, n in (("train", 2 * len(PRORL_TASKS)), ("eval", len(PRORL_TASKS))):
+    for item in suite.items(split, n):
+        out.setdefault(item.task, hashlib.sha256()).update((item.id + item.prompt + repr(item.reference)).encode())
+print(json.dumps({task: h.hexdigest() for task, h in out.items()}))
+"""
+
+
+def test_every_task_gives_the_same_items_in_every_process(tmp_path):
+    """Items are a function of the seed alone, whatever the process: several generators iterate over
+    sets of strings (their output follows Python's hash seed) or draw from the unseeded global
+    generators (list_functions, codeio). Two interpreters with different hash seeds, one making the
+    items itself (PYTHONHASHSEED=0), one through the fixed-seed workers, give the same items."""
+    import json
+    import subprocess
+    import sys
+
+    def digests(hash_seed: str) -> dict:
+        done = subprocess.run([sys.executable, "-c", _DIGESTS], capture_output=True, text=True, timeout=600,
+                              cwd=tmp_path, env={**os.environ, "PYTHONHASHSEED": hash_seed})
+        assert done.returncode == 0, done.stderr[-2000:]
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    here, elsewhere = digests("0"), digests("1")
+    assert len(here) == 96
+    assert {t for t in here if here[t] != elsewhere[t]} == set()

@@ -24,7 +24,11 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import os
+import pickle
 import re
+import subprocess
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -138,6 +142,8 @@ class ProceduralSuite:
 
     name: str
     scorer: Callable[[str, Any], ScoreResult]
+    fixed_hash_seed: bool = False
+    """Whether the tasks' generators depend on Python's string hash seed (see `generate_items`)."""
 
     def __init__(
         self,
@@ -180,7 +186,7 @@ class ProceduralSuite:
             heldout=self.task_heldout.get(task_name, self.heldout_fraction),
             small=task_name in self.small_tasks,
         ) for i, ((task_name, generate), m) in enumerate(zip(self.tasks, per_task))]
-        streams = generate_items(requests, self.workers)
+        streams = generate_items(requests, self.workers, self.fixed_hash_seed)
         out: list[Item] = []
         for row in range(max(per_task, default=0)):
             out.extend(stream[row] for stream in streams if row < len(stream))
@@ -242,12 +248,19 @@ def task_items(request: TaskRequest) -> list[Item]:
     )
 
 
-def generate_items(requests: list[TaskRequest], workers: int) -> list[list[Item]]:
+def generate_items(requests: list[TaskRequest], workers: int, fixed_hash_seed: bool = False) -> list[list[Item]]:
     """`task_items` of every request, in order: here, or in `workers` processes (one task each at a
     time) when more than one task has items to make. Same items either way: every task
     draws from its own seeded stream. Worth it where generators are slow (the 96 Reasoning Gym tasks
-    of the full-scale profile take about 0.8 s for one draw of each on one core, some of them 0.2 s)."""
+    of the full-scale profile take about 0.8 s for one draw of each on one core, some of them 0.2 s).
+
+    `fixed_hash_seed`: the generators' output depends on Python's string hash seed (reasoning-gym's
+    do: they iterate over sets of strings), so the items are made under PYTHONHASHSEED=0, here when
+    this interpreter runs with it, otherwise in fresh interpreters started with it
+    (harness/suites/generation_worker.py; about 2-3 s of start-up per call)."""
     busy = [r for r in requests if r.n]
+    if fixed_hash_seed and sys.flags.hash_randomization and busy:
+        return _in_fresh_interpreters(requests, workers)
     if workers <= 1 or len(busy) < 2:
         return [task_items(r) for r in requests]
     import concurrent.futures  # lazy: only a parallel build needs a process pool
@@ -260,6 +273,35 @@ def generate_items(requests: list[TaskRequest], workers: int) -> list[list[Item]
     with concurrent.futures.ProcessPoolExecutor(min(workers, len(busy)), mp_context=context) as pool:
         futures = [pool.submit(task_items, r) if r.n else None for r in requests]
         return [f.result() if f else [] for f in futures]
+
+
+
+def _in_fresh_interpreters(requests: list[TaskRequest], workers: int) -> list[list[Item]]:
+    """`generate_items` in min(workers, tasks) interpreters started with PYTHONHASHSEED=0, the tasks
+    dealt round-robin; a task's error is raised here as it was raised there."""
+    import concurrent.futures  # lazy: as in generate_items
+
+    busy = [i for i, r in enumerate(requests) if r.n]
+    groups = [busy[k::max(1, min(workers, len(busy)))] for k in range(max(1, min(workers, len(busy))))]
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+
+    def run(group: list[int]) -> list[list[Item]]:
+        done = subprocess.run([sys.executable, "-m", "harness.suites.generation_worker"],
+                              input=pickle.dumps([requests[i] for i in group]), capture_output=True, env=env)
+        if done.returncode != 0 or not done.stdout:
+            tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            raise RuntimeError(f"item generation worker failed (exit {done.returncode}): {tail[0]}")
+        kind, value = pickle.loads(done.stdout)
+        if kind == "error":
+            raise value
+        return value
+
+    out: list[list[Item]] = [[] for _ in requests]
+    with concurrent.futures.ThreadPoolExecutor(len(groups)) as pool:
+        for group, items in zip(groups, pool.map(run, groups)):
+            for i, made in zip(group, items):
+                out[i] = made
+    return out
 
 
 def task_from_registry(suite: str, registry: dict[str, Callable[..., Iterator[Draw]]], name: str,

@@ -16,9 +16,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import random
 import tempfile
 from typing import Any, Callable, Iterator
 
+import numpy
 import reasoning_gym
 from reasoning_gym.factory import DATASETS
 from reasoning_gym.utils import extract_answer
@@ -78,16 +80,25 @@ word_ladder, refuse large sizes)."""
 
 
 @contextlib.contextmanager
-def _in_dir(path: str):
-    """Run a generator call with `path` as the working directory, and come back to the caller's; what
-    it prints (codeio's snippets print their output, syntax warnings and errors) is dropped."""
+def _in_dir(path: str, global_seed: int):
+    """Run a generator call with `path` as the working directory and the global `random` and numpy
+    generators seeded with `global_seed`, then give the caller back its directory and generator
+    states; what the call prints (codeio's snippets print their output, syntax warnings and errors)
+    is dropped. The seeding is for generators that draw from the global generators instead of their
+    own seeded one (list_functions' odd-number lists, codeio's input generators): without it their
+    items differ from run to run."""
     before = os.getcwd()
+    states = random.getstate(), numpy.random.get_state()
+    random.seed(global_seed)
+    numpy.random.seed(global_seed % 2**32)
     os.chdir(path)
     try:
         with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
             yield
     finally:
         os.chdir(before)
+        random.setstate(states[0])
+        numpy.random.set_state(states[1])
 
 
 def _draws(name: str, task_config: dict[str, Any], seed: int) -> Iterator[Draw]:
@@ -101,11 +112,12 @@ def _draws(name: str, task_config: dict[str, Any], seed: int) -> Iterator[Draw]:
     """
     with tempfile.TemporaryDirectory(prefix="harness-reasoning-gym-") as scratch:
         for chunk in range(10**6):
-            with _in_dir(scratch):
-                dataset = reasoning_gym.create_dataset(name, seed=seed + chunk * 1_000_033, size=_CHUNK, **task_config)
+            chunk_seed = seed + chunk * 1_000_033
+            with _in_dir(scratch, chunk_seed):
+                dataset = reasoning_gym.create_dataset(name, seed=chunk_seed, size=_CHUNK, **task_config)
             for idx in range(_CHUNK):
                 try:
-                    with _in_dir(scratch):
+                    with _in_dir(scratch, chunk_seed * _CHUNK + idx):
                         entry = dataset[idx]
                 except Exception:
                     continue
@@ -126,6 +138,7 @@ class ReasoningGymSuite(ProceduralSuite):
 
     name = NAME
     scorer = staticmethod(score)
+    fixed_hash_seed = True  # isomorphic_strings, ransom_note, codeio, ... iterate over sets of strings
 
     def __init__(self, tasks: list[tuple[str, dict[str, Any]]], seed: int, heldout_fraction: float = 0.3,
                  task_heldout: dict[str, float] | None = None, small_tasks: frozenset[str] = frozenset(),
