@@ -76,7 +76,7 @@ def prepare(cfg: Config, recipe: str, out: Path, nodes: int, gpus_per_node: int,
             f"download that revision to a folder (`hf download {cfg.base.checkpoint} --revision {cfg.base.revision} "
             "--local-dir DIR`) and give base.checkpoint=DIR")
     try:
-        files = write_data(cfg, folder / "data", model=model, prompt_limit=verl_compile.MAX_PROMPT_TOKENS)
+        files = write_data(cfg, folder / "data", verl_compile.MAX_PROMPT_TOKENS, model=model)
         job.notes.append(f"data: {files.counts['train']} training rows, {files.counts['validation']} validation rows")
         job.notes.append(f"prompts: {files.prompt_note}")
     except (UserError, OSError) as exc:

@@ -282,7 +282,8 @@ def _in_fresh_interpreters(requests: list[TaskRequest], workers: int) -> list[li
     import concurrent.futures  # lazy: as in generate_items
 
     busy = [i for i, r in enumerate(requests) if r.n]
-    groups = [busy[k::max(1, min(workers, len(busy)))] for k in range(max(1, min(workers, len(busy))))]
+    count = max(1, min(workers, len(busy)))
+    groups = [busy[k::count] for k in range(count)]
     env = {**os.environ, "PYTHONHASHSEED": "0"}
 
     def run(group: list[int]) -> list[list[Item]]:

@@ -80,11 +80,11 @@ word_ladder, refuse large sizes)."""
 
 
 @contextlib.contextmanager
-def _in_dir(path: str, global_seed: int):
+def _in_dir(path: str, global_seed: int, sink):
     """Run a generator call with `path` as the working directory and the global `random` and numpy
     generators seeded with `global_seed`, then give the caller back its directory and generator
     states; what the call prints (codeio's snippets print their output, syntax warnings and errors)
-    is dropped. The seeding is for generators that draw from the global generators instead of their
+    goes to `sink` (the stream's one open os.devnull). The seeding is for generators that draw from the global generators instead of their
     own seeded one (list_functions' odd-number lists, codeio's input generators): without it their
     items differ from run to run."""
     before = os.getcwd()
@@ -93,7 +93,7 @@ def _in_dir(path: str, global_seed: int):
     numpy.random.seed(global_seed % 2**32)
     os.chdir(path)
     try:
-        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
             yield
     finally:
         os.chdir(before)
@@ -110,14 +110,14 @@ def _draws(name: str, task_config: dict[str, Any], seed: int) -> Iterator[Draw]:
     land in the user's repository or run folder. A draw whose generator raises (maze does, about
     once in 1,500) is skipped: the stream stays deterministic and the item count is what was asked for.
     """
-    with tempfile.TemporaryDirectory(prefix="harness-reasoning-gym-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="harness-reasoning-gym-") as scratch, open(os.devnull, "w") as sink:
         for chunk in range(10**6):
             chunk_seed = seed + chunk * 1_000_033
-            with _in_dir(scratch, chunk_seed):
+            with _in_dir(scratch, chunk_seed, sink):
                 dataset = reasoning_gym.create_dataset(name, seed=chunk_seed, size=_CHUNK, **task_config)
             for idx in range(_CHUNK):
                 try:
-                    with _in_dir(scratch, chunk_seed * _CHUNK + idx):
+                    with _in_dir(scratch, chunk_seed * _CHUNK + idx, sink):
                         entry = dataset[idx]
                 except Exception:
                     continue

@@ -22,7 +22,7 @@ import functools
 import io
 import json
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.backends.verl import references
@@ -115,15 +115,13 @@ class DataFiles:
     """`overlong_prompts` of the training rows ("" when no model was given)."""
 
 
-def write_data(cfg: Config, folder: Path, validation_items: int = 8, model: str | None = None,
-               prompt_limit: int = 1024) -> DataFiles:
+def write_data(cfg: Config, folder: Path, prompt_limit: int, validation_items: int = 8,
+               model: str | None = None) -> DataFiles:
     """train.parquet and val.parquet under `folder`; with `model`, how many training prompts exceed
     verl's `prompt_limit` under its tokenizer."""
     suites = [build_suite(name, cfg.suites, cfg.seed) for name in cfg.suites.enabled]  # loaded once for both splits
     train = rows(cfg, suites, "train", cfg.train.prompt_pool)
     val = rows(cfg, suites, "validation", validation_items)
-    files = DataFiles(write_parquet(train, folder / "train.parquet"), write_parquet(val, folder / "val.parquet"),
-                      {"train": len(train), "validation": len(val)}, "")
-    if model is None:
-        return files
-    return replace(files, prompt_note=overlong_prompts(train, model, prompt_limit))
+    return DataFiles(write_parquet(train, folder / "train.parquet"), write_parquet(val, folder / "val.parquet"),
+                     {"train": len(train), "validation": len(val)},
+                     overlong_prompts(train, model, prompt_limit) if model else "")

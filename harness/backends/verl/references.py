@@ -57,7 +57,7 @@ def _rebuild(obj: dict) -> Any:
     if kind is None:
         return obj
     if kind == "dict":
-        return {k: v for k, v in obj["items"]}
+        return dict(obj["items"])
     if kind == "tuple":
         return tuple(obj["items"])
     if kind in ("set", "frozenset"):
