@@ -198,7 +198,7 @@ def _setup(args, recipe: str | None = None, training: bool = False, local_engine
 
         check_requirements(cfg)
     from harness.rollout import check_engine  # lazy: the CLI imports a command's modules only when it runs
-    from harness.suites import check_suites
+    from suites import check_suites
 
     check_suites(cfg.suites)
     if local_engine:
@@ -251,7 +251,7 @@ def cmd_bootstrap(args) -> int:
 
 def cmd_eval(args) -> int:
     cfg = _setup(args)
-    from harness.suites import SUITES
+    from suites import SUITES
 
     names = [s.strip() for s in (args.suites or ",".join(cfg.suites.enabled)).split(",") if s.strip()]
     for name in names:
@@ -513,7 +513,7 @@ def cmd_bench(args) -> int:
     lengths = _positive_ints(args.prompt_tokens, "--prompt-tokens") if args.prompt_tokens is not None else None
     from harness.checkpoint import load_policy
     from harness.jobs.bench import bench_rollout
-    from harness.suites import build_suite
+    from suites import build_suite
 
     path = _checkpoint(cfg, args.checkpoint, args.quiet)
     model, tokenizer = load_policy(path, cfg.rollout.device, cfg.rollout.dtype)

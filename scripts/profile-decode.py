@@ -9,7 +9,7 @@ from harness.checkpoint import render_prompt
 from harness.config import load_config
 from harness.jobs.bench import lengthen, load_base
 from harness.rollout import SamplingParams, make_engine
-from harness.suites import build_suite
+from suites import build_suite
 
 cfg = load_config("tiny")
 model, tok = load_base(cfg)

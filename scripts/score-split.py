@@ -5,7 +5,7 @@ import time
 
 from harness.config import load_config
 from harness.execution.bounded import ScorerPool
-from harness.suites import build_suite
+from suites import build_suite
 
 cfg = load_config("tiny")
 per = 512 // 3

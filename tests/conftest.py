@@ -12,7 +12,7 @@ import torch
 
 from harness.config import TinyModelConfig
 from harness.jobs.tiny_model import build_model, train_tokenizer
-from harness.trainers.shared_prompt import ScoredSequence
+from trainers.shared_prompt import ScoredSequence
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 """The real evaluation sets beside the repository (../shared/data); tests skip when it is absent."""

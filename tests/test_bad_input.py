@@ -3,7 +3,7 @@
 
 import pytest
 
-from harness.suites.jsonl import DatasetError, read_jsonl
+from suites.jsonl import DatasetError, read_jsonl
 from tests.conftest import SHARED_DATA, run_cli
 
 SHARED = SHARED_DATA

@@ -7,8 +7,8 @@ import time
 import pytest
 
 from harness.execution.bounded import ScorerPool
-from harness.suites.base import ScoreResult
-from harness.suites.reasoning_gym import ReasoningGymSuite, score
+from suites.base import ScoreResult
+from suites.reasoning_gym import ReasoningGymSuite, score
 
 
 def exact(response: str, answer: str) -> ScoreResult:

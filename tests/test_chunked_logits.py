@@ -2,9 +2,9 @@
 
 The update's forward returns the body's final hidden states and the loss applies lm_head ->
 float32 / temperature -> log-softmax `train.logit_chunk_tokens` response tokens at a time, each
-chunk recomputed in the backward (harness/trainers/logits.py); `train.gradient_checkpointing`
+chunk recomputed in the backward (trainers/logits.py); `train.gradient_checkpointing`
 recomputes the policy's blocks too, with the shared-prompt forward's prompt cache kept exact
-(harness/trainers/shared_prompt.py). The reference is the unchunked, uncheckpointed computation
+(trainers/shared_prompt.py). The reference is the unchunked, uncheckpointed computation
 (`logit_chunk_tokens=0`) on the same small random Qwen2, in float64 so that the tolerance can be
 tight; chunk sizes include 1 and sizes that do not divide the number of tokens.
 """
@@ -18,9 +18,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from harness.config import load_config
 from harness.jobs.bench import bench_update_memory
-from harness.trainers.grpo import _accumulate_gradients, _logprobs
-from harness.trainers.logits import token_logprobs
-from harness.trainers.shared_prompt import ScoredSequence, enable_gradient_checkpointing
+from trainers.grpo import _accumulate_gradients, _logprobs
+from trainers.logits import token_logprobs
+from trainers.shared_prompt import ScoredSequence, enable_gradient_checkpointing
 
 from .conftest import random_groups
 

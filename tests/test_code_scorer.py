@@ -5,10 +5,10 @@ import warnings
 
 import pytest
 
-import harness.suites.code as code_suite
+import suites.code as code_suite
 from harness.execution.bounded import ScorerPool
-from harness.suites.base import ScoreResult
-from harness.suites.code import (
+from suites.base import ScoreResult
+from suites.code import (
     CODE_INSTRUCTION,
     call_timeout_s,
     extract_code,
@@ -16,7 +16,7 @@ from harness.suites.code import (
     load_benchmark,
     score,
 )
-from harness.suites.jsonl import DatasetError, read_jsonl
+from suites.jsonl import DatasetError, read_jsonl
 from tests.conftest import SHARED_DATA
 
 DATA = SHARED_DATA

@@ -211,8 +211,8 @@ def test_regress_diff_flags_moves_beyond_tolerance():
 
 BROKEN = {
     "scorer": """
-        from harness.suites.base import ScoreResult
-        import harness.suites.reasoning_gym as rg
+        from suites.base import ScoreResult
+        import suites.reasoning_gym as rg
 
         def broken_score(response, entry):  # ignores the answer: every response is wrong
             return ScoreResult(0.0, "wrong")
@@ -220,8 +220,8 @@ BROKEN = {
         rg.ReasoningGymSuite.scorer = staticmethod(broken_score)
     """,
     "loss": """
-        import harness.trainers.grpo as grpo
-        from harness.trainers.core import ppo_clip_objective
+        import trainers.grpo as grpo
+        from trainers.core import ppo_clip_objective
 
         def broken_objective(*args, **kwargs):  # sign error: unlearns
             loss, clipped = ppo_clip_objective(*args, **kwargs)

@@ -72,7 +72,7 @@ def test_unknown_profile_and_bad_yaml(tmp_path):
 
 
 def test_unknown_reasoning_gym_task_is_rejected():
-    from harness.suites import check_suites
+    from suites import check_suites
 
     cfg = load_config("tiny", ["suites.reasoning_gym.tasks=[{name: chain_summ}]"])  # names are the suites' to check
     with pytest.raises(ConfigError, match="unknown reasoning-gym task 'chain_summ'"):
@@ -124,7 +124,7 @@ def test_every_user_error_derives_from_the_one_base_the_cli_catches():
     from harness.config import UserError
     from harness.config.errors import ConfigError as FromErrors
     from harness.report import ReportError
-    from harness.suites.jsonl import DatasetError
+    from suites.jsonl import DatasetError
 
     assert FromErrors is ConfigError
     for error in (ConfigError, CheckpointError, DatasetError, ReportError):

@@ -8,9 +8,9 @@ from harness.config import RolloutConfig, load_config
 from harness.execution.bounded import ScorerPool
 from harness.jobs.evaluate import evaluate_suite
 from harness.rollout import SamplingParams, make_engine
-from harness.suites import build_suite
-from harness.suites.base import ScoreResult
-from harness.suites.tiny_math import TinyMathSuite
+from suites import build_suite
+from suites.base import ScoreResult
+from suites.tiny_math import TinyMathSuite
 
 
 def response_digest(response: str, reference) -> ScoreResult:

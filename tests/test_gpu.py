@@ -15,8 +15,8 @@ import torch
 from harness.config import load_config
 from harness.rollout import SamplingParams
 from harness.rollout.hf import HFRolloutEngine
-from harness.trainers.grpo import _accumulate_gradients, _logprobs
-from harness.trainers.shared_prompt import ScoredSequence
+from trainers.grpo import _accumulate_gradients, _logprobs
+from trainers.shared_prompt import ScoredSequence
 
 from .conftest import random_groups
 

@@ -1,4 +1,5 @@
-"""The import contract: the harness's layers import downward only (docs/architecture.md).
+"""The import contract: the layers of the three packages (`harness`, `suites`, `trainers`) import
+downward only (docs/architecture.md).
 
 Read statically from the source (every import, at module level or inside a function, counts as a
 dependency), so it runs without any heavy dependency installed. A unit may import the units of lower
@@ -21,8 +22,8 @@ LAYERS: list[list[str]] = [
     ["harness.config"],
     ["harness.stats", "harness.runs", "harness.provenance", "harness.checkpoint"],
     ["harness.execution"],
-    ["harness.rollout", "harness.suites"],
-    ["harness.trainers"],
+    ["harness.rollout", "suites"],
+    ["trainers"],
     ["harness.backends"],
     ["harness.jobs"],
     ["harness.report"],
@@ -39,12 +40,16 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+PACKAGES = ("harness", "suites", "trainers")
+"""The top-level packages of the distribution; the contract holds across all three."""
+
+
 def project_modules() -> dict[str, Path]:
-    return {module_name(p): p for p in sorted((ROOT / "harness").rglob("*.py"))}
+    return {module_name(p): p for package in PACKAGES for p in sorted((ROOT / package).rglob("*.py"))}
 
 
 def unit_of(module: str) -> tuple[int, str] | None:
-    """(layer index, unit) of a module; None for the bare `harness` package."""
+    """(layer index, unit) of a module; None for a bare top-level package (`harness`)."""
     for i, units in enumerate(LAYERS):
         for unit in units:
             if module == unit or module.startswith(unit + "."):
@@ -80,7 +85,7 @@ def imports_of(path: Path, modules: dict[str, Path]) -> list[tuple[str, int, boo
             continue
         text = "\n".join(lines[max(node.lineno - 2, 0):node.end_lineno])
         for target in targets:
-            if target == "harness" or target.startswith("harness."):
+            if target.split(".")[0] in PACKAGES:
                 out.append((target, node.lineno, id(node) in inner, text))
             elif id(node) in inner:
                 out.append(("", node.lineno, True, text))  # a third-party import inside a function
@@ -97,7 +102,7 @@ def violations(graph: dict[str, list[tuple[str, int, bool, str]]]) -> list[str]:
     bad = []
     for module, edges in graph.items():
         mine = unit_of(module)
-        if mine is None and module != "harness":
+        if mine is None and module not in PACKAGES:
             bad.append(f"{module} belongs to no layer: add its unit to LAYERS (and to docs/architecture.md)")
             continue
         for target, line, inner, text in edges:
@@ -150,9 +155,9 @@ def test_every_layer_holds_code():
 
 
 @pytest.mark.parametrize("module, target, expected", [
-    ("harness.config.loader", "harness.suites", "from a higher layer"),   # the circle this contract removed
+    ("harness.config.loader", "suites", "from a higher layer"),   # the circle this contract removed
     ("harness.jobs.compare", "harness.report", "from a higher layer"),
-    ("harness.rollout.hf", "harness.suites.base", "a unit of its own layer"),
+    ("harness.rollout.hf", "suites.base", "a unit of its own layer"),
 ])
 def test_contract_catches_an_upward_import(module, target, expected):
     """The same check, on the real graph with one deliberately added import, fails naming it."""
@@ -189,5 +194,29 @@ def test_sandbox_child_is_standard_library_only():
 def test_every_code_folder_is_a_package():
     """A folder of modules without __init__.py imports in a source checkout (namespace package) but is
     left out of the built wheel; lm_eval_tasks/ is package data that lm-eval loads by path."""
-    folders = {p.parent for p in (ROOT / "harness").rglob("*.py")} - {ROOT / "harness" / "suites" / "lm_eval_tasks"}
+    folders = {p.parent for package in PACKAGES for p in (ROOT / package).rglob("*.py")} - {ROOT / "suites" / "lm_eval_tasks"}
     assert sorted(str(f.relative_to(ROOT)) for f in folders if not (f / "__init__.py").is_file()) == []
+
+
+FOUNDATION = ("harness.config", "harness.stats", "harness.runs", "harness.provenance", "harness.checkpoint",
+              "harness.execution", "harness.rollout")
+"""What `suites` and `trainers` may build on: the harness's foundation (docs/architecture.md)."""
+
+
+def _imports_of_package(graph, package: str) -> set[str]:
+    return {t for m, edges in graph.items() if m == package or m.startswith(package + ".") for t, *_ in edges if t}
+
+
+def _within(target: str, prefixes) -> bool:
+    return any(target == p or target.startswith(p + ".") for p in prefixes)
+
+
+def test_the_three_packages_meet_only_where_the_brief_says():
+    """The foundation imports neither plug-in package; `suites` imports only the foundation (and
+    itself); `trainers` imports the foundation, `suites` and itself."""
+    graph = import_graph()
+    for module, edges in graph.items():
+        if _within(module, FOUNDATION):
+            assert not [t for t, *_ in edges if t.split(".")[0] in ("suites", "trainers")], module
+    assert all(_within(t, FOUNDATION + ("suites",)) for t in _imports_of_package(graph, "suites"))
+    assert all(_within(t, FOUNDATION + ("suites", "trainers")) for t in _imports_of_package(graph, "trainers"))

@@ -1,4 +1,4 @@
-"""lm-eval integration (harness/suites/lm_eval_tasks/): offline, end to end, on a tiny checkpoint.
+"""lm-eval integration (suites/lm_eval_tasks/): offline, end to end, on a tiny checkpoint.
 
 lm-eval runs a math task (AIME24 from ../shared/data) and the reasoning-gym task with `repeats` k
 through its `hf` model and the chat template, on a tiny Qwen2 checkpoint written by
@@ -22,7 +22,7 @@ import pytest
 from tests.conftest import SHARED_DATA
 
 ROOT = Path(__file__).resolve().parents[1]
-TASKS_DIR = ROOT / "harness" / "suites" / "lm_eval_tasks"
+TASKS_DIR = ROOT / "suites" / "lm_eval_tasks"
 DATA = SHARED_DATA
 AIME24 = DATA / "math" / "aime24.jsonl"
 CODEFORCES = DATA / "code" / "codeforces.jsonl"
@@ -159,7 +159,7 @@ def _check_task(run, task: str, suite: str, expected: list[tuple[str, object]]) 
 def test_math_task_scores_every_repeat(run):
     if not AIME24.is_file():
         pytest.skip(_no_data(AIME24))
-    from harness.suites.math import format_prompt, score
+    from suites.math import format_prompt, score
 
     records = [json.loads(line) for line in AIME24.read_text(encoding="utf-8").splitlines() if line.strip()][:LIMIT]
     expected = [(format_prompt(r["problem"]), lambda text, answer=r["answer"]: score(text, answer)) for r in records]
@@ -169,8 +169,8 @@ def test_math_task_scores_every_repeat(run):
 
 def test_reasoning_gym_task_scores_every_repeat(run):
     from harness.config import load_config
-    from harness.suites import build_suite
-    from harness.suites.reasoning_gym import score
+    from suites import build_suite
+    from suites.reasoning_gym import score
 
     rg_cfg = load_config(RG_PROFILE)
     items = build_suite("reasoning_gym", rg_cfg.suites, rg_cfg.seed).items("eval", RG_ITEMS)
@@ -221,8 +221,8 @@ def test_code_task_scores_with_the_code_scorer():
     the document's metric is their mean (the sandbox runs them, as in training)."""
     if not CODEFORCES.is_file():
         pytest.skip(_no_data(CODEFORCES))
-    from harness.suites.code import format_prompt
-    from harness.suites.lm_eval_tasks import utils
+    from suites.code import format_prompt
+    from suites.lm_eval_tasks import utils
 
     docs = utils.benchmark_dataset(suite="code", benchmark="codeforces", data_dir=str(DATA))["test"]
     first = json.loads(CODEFORCES.read_text(encoding="utf-8").splitlines()[0])

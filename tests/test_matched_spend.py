@@ -138,5 +138,5 @@ def test_a_builder_that_returns_no_trainer_is_refused_in_one_line(tmp_path, base
 
     monkeypatch.setattr(harness.jobs.train, "get_builder", lambda name: lambda **kw: Half())
     cfg = load_config("smoke", ["suites.enabled=[math]", "rollout.device=cpu"])
-    with pytest.raises(ConfigError, match=r"built a Half without settings, state_dict, load_state_dict \(harness.trainers.base.Trainer\)"):
+    with pytest.raises(ConfigError, match=r"built a Half without settings, state_dict, load_state_dict \(trainers.base.Trainer\)"):
         run_training(cfg, "half", tmp_path / "run", base=str(base), progress=False, log=lambda _: None)

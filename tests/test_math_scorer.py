@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-import harness.suites.math as math_suite
+import suites.math as math_suite
 from harness.execution.bounded import ScorerPool
-from harness.suites.base import ScoreResult
-from harness.suites.jsonl import DatasetError, read_jsonl
-from harness.suites.math import (
+from suites.base import ScoreResult
+from suites.jsonl import DatasetError, read_jsonl
+from suites.math import (
     BENCHMARKS,
     MATH_INSTRUCTION,
     extract_boxed,
@@ -110,7 +110,7 @@ def test_no_box_or_an_empty_box_is_no_answer():
 def test_command_line_example_prints_one():
     # The example from the brief, run by a shell: in double quotes the shell turns "\\b" into "\b",
     # which Python reads as BACKSPACE (and "\f" as FORM FEED); the scorer restores them.
-    command = "from harness.suites.math import score; print(score('so \\\\boxed{\\\\frac{1}{2}}', '0.5').reward)"
+    command = "from suites.math import score; print(score('so \\\\boxed{\\\\frac{1}{2}}', '0.5').reward)"
     done = subprocess.run(["bash", "-c", f'{sys.executable} -c "{command}"'], check=False, capture_output=True,
                           text=True, cwd=Path(__file__).resolve().parents[1], timeout=60)
     assert done.returncode == 0, done.stderr

@@ -7,8 +7,8 @@ import torch
 
 from harness.config import load_config
 from harness.rollout import Sample
-from harness.suites import build_suite
-from harness.trainers.grpo import ArmSettings, GRPOTrainer
+from suites import build_suite
+from trainers.grpo import ArmSettings, GRPOTrainer
 
 
 def trainer_for(model, tokenizer, overrides):

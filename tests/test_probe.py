@@ -14,12 +14,12 @@ from harness.jobs.base_model import checkpoint_dir
 from harness.report import build_summary, render
 from harness.report.summary import PROBE_FIELDS
 from harness.runs import TIMING_KEYS, read_metrics
-from harness.suites.base import Item
-from harness.trainers import rollout_scaling
-from harness.trainers.core import probe_mass_change
-from harness.trainers.grpo import _logprobs, probe_sequences
+from suites.base import Item
 from tests.conftest import run_cli
 from tests.test_stats import make_comparison
+from trainers import rollout_scaling
+from trainers.core import probe_mass_change
+from trainers.grpo import _logprobs, probe_sequences
 
 GOLDEN = Path(__file__).parent / "data" / "comparison_without_probe.tables.md"
 """tables.md of `make_comparison(..., {"a": [20, 40, 60, 80, 100], "b": [35, 70, 105]})` as the

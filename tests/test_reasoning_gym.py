@@ -1,8 +1,8 @@
 import pytest
 
 from harness.config import ConfigError, load_config
-from harness.suites import build_suite
-from harness.suites.reasoning_gym import ReasoningGymSuite, score
+from suites import build_suite
+from suites.reasoning_gym import ReasoningGymSuite, score
 
 TASKS = [
     ("chain_sum", {"min_terms": 2, "max_terms": 3, "min_digits": 1, "max_digits": 2}),
@@ -85,7 +85,7 @@ def test_generators_that_write_files_leave_nothing_in_the_working_directory(tmp_
     scratch directory and comes back to the caller's."""
     import os
 
-    import harness.suites.reasoning_gym as rg
+    import suites.reasoning_gym as rg
 
     class Writing:
         def __init__(self, seed):
@@ -154,7 +154,7 @@ def test_worker_processes_work_from_a_script_without_a_main_guard(tmp_path):
 
     script = tmp_path / "build_items.py"
     script.write_text(
-        "from harness.suites.reasoning_gym import ReasoningGymSuite\n"
+        "from suites.reasoning_gym import ReasoningGymSuite\n"
         f"items = ReasoningGymSuite({TASKS!r}, seed=0, workers=2).items('train', 10)\n"
         "print(len(items))\n")
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)

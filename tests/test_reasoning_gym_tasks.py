@@ -1,4 +1,4 @@
-"""The full-scale Reasoning Gym task list (harness/suites/reasoning_gym_tasks.py): its shape, the scorability
+"""The full-scale Reasoning Gym task list (suites/reasoning_gym_tasks.py): its shape, the scorability
 of each task's reference answer, and whether each task yields 100 distinct held-out questions.
 
 Known problems are listed in that module and marked here with strict xfails. They show up in the
@@ -20,8 +20,8 @@ import reasoning_gym
 from reasoning_gym.factory import DATASETS
 
 from harness.config import ConfigError
-from harness.suites.reasoning_gym import ReasoningGymSuite, score
-from harness.suites.reasoning_gym_tasks import (
+from suites.reasoning_gym import ReasoningGymSuite, score
+from suites.reasoning_gym_tasks import (
     ANSWER_FORM_MISMATCH,
     CAVEATS,
     EXCLUDED,
@@ -151,8 +151,8 @@ def test_100_distinct_heldout_questions(name):
 
 _DIGESTS = """
 import hashlib, json
-from harness.suites.reasoning_gym import ReasoningGymSuite
-from harness.suites.reasoning_gym_tasks import PRORL_TASKS
+from suites.reasoning_gym import ReasoningGymSuite
+from suites.reasoning_gym_tasks import PRORL_TASKS
 suite = ReasoningGymSuite([(n, {}) for n in PRORL_TASKS], seed=0, workers=2)
 out = {}
 for split, n in (("train", 2 * len(PRORL_TASKS)), ("eval", len(PRORL_TASKS))):

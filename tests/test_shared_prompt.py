@@ -1,7 +1,7 @@
 """The shared-prompt update computes what the per-sample update computes.
 
 The trainer runs each prompt once per micro-batch and its responses against the prompt's KV cache
-(harness/trainers/shared_prompt.py `pad`). The reference here is the plainest per-sample computation: each
+(trainers/shared_prompt.py `pad`). The reference here is the plainest per-sample computation: each
 sequence alone (batch of one, no padding), prompt + response in one forward. Groups have different
 prompt lengths (one of a single token, so its cached part is empty) and responses of different
 lengths; small token budgets split groups over micro-batches and put several groups in one.
@@ -14,9 +14,9 @@ import torch
 
 from harness.config import load_config
 from harness.jobs.bench import per_sample_forward, per_sample_micro_batches
-from harness.trainers.core import kl_penalty, ppo_clip_objective, shared_prompt_micro_batches, truncated_is_weights
-from harness.trainers.grpo import _accumulate_gradients, _logprobs
-from harness.trainers.shared_prompt import SHARED_PROMPT, ScoredSequence, UpdateLayout, pad
+from trainers.core import kl_penalty, ppo_clip_objective, shared_prompt_micro_batches, truncated_is_weights
+from trainers.grpo import _accumulate_gradients, _logprobs
+from trainers.shared_prompt import SHARED_PROMPT, ScoredSequence, UpdateLayout, pad
 
 from .conftest import random_groups
 

@@ -1,6 +1,6 @@
 """No held-out question is a training question in disguise, across every procedural task of a profile.
 
-The procedural suites (harness/suites/procedural.py) put each question in train, validation or eval by a
+The procedural suites (suites/procedural.py) put each question in train, validation or eval by a
 hash of its canonical problem (`canonical_problem`), the same function for every task of every
 suite. Different tasks word one problem differently ("Compute 35 - 2." in tiny math, "Calculate
 35 - 2." in reasoning-gym basic_arithmetic): hashed by raw text, such a pair could land on both
@@ -17,10 +17,10 @@ from collections import defaultdict
 import pytest
 
 from harness.config import load_config
-from harness.suites import build_suite
-from harness.suites.math import MATH_INSTRUCTION
-from harness.suites.procedural import Draw, ProceduralSuite, canonical_problem
-from harness.suites.tiny_code import INSTRUCTION as CODE_INSTRUCTION
+from suites import build_suite
+from suites.math import MATH_INSTRUCTION
+from suites.procedural import Draw, ProceduralSuite, canonical_problem
+from suites.tiny_code import INSTRUCTION as CODE_INSTRUCTION
 
 PROFILES = ("tiny", "smoke")
 
@@ -170,11 +170,11 @@ def test_paraphrases_are_one_heldout_problem_and_one_split():
 
 
 def test_heldout_overrides_ask_word_problems():
-    """Limit of the split (harness/suites/procedural.py): a task with its own heldout_fraction must not share
+    """Limit of the split (suites/procedural.py): a task with its own heldout_fraction must not share
     keys with other tasks. The override tasks' keys are their whole text, not an expression, so only
     a task asking the very same text could share one."""
-    from harness.suites.reasoning_gym import ReasoningGymSuite
-    from harness.suites.reasoning_gym_tasks import HELDOUT_FRACTION
+    from suites.reasoning_gym import ReasoningGymSuite
+    from suites.reasoning_gym_tasks import HELDOUT_FRACTION
 
     for name, fraction in HELDOUT_FRACTION.items():
         suite = ReasoningGymSuite([(name, {})], seed=0, heldout_fraction=fraction)

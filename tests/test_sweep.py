@@ -9,9 +9,9 @@ from harness.config import ConfigError
 from harness.jobs.sweep import DEFAULT_NS, run_sweep, samples_per_step, sweep_configs
 from harness.report.sweep import build_sweep, render_sweep, render_sweep_figure, render_sweep_table
 from harness.runs import SPEND_RULE, folder_kind, sweep_eval_path, sweep_run_dir
-from harness.trainers import rollout_scaling
 from tests.conftest import run_cli
 from tests.test_stats import item_ids, suite_json
+from trainers import rollout_scaling
 
 
 def test_each_n_gets_the_same_samples_per_step_and_learning_rate_with_the_probe_on():

@@ -6,7 +6,7 @@ import pytest
 
 from harness.config import ConfigError, load_config
 from harness.execution.bounded import ScorerPool
-from harness.suites import build_suite
+from suites import build_suite
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +43,8 @@ def test_math_targets_carry_a_worked_solution(tiny_cfg):
 
 
 def test_wrong_math_and_broken_code_score_zero(tiny_cfg):
-    from harness.suites.code import score as code_score
-    from harness.suites.math import score as math_score
+    from suites.code import score as code_score
+    from suites.math import score as math_score
 
     item = build_suite("math", tiny_cfg.suites, tiny_cfg.seed).items("eval", 1)[0]
     assert math_score(f"\\boxed{{{int(item.reference) + 1}}}", item.reference).reward == 0.0
@@ -81,8 +81,8 @@ def test_every_built_suite_satisfies_the_suite_seam(profile):
     members, and its scorer takes (response, the item's reference) and returns a ScoreResult."""
     import inspect
 
-    from harness.suites import SUITES
-    from harness.suites.base import ScoreResult, Suite
+    from suites import SUITES
+    from suites.base import ScoreResult, Suite
 
     cfg = load_config(profile)
     for name in SUITES:

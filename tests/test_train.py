@@ -16,8 +16,8 @@ from safetensors.torch import load_file
 from harness.config import load_config
 from harness.jobs.train import format_learning, learning_summary, run_training
 from harness.runs import TIMING_KEYS, read_metrics
-from harness.trainers import registry, rollout_scaling, step_scaling
 from tests.conftest import run_cli
+from trainers import registry, rollout_scaling, step_scaling
 
 REQUIRED = ("step", "reward_mean", "ds_pass_rate", "gen_samples_per_s", "train_tokens_per_s", "loss",
             "clip_frac", "kl", "entropy", "mean_response_tokens", "wall_s")
@@ -147,7 +147,7 @@ def test_micro_batches_change_accumulation_not_the_result(smoke_base, tmp_path):
 
 
 PLUGIN = textwrap.dedent('''
-    from harness.trainers.grpo import ArmSettings, GRPOTrainer
+    from trainers.grpo import ArmSettings, GRPOTrainer
 
     def build(*, train, rollout, scoring, seed, model, tokenizer, suites):
         arm = ArmSettings(n=4, prompts_per_step=2, learning_rate=1e-4, lr_rule="plug-in")

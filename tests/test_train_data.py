@@ -1,4 +1,4 @@
-"""Training data of the benchmark suites (harness/suites/train_data.py): formats, column mapping,
+"""Training data of the benchmark suites (suites/train_data.py): formats, column mapping,
 deduplication against the eval sets, the validation carve, and one-line errors. Offline: every
 file is written in tmp_path (the hub is a stand-in module)."""
 
@@ -12,9 +12,9 @@ import types
 import pytest
 
 from harness.config import ConfigError, UserError, load_config
-from harness.suites import build_suite
-from harness.suites.jsonl import DatasetError
-from harness.suites.train_data import read_rows
+from suites import build_suite
+from suites.jsonl import DatasetError
+from suites.train_data import read_rows
 from tests.conftest import SHARED_DATA, run_cli
 
 AIME = [{"problem": f"Find the number of ordered pairs $(a,b)$ with $a+b={n}$ and $a,b>0$.", "answer": str(n - 1)} for n in (10, 20, 30)]
@@ -193,7 +193,7 @@ def test_copies_of_eval_problems_are_dropped_counted_and_logged_once(tmp_path, e
     copy = dict(AIME[1], problem="  " + AIME[1]["problem"].upper().replace(" ", "   \n") + " ")  # case and whitespace differ
     path = write_jsonl(tmp_path / "t.jsonl", math_rows(10) + [copy, AIME[2]])
     s = suite("math", evals, path)
-    with caplog.at_level(logging.WARNING, logger="harness.suites.train_data"):
+    with caplog.at_level(logging.WARNING, logger="suites.train_data"):
         assert s.dedup == 2 and s.training.dedup_by_benchmark == {"aime24": 2}
         kept = {it.prompt.lower() for it in s.items("train", 0) + s.items("validation", 0)}
         s.items("train", 3)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from harness.config import ConfigError, TrainConfig, load_config
-from harness.trainers.core import (
+from trainers.core import (
     clamped_ratio,
     dual_clip_active,
     group_advantages,

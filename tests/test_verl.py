@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from harness.config import load_config
-from harness.suites import build_suite
+from suites import build_suite
 
 HAVE_VERL = importlib.util.find_spec("verl") is not None
 pytestmark = [pytest.mark.verl, pytest.mark.skipif(not HAVE_VERL, reason="verl is not installed (tox -e verl installs it)")]

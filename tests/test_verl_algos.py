@@ -1,4 +1,4 @@
-"""The harness's RL math (harness/trainers/core.py, composed as in grpo.py `_accumulate_gradients`)
+"""The harness's RL math (trainers/core.py, composed as in grpo.py `_accumulate_gradients`)
 against verl 0.9.1's own functions, on random float64 tensors.
 
 Where the math is the same the numbers agree to 1e-10 (the advantages up to verl's count + 1e-8, see
@@ -34,7 +34,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.trainers.core import (
+from trainers.core import (
     dual_clip_active,
     group_advantages,
     kl_penalty,

@@ -13,8 +13,8 @@ from harness.backends.verl import references
 from harness.backends.verl.data import rows
 from harness.backends.verl.reward import compute_score
 from harness.config import ConfigError, load_config
-from harness.suites.reasoning_gym import ReasoningGymSuite
-from harness.suites.reasoning_gym_tasks import PRORL_TASKS
+from suites.reasoning_gym import ReasoningGymSuite
+from suites.reasoning_gym_tasks import PRORL_TASKS
 
 
 def test_python_values_come_back_with_their_types():
@@ -50,7 +50,7 @@ def test_a_reference_that_cannot_be_written_is_one_config_error():
         scorer_timeout_s = None
 
         def items(self, split, n):
-            from harness.suites.base import Item
+            from suites.base import Item
             return [Item(id="reasoning_gym/t/train/0", task="t", prompt="p", reference={"x": object()}, target="")]
 
     with pytest.raises(ConfigError, match="reasoning_gym/t/train/0's reference cannot be written for verl"):

@@ -20,7 +20,7 @@ from harness.checkpoint import load_policy, render_prompts
 from harness.config import load_config
 from harness.rollout import SamplingParams, make_engine
 from harness.rollout.vllm import request_seed, vllm_installed
-from harness.suites import build_suite
+from suites import build_suite
 
 needs_vllm = pytest.mark.skipif(not vllm_installed(), reason="vLLM is not installed (tox -e vllm installs the CPU build)")
 VLLM_SMOKE = ["bootstrap.model.num_attention_heads=2", "bootstrap.model.num_key_value_heads=1", "rollout.device=cpu",

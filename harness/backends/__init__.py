@@ -1,2 +1,2 @@
 """Backends that run a recipe somewhere other than this process: `verl` (the recipe compiled to
-verl's configuration, run on Ray). The in-process trainer (harness/trainers/) is the `local` one."""
+verl's configuration, run on Ray). The in-process trainer (trainers/) is the `local` one."""

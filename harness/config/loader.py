@@ -255,11 +255,11 @@ def _check_consistency(obj: Any) -> None:
                               f"valid: a non-empty list of {', '.join(known)}")
         if not obj.tasks:
             raise ConfigError(f"invalid value for 'suites.{domain}.tasks': []; give at least one task")
-        # task names are the suites' to check (harness.suites.check_suites): the config layer imports no suite
+        # task names are the suites' to check (suites.check_suites): the config layer imports no suite
     if isinstance(obj, SuitesConfig) and not obj.enabled:
         raise ConfigError(f"invalid value for 'suites.enabled': []; valid: a non-empty list of {', '.join(SUITE_NAMES)}")
     if isinstance(obj, SuitesConfig):
-        # one problem must land in one split whichever suite words it (harness/suites/procedural.py)
+        # one problem must land in one split whichever suite words it (suites/procedural.py)
         procedural = {name: getattr(obj, name).heldout_fraction for name in obj.enabled
                       if name == "reasoning_gym" or getattr(obj, name).source == "procedural"}
         if len(set(procedural.values())) > 1:

@@ -243,13 +243,13 @@ class ReasoningGymSuiteConfig:
     """Datasets mixed into the suite, in equal shares (ignored when `preset` is set)."""
     preset: Literal["", "prorl96"] = ""
     """`prorl96`: the paper's 96 ProRL tasks with default configs, 100 held-out items each at full
-    scale (list and provenance: harness/suites/reasoning_gym_tasks.py); empty: use `tasks`."""
+    scale (list and provenance: suites/reasoning_gym_tasks.py); empty: use `tasks`."""
     eval_items: PosInt = 300
     """Held-out evaluation items, split evenly across tasks, unique by canonical problem."""
     heldout_fraction: Annotated[float, Range(min=0.01, max=0.9)] = 0.3
     """Share of each task's question space reserved for validation + eval (assigned by a hash of
     the question's canonical problem, the same for every suite of the profile, so no held-out item
-    is a training item of any task, however worded: harness/suites/procedural.py)."""
+    is a training item of any task, however worded: suites/procedural.py)."""
     workers: NonNegInt = 1
     """Processes that generate the items, one task at a time each (0: one per CPU core). 1 makes
     them here; more pays where items are many and generators slow: the 96 prorl96 tasks take about
@@ -260,7 +260,7 @@ class ReasoningGymSuiteConfig:
 
 @dataclass
 class ProceduralTaskConfig:
-    """One seeded generator task of a tiny math or code suite (harness/suites/tiny_math.py, tiny_code.py)."""
+    """One seeded generator task of a tiny math or code suite (suites/tiny_math.py, tiny_code.py)."""
 
     name: str = ""
     """Task name in that module's TASKS."""
@@ -274,7 +274,7 @@ CODE_BENCHMARKS = ["apps", "codecontests", "codeforces", "taco"]
 
 @dataclass
 class MathSuiteConfig:
-    """Math: answers in \\boxed{}, verified by math-verify (harness/suites/math.py). Either the paper's six
+    """Math: answers in \\boxed{}, verified by math-verify (suites/math.py). Either the paper's six
     benchmarks (evaluation; training from `train_data`) or seeded tiny problems (training and evaluation)."""
 
     source: Literal["benchmarks", "procedural"] = "benchmarks"
@@ -284,13 +284,13 @@ class MathSuiteConfig:
     """Benchmarks averaged (unweighted) into the domain score (paper: the six defaults)."""
     data_dir: str = ""
     """Folder holding `<benchmark>.jsonl` files (e.g. ../shared/data/math); empty loads the hub ids
-    listed in harness/suites/math.py (BENCHMARKS)."""
+    listed in suites/math.py (BENCHMARKS)."""
     train_data: str = ""
     """Training data of source `benchmarks` (its train and validation splits; eval stays the
     benchmarks): a `.jsonl` or `.parquet` file, or a folder of them, with `{"problem", "answer"}`
     rows (DeepScaleR's columns; others ignored) or Eurus-2-RL chat rows; or a hub id, its `train`
     split (e.g. agentica-org/DeepScaleR-Preview-Dataset). Rows whose problem is an eval problem
-    are dropped and counted (harness/suites/train_data.py). Empty: no training split."""
+    are dropped and counted (suites/train_data.py). Empty: no training split."""
     validation_items: NonNegInt = 500
     """Distinct problems of `train_data` held out as the validation split (by a hash of the problem,
     whatever the seed or file order); never trained on."""
@@ -307,7 +307,7 @@ class MathSuiteConfig:
 @dataclass
 class CodeSuiteConfig:
     """Code: a fenced Python program run in the sandbox on input/output tests; reward = fraction of
-    tests passed (harness/suites/code.py). Either the paper's four sets (training from `train_data`)
+    tests passed (suites/code.py). Either the paper's four sets (training from `train_data`)
     or seeded tiny problems."""
 
     source: Literal["benchmarks", "procedural"] = "benchmarks"
@@ -321,7 +321,7 @@ class CodeSuiteConfig:
     """Training data of source `benchmarks` (its train and validation splits; eval stays the
     benchmarks): a `.jsonl` or `.parquet` file, or a folder of them, with `{"problem", "tests"}` rows
     (tests as in `data_dir`'s files: `{"input", "output"}` or `{"test", "entry_point"}`) or
-    Eurus-2-RL chat rows (prompt, reward_model.ground_truth, ability: harness/suites/train_data.py);
+    Eurus-2-RL chat rows (prompt, reward_model.ground_truth, ability: suites/train_data.py);
     or a hub id, its `train` split (e.g. PRIME-RL/Eurus-2-RL-Data). Rows whose problem is an eval
     problem are dropped and counted. Empty: no training split."""
     validation_items: NonNegInt = 500
@@ -338,7 +338,7 @@ class CodeSuiteConfig:
     """Wall-clock limit per test run in the sandbox (paper: 5 s)."""
     tests_in_one_process: bool = False
     """Run a response's stdin/stdout tests in one sandboxed interpreter instead of one each: ~3x
-    cheaper scoring at 3 tests, less isolation between tests (harness/suites/code.py `_run_in_one_process`).
+    cheaper scoring at 3 tests, less isolation between tests (suites/code.py `_run_in_one_process`).
     On for the tiny procedural tasks, where the sandbox's start dominates RL time; off (the paper's
     one run per test) for the benchmarks."""
 
@@ -459,7 +459,7 @@ class TrainConfig:
     micro_batch_tokens: PosInt = 16384
     """Token budget of one forward/backward micro-batch (padded tokens); bounds peak memory in N."""
     logit_chunk_tokens: NonNegInt = 1024
-    """Response tokens per chunk of the output layer in the update (harness/trainers/logits.py):
+    """Response tokens per chunk of the output layer in the update (trainers/logits.py):
     each chunk runs lm_head -> float32 / temperature -> log-softmax -> the target's logprob and the
     entropy, and is recomputed in the backward instead of kept, so at most [chunk x vocabulary]
     logits exist at once, not [micro-batch tokens x vocabulary] (Qwen2's 151,936 entries: 0.6 GB per
@@ -473,7 +473,7 @@ class TrainConfig:
     (transformers' activation checkpointing, non-reentrant): each block keeps only its input and is
     recomputed in the backward, about a third more compute for the activations of one block instead
     of all of them. The shared-prompt forward's prompt key/value cache stays exact under it
-    (harness/trainers/shared_prompt.py); the logprob passes run without gradients and are unaffected."""
+    (trainers/shared_prompt.py); the logprob passes run without gradients and are unaffected."""
     prompt_pool: PosInt = 20000
     """Training prompts drawn from each suite's train split (its tasks in equal shares), cycled
     in seeded epochs."""

@@ -47,12 +47,12 @@ from harness.jobs.tiny_model import build_model, train_tokenizer
 from harness.rollout import SamplingParams, make_engine
 from harness.runs import EARLY, write_json_atomic
 from harness.stats import stratified_paired_diff
-from harness.suites import build_suite
-from harness.trainers.registry import get_builder
+from suites import build_suite
+from trainers.registry import get_builder
 
 BOOTSTRAP_VERSION = 5
 """Bump when the bootstrap procedure changes, so cached checkpoints built by older code are not reused.
-5: procedural splits by canonical problem (harness/suites/procedural.py), so the train split changed."""
+5: procedural splits by canonical problem (suites/procedural.py), so the train split changed."""
 
 
 

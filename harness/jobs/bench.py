@@ -45,10 +45,10 @@ from harness.checkpoint import load_policy, render_prompt, render_prompts, resol
 from harness.config import ConfigError, RolloutConfig, TinyModelConfig, TrainConfig, load_config
 from harness.jobs.base_model import base_checkpoint
 from harness.rollout import SamplingParams, make_engine
-from harness.suites import SUITES, build_suite
-from harness.trainers.grpo import SHARED_PROMPT, UpdateLayout, _accumulate_gradients
-from harness.trainers.registry import get_builder
-from harness.trainers.shared_prompt import ScoredSequence, enable_gradient_checkpointing
+from suites import SUITES, build_suite
+from trainers.grpo import SHARED_PROMPT, UpdateLayout, _accumulate_gradients
+from trainers.registry import get_builder
+from trainers.shared_prompt import ScoredSequence, enable_gradient_checkpointing
 
 FILLER = ("Read the whole question before you answer, check each step of the working, and keep the final answer "
           "short and exact. ")

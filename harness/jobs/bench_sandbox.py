@@ -14,7 +14,7 @@ import time
 
 from harness.execution import sandbox
 from harness.execution.bounded import ScorerPool
-from harness.suites import build_suite
+from suites import build_suite
 
 
 def bench_sandbox(cfg, samples: int, repeats: int, log=print) -> None:

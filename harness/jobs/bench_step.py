@@ -9,7 +9,7 @@ arm keeps its recipe's values (the `step_scaling` and `rollout_scaling` trainers
 
 `step` (`bench_step`): real RL steps, `trainer.step()` of the arm's trainer as `harness train`
 builds it, from the profile's base (or `--checkpoint`), scoring included. Phases, from the step's
-own metrics (harness/trainers/grpo.py): weight sync, generate, score, old-policy logprob pass,
+own metrics (trainers/grpo.py): weight sync, generate, score, old-policy logprob pass,
 reference logprob pass, update (every mini-batch's loss forward/backward and optimizer step), and
 `other` (prompt drawing, advantages, what lies between the phases), so the shares sum to 1 of the
 step. One untimed warm-up step per arm first (one-time costs: the scorer pool's workers, the
@@ -59,10 +59,10 @@ from harness.checkpoint import load_policy, resolve_device
 from harness.config import ConfigError, load_config
 from harness.jobs.bench import _current_rss_mb, _peak_rss_mb, _reset_peak_rss, _rss_mb, load_base, shape_model
 from harness.rollout import SamplingParams, make_engine
-from harness.suites import build_suite
-from harness.trainers.grpo import _accumulate_gradients, _logprobs
-from harness.trainers.registry import arm_settings, get_builder
-from harness.trainers.shared_prompt import ScoredSequence, enable_gradient_checkpointing
+from suites import build_suite
+from trainers.grpo import _accumulate_gradients, _logprobs
+from trainers.registry import arm_settings, get_builder
+from trainers.shared_prompt import ScoredSequence, enable_gradient_checkpointing
 
 ARMS = ("prorl", "brorl")
 """The two recipes, in the order they run and print."""

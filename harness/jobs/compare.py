@@ -68,7 +68,7 @@ from harness.runs import (
     run_dir,
     write_json_atomic,
 )
-from harness.trainers.registry import available
+from trainers.registry import available
 
 
 def resolve_arm(name: str) -> tuple[str, list[str]]:

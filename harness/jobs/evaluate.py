@@ -21,8 +21,8 @@ from harness.checkpoint import load_policy, render_prompts
 from harness.execution.bounded import ScorerPool, shared_pool
 from harness.rollout import RolloutEngine, SamplingParams, make_engine
 from harness.stats import task_mean_and_stderr
-from harness.suites import build_suite
-from harness.suites.base import Item, Suite
+from suites import build_suite
+from suites.base import Item, Suite
 
 
 @dataclass

@@ -20,7 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from harness.config import Config, ModelShape, load_config
-from harness.trainers.registry import arm_settings
+from trainers.registry import arm_settings
 
 GIB = 1024**3
 PAPER_GPUS = 64

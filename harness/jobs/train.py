@@ -52,9 +52,9 @@ from harness.runs import (
     write_text_atomic,
 )
 from harness.stats import welch_test
-from harness.suites import build_suite
-from harness.trainers.base import Trainer
-from harness.trainers.registry import get_builder
+from suites import build_suite
+from trainers.base import Trainer
+from trainers.registry import get_builder
 
 
 class StopRequest:
@@ -130,7 +130,7 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
     if not isinstance(trainer, Trainer):
         missing = [m for m in ("name", "policy", "settings", "step", "state_dict", "load_state_dict") if not hasattr(trainer, m)]
         raise ConfigError(f"invalid value for 'train.trainer': {cfg.train.trainer!r} built a {type(trainer).__name__} without "
-                          f"{', '.join(missing)} (harness.trainers.base.Trainer)")
+                          f"{', '.join(missing)} (trainers.base.Trainer)")
     wall_before = 0.0
     if last is not None:
         state = torch.load(last / STATE_FILE, weights_only=False)

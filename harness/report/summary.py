@@ -328,7 +328,7 @@ def run_efficiency(rows: list[dict]) -> dict:
 
 
 PROBE_FIELDS = ("probe_q_pos", "probe_delta_q_pos", "probe_fell", "probe_logp_delta")
-"""What a probed step logs (`train.probe_every`, harness/trainers/core.py `probe_mass_change`)."""
+"""What a probed step logs (`train.probe_every`, trainers/core.py `probe_mass_change`)."""
 
 
 def probe_summary(rows: list[dict]) -> dict | None:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.config import Config, ConfigError
-from harness.trainers.registry import arm_settings as registry_arm_settings
+from trainers.registry import arm_settings as registry_arm_settings
 
 MAX_PROMPT_TOKENS = 1024
 """verl's `data.max_prompt_length`: the harness never caps prompts, verl needs a bound. verl drops

@@ -29,7 +29,7 @@ from harness.backends.verl import references
 from harness.checkpoint import render_prompts
 from harness.config import Config, ConfigError
 from harness.runs import write_bytes_atomic
-from harness.suites import build_suite
+from suites import build_suite
 
 
 def scorer_spec(scorer) -> tuple[str, dict]:

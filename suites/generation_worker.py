@@ -1,4 +1,4 @@
-"""A fresh interpreter that makes procedural items: `python -m harness.suites.generation_worker`.
+"""A fresh interpreter that makes procedural items: `python -m suites.generation_worker`.
 
 `procedural.generate_items` starts it with PYTHONHASHSEED=0 when the calling interpreter's string
 hashes are randomized: several reasoning-gym generators iterate over sets of strings, so their
@@ -13,7 +13,7 @@ import os
 import pickle
 import sys
 
-from harness.suites.procedural import task_items
+from suites.procedural import task_items
 
 
 def main() -> None:

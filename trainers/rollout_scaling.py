@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 
 from harness.config import ConfigError, TrainConfig
-from harness.trainers.grpo import ArmSettings, GRPOTrainer
+from trainers.grpo import ArmSettings, GRPOTrainer
 
 
 def settings(t: TrainConfig) -> ArmSettings:
@@ -47,6 +47,6 @@ def settings(t: TrainConfig) -> ArmSettings:
 
 
 def build(*, train, rollout, scoring, seed, model, tokenizer, suites) -> GRPOTrainer:
-    """The `harness.trainers.base.TrainerBuilder` of this arm."""
+    """The `trainers.base.TrainerBuilder` of this arm."""
     return GRPOTrainer("rollout_scaling", settings(train), train=train, rollout=rollout, scoring=scoring, seed=seed,
                        model=model, tokenizer=tokenizer, suites=suites)

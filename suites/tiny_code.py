@@ -1,6 +1,6 @@
 """Tiny-scale code: procedural, seeded stdin -> stdout problems in the paper's format.
 
-A response holds a fenced Python program; `harness.suites.code.score` runs it in the sandbox on each
+A response holds a fenced Python program; `suites.code.score` runs it in the sandbox on each
 input/output test and rewards the fraction passed, exactly as for codeforces or taco. The
 supervised target is the short program itself (a few tens of tokens). Difficulty grows with the
 number of operations a program must chain, so a task mixes easy items with a hard tail.
@@ -19,8 +19,8 @@ import random
 from typing import Any, Iterator
 
 from harness.config import ConfigError
-from harness.suites import code
-from harness.suites.procedural import Draw, ProceduralSuite, task_from_registry
+from suites import code
+from suites.procedural import Draw, ProceduralSuite, task_from_registry
 
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz"
 
@@ -93,12 +93,12 @@ TASKS = {"affine": affine, "list_stat": list_stat, "string_op": string_op}
 
 
 def task_generator(name: str, config: dict[str, Any]):
-    """The task `name` with its config, as a seed -> draws function (harness/suites/procedural.py)."""
+    """The task `name` with its config, as a seed -> draws function (suites/procedural.py)."""
     return task_from_registry("tiny code", TASKS, name, config)
 
 
 INSTRUCTION = "Answer with a Python program in a ```python code block."
-"""Shorter than the full-scale instruction (harness/suites/code.py): the tiny model's context is short and
+"""Shorter than the full-scale instruction (suites/code.py): the tiny model's context is short and
 the prompt is re-read in every sequence of training; the response format is the same."""
 
 
@@ -122,7 +122,7 @@ def max_tests(tasks) -> int:
 
 
 class TinyCodeSuite(ProceduralSuite):
-    """The `code` suite of the tiny profiles: these tasks, scored by `harness.suites.code.score`."""
+    """The `code` suite of the tiny profiles: these tasks, scored by `suites.code.score`."""
 
     name = "code"
     scorer = staticmethod(code.score)

@@ -26,7 +26,7 @@ metrics bit for bit).
 The update computes each prompt once per micro-batch and runs its responses against the prompt's
 key/value cache (`pad` explains the layout), so N=512 does not pay for its prompts 512 times. It
 applies the output layer in chunks of `train.logit_chunk_tokens` response tokens
-(harness/trainers/logits.py), so memory at a 151,936-word vocabulary stays bounded, and can
+(trainers/logits.py), so memory at a 151,936-word vocabulary stays bounded, and can
 checkpoint the policy's blocks (`train.gradient_checkpointing`).
 Left out for now: one PPO epoch per step.
 """
@@ -48,8 +48,8 @@ from harness.checkpoint import render_prompts
 from harness.config import ConfigError, RolloutConfig, ScoringConfig, TrainConfig
 from harness.execution.bounded import shared_pool
 from harness.rollout import SamplingParams, make_engine
-from harness.suites.base import Item, Suite
-from harness.trainers.core import (
+from suites.base import Item, Suite
+from trainers.core import (
     clamped_ratio,
     dual_clip_active,
     group_advantages,
@@ -60,8 +60,8 @@ from harness.trainers.core import (
     truncated_is_weights,
     zero_spread_groups,
 )
-from harness.trainers.logits import token_logprobs
-from harness.trainers.shared_prompt import SHARED_PROMPT, ScoredSequence, UpdateLayout, enable_gradient_checkpointing
+from trainers.logits import token_logprobs
+from trainers.shared_prompt import SHARED_PROMPT, ScoredSequence, UpdateLayout, enable_gradient_checkpointing
 
 
 @dataclass(frozen=True)

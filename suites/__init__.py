@@ -1,8 +1,20 @@
-"""Evaluation and reward suites; the same scorer serves training rewards and evaluation scores.
+"""Evaluation and reward suites, the pluggable domains the harness trains and evaluates on; the same
+scorer serves training rewards and evaluation scores.
 
 `build_suite(name, suites, seed)` returns a suite as the profile's `suites` section defines it: `math` and `code` (the
 paper's benchmarks, with training data from `train_data` when given, or seeded tiny problems in the same formats) and
 `reasoning_gym`.
+
+Adding a suite (a new benchmark or domain), in three parts:
+1. Items: a class satisfying `suites.base.Suite`: `items(split, n)` gives `Item`s (stable ids, the prompt,
+   the reference the scorer needs) for the `train`, `validation` and `eval` splits, deterministic from the seed
+   and split by a canonical form of the problem (`procedural.ProceduralSuite` does this for generated tasks,
+   `benchmarks.BenchmarkSuite` for files).
+2. A scorer: a pure, picklable `score(response, reference) -> ScoreResult` in its own module (as `math.py`,
+   `code.py`); the harness always runs it in the bounded pool, for rewards and for evaluation alike.
+3. Registration: its name in `SUITES` and a branch of `build_suite`; its settings as a section of
+   `harness.config.schema.SuitesConfig` (each field documented); task names checked in `check_suites`.
+This package builds on the harness's foundation only (config, execution, run layout): never on trainers or jobs.
 """
 
 from __future__ import annotations
@@ -10,9 +22,9 @@ from __future__ import annotations
 import functools
 
 from harness.config import ConfigError, SuitesConfig
-from harness.suites import code, math, tiny_code, tiny_math, train_data
-from harness.suites.base import Item, ScoreResult, Suite
-from harness.suites.benchmarks import BenchmarkSuite
+from suites import code, math, tiny_code, tiny_math, train_data
+from suites.base import Item, ScoreResult, Suite
+from suites.benchmarks import BenchmarkSuite
 
 SUITES = ("math", "code", "reasoning_gym")
 """Table 2's domains, in its column order."""
@@ -29,7 +41,7 @@ def check_suites(suites: SuitesConfig) -> None:
     that is missing, of an unknown format, empty or without the needed columns in its first row
     (`train_data.check_source`; the full read comes on first use). The commands call it right after
     loading a profile, before anything is written; `build_suite` calls it too."""
-    from harness.suites.reasoning_gym import check_task_name  # lazy: reasoning_gym takes seconds to import
+    from suites.reasoning_gym import check_task_name  # lazy: reasoning_gym takes seconds to import
 
     for task in suites.reasoning_gym.tasks:
         check_task_name(task.name)
@@ -52,7 +64,7 @@ def build_suite(name: str, suites: SuitesConfig, seed: int) -> Suite:
     fixes its items and their split."""
     check_suites(suites)
     if name == "reasoning_gym":
-        from harness.suites.reasoning_gym import ReasoningGymSuite  # lazy: reasoning_gym takes seconds to import
+        from suites.reasoning_gym import ReasoningGymSuite  # lazy: reasoning_gym takes seconds to import
 
         return ReasoningGymSuite.from_config(suites.reasoning_gym, seed=seed)
     if name == "math":

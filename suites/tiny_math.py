@@ -1,6 +1,6 @@
 """Tiny-scale math: procedural, seeded problems in the paper's format (answer in `\\boxed{}`).
 
-Scored by the same `harness.suites.math.score` (math-verify) as AIME or MATH-500. The supervised target
+Scored by the same `suites.math.score` (math-verify) as AIME or MATH-500. The supervised target
 is a short worked solution, a few tens of tokens, so that a response carries reasoning and not
 only the answer (REFERENCE.md, "Tiny-scale feasibility": 7-token answers made RL degenerate).
 Difficulty is set per task by ranges (more terms, larger numbers), so one task mixes easy items
@@ -19,9 +19,9 @@ import random
 from typing import Any, Iterator
 
 from harness.config import ConfigError
-from harness.suites.math import format_prompt
-from harness.suites.math import score as math_score
-from harness.suites.procedural import Draw, ProceduralSuite, task_from_registry
+from suites.math import format_prompt
+from suites.math import score as math_score
+from suites.procedural import Draw, ProceduralSuite, task_from_registry
 
 
 def arithmetic(seed: int, min_terms: int = 2, max_terms: int = 4, max_value: int = 20,
@@ -64,7 +64,7 @@ TASKS = {"arithmetic": arithmetic, "linear_equation": linear_equation}
 
 
 def task_generator(name: str, config: dict[str, Any]):
-    """The task `name` with its config, as a seed -> draws function (harness/suites/procedural.py)."""
+    """The task `name` with its config, as a seed -> draws function (suites/procedural.py)."""
     return task_from_registry("tiny math", TASKS, name, config)
 
 
@@ -113,7 +113,7 @@ def _check_range(task: str, what: str, low_value: int, high_value: int, low: int
 
 
 class TinyMathSuite(ProceduralSuite):
-    """The `math` suite of the tiny profiles: these tasks, scored by `harness.suites.math.score`."""
+    """The `math` suite of the tiny profiles: these tasks, scored by `suites.math.score`."""
 
     name = "math"
     scorer = staticmethod(math_score)

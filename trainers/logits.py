@@ -4,7 +4,7 @@ At the real scale (Qwen2 1.5B: vocabulary 151,936, responses of 16k tokens) one 
 are [tokens x 151,936]: 10 GB per float32 copy at 16k tokens, and the plain computation keeps several
 such copies at once (the float32 logits, the log-softmax kept for the backward, its gradient). The
 update's forward therefore stops at the final hidden states (the model body's output, before
-lm_head; `UpdateLayout` in harness/trainers/shared_prompt.py), and `token_logprobs` applies the
+lm_head; `UpdateLayout` in trainers/shared_prompt.py), and `token_logprobs` applies the
 output layer `chunk_tokens` response tokens at a time: lm_head -> float32 / temperature ->
 log-softmax -> the target's logprob and (for the metrics) the entropy. Padding positions are left
 out before chunking, so they cost nothing.
@@ -78,7 +78,7 @@ def _head_logprobs(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.T
     logp = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     if not entropy:
         return logp, None
-    with torch.no_grad():  # as harness.trainers.core.token_entropy, from the log-softmax at hand
+    with torch.no_grad():  # as trainers.core.token_entropy, from the log-softmax at hand
         ent = -logp_all.exp().mul_(logp_all).sum(-1)
     return logp, ent
 

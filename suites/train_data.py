@@ -58,10 +58,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from harness.config import ConfigError
-from harness.suites import code, math
-from harness.suites.base import Item, Split
-from harness.suites.jsonl import DatasetError, parse_record, read_jsonl
-from harness.suites.procedural import canonical_problem
+from suites import code, math
+from suites.base import Item, Split
+from suites.jsonl import DatasetError, parse_record, read_jsonl
+from suites.procedural import canonical_problem
 
 FORMATS = (".jsonl", ".parquet")
 """File suffixes read as training data."""

@@ -42,8 +42,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness.execution.sandbox import DRAIN_S, SandboxError, outputs_match, run
-from harness.suites.base import Item, ScoreResult
-from harness.suites.jsonl import DatasetError, read_jsonl
+from suites.base import Item, ScoreResult
+from suites.jsonl import DatasetError, read_jsonl
 
 NAME = "code"
 

@@ -3,10 +3,10 @@
 A step's sequences share prompts (N responses each). Packing them into micro-batches under a token
 budget that counts each prompt once per micro-batch, and running each prompt's responses on top of
 its one key/value cache, keeps the update's cost and memory bounded in N: N=512 does not pay for
-its prompts 512 times. `UpdateLayout` is the contract the loss (harness/trainers/grpo.py) is written
+its prompts 512 times. `UpdateLayout` is the contract the loss (trainers/grpo.py) is written
 against; `SHARED_PROMPT` is the layout training uses; tests/test_shared_prompt.py checks it against
 the plainest per-sample computation. The forward stops at the body's final hidden states: the loss
-applies the output layer in chunks (harness/trainers/logits.py), so [tokens x vocabulary] logits
+applies the output layer in chunks (trainers/logits.py), so [tokens x vocabulary] logits
 never exist at once. It stays exact under activation checkpointing (`shared_prompt_forward`).
 """
 
@@ -22,7 +22,7 @@ from transformers.cache_utils import Cache, DynamicLayer
 from transformers.modeling_layers import GradientCheckpointingLayer
 
 from harness.rollout.hf import cache_argument
-from harness.trainers.core import shared_prompt_micro_batches
+from trainers.core import shared_prompt_micro_batches
 
 
 @dataclass
@@ -58,7 +58,7 @@ class SharedPromptBatch:
 
 def micro_batches_by_prompt(seqs: list[ScoredSequence], members: list[int], budget: int) -> list[list[int]]:
     """The members grouped by prompt and packed under the token budget, each prompt counted once
-    per micro-batch (`harness.trainers.core.shared_prompt_micro_batches`). One micro-batch holds several
+    per micro-batch (`trainers.core.shared_prompt_micro_batches`). One micro-batch holds several
     small groups (N=16) or a slice of one large group (N=512), so memory stays bounded in N."""
     return shared_prompt_micro_batches(
         members,
@@ -126,7 +126,7 @@ def pad(seqs: list[ScoredSequence], rows: list[int], pad_id: int, device) -> Sha
 
 def shared_prompt_forward(model, seqs: list[ScoredSequence], rows: list[int], pad_id: int):
     """Response-aligned (hidden [rows, L, hidden], targets [rows, L], mask [rows, L]): the final
-    hidden states of the model's body (before lm_head, which harness/trainers/logits.py applies in
+    hidden states of the model's body (before lm_head, which trainers/logits.py applies in
     chunks), response token j of row r predicted at [r, j].
 
     The prompt pass fills a cache with each group's keys/values once; `repeat_prompts` copies them
@@ -255,7 +255,7 @@ class UpdateLayout:
     final hidden states [rows, L, hidden] (before lm_head) whose position [r, j] predicts response
     token j of row r, that token [rows, L] and a 0/1 mask [rows, L]. The loss is written once
     against this contract and applies the output layer itself, in chunks
-    (harness/trainers/logits.py), so no forward ever holds [tokens x vocabulary] logits."""
+    (trainers/logits.py), so no forward ever holds [tokens x vocabulary] logits."""
 
     micro_batches: Callable[[list[ScoredSequence], list[int], int], list[list[int]]]
     forward: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]

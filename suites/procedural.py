@@ -12,7 +12,7 @@ problem spaces repeat questions across seeds, so seeds alone would let the eval 
 task. tests/test_splits.py checks, for the tiny and smoke profiles, that no held-out item of any
 task is the problem of a training item of any task.
 
-Limit: a task's `heldout_fraction` override (`task_heldout`; harness/suites/reasoning_gym_tasks.py
+Limit: a task's `heldout_fraction` override (`task_heldout`; suites/reasoning_gym_tasks.py
 HELDOUT_FRACTION under preset prorl96) moves the train/held-out boundary for that task alone, so a
 problem whose bucket lies between two tasks' fractions would be held out by one and trained on by
 the other if both tasks produced it. The override tasks (string_splitting, string_synthesis) ask
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from harness.config import ConfigError
-from harness.suites.base import SPLITS, Item, ScoreResult, Split
+from suites.base import SPLITS, Item, ScoreResult, Split
 
 VALIDATION_SHARE = 0.2
 """Part of the held-out question space given to `validation` (the rest is `eval`)."""
@@ -257,7 +257,7 @@ def generate_items(requests: list[TaskRequest], workers: int, fixed_hash_seed: b
     `fixed_hash_seed`: the generators' output depends on Python's string hash seed (reasoning-gym's
     do: they iterate over sets of strings), so the items are made under PYTHONHASHSEED=0, here when
     this interpreter runs with it, otherwise in fresh interpreters started with it
-    (harness/suites/generation_worker.py; about 2-3 s of start-up per call)."""
+    (suites/generation_worker.py; about 2-3 s of start-up per call)."""
     busy = [r for r in requests if r.n]
     if fixed_hash_seed and sys.flags.hash_randomization and busy:
         return _in_fresh_interpreters(requests, workers)
@@ -287,7 +287,7 @@ def _in_fresh_interpreters(requests: list[TaskRequest], workers: int) -> list[li
     env = {**os.environ, "PYTHONHASHSEED": "0"}
 
     def run(group: list[int]) -> list[list[Item]]:
-        done = subprocess.run([sys.executable, "-m", "harness.suites.generation_worker"],
+        done = subprocess.run([sys.executable, "-m", "suites.generation_worker"],
                               input=pickle.dumps([requests[i] for i in group]), capture_output=True, env=env)
         if done.returncode != 0 or not done.stdout:
             tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]

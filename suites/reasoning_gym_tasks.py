@@ -21,7 +21,7 @@ at 9c581f1be11fe5a67d78dc9ac3c95c0926061f0a ("Mahjong Puzzle (#241)", 2025-03-01
     question.
 The branch also has a reward server (`scripts/host_reward_server.py`, `utils.ScoreAnswer`). It takes
 the content of the last <answer> tag and passes it to the dataset's `score_answer`, which gives a
-continuous reward. `harness.suites.reasoning_gym.score` works the same way.
+continuous reward. `suites.reasoning_gym.score` works the same way.
 At that commit `DATASETS` holds exactly 96 names. `composite` is registered in
 `reasoning_gym/composite.py`, and `import reasoning_gym` does not import that module, so `composite`
 is not in `DATASETS`. Running the script's deduplication on that tree (2026-11, this repository's
@@ -140,7 +140,7 @@ ANSWER_FORM_MISMATCH: dict[str, str] = {
 (`<answer>{answer}</answer>`) is therefore wrong for these tasks."""
 
 GENERATION_FAILS: dict[str, str] = {}
-"""Tasks whose generator cannot be used by the suite. Fixed in harness/suites/reasoning_gym.py: word_ladder
+"""Tasks whose generator cannot be used by the suite. Fixed in suites/reasoning_gym.py: word_ladder
 (refused sizes above 20,000: datasets are now made in chunks of 10,000) and maze (about 1 draw in
 1,500 raised RuntimeError: failed draws are now skipped)."""
 """Tasks that raise inside `ReasoningGymSuite.items` at the seeds the tests use."""

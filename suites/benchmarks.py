@@ -2,9 +2,9 @@
 
 The paper's math score averages AIME24, AIME25, AMC, MATH-500, Minerva and OlympiadBench; its code
 score averages apps, codecontests, codeforces and taco. Each loads from a local jsonl or the hub
-(`load_benchmark` in harness/suites/math.py and harness/suites/code.py). The `train` and
+(`load_benchmark` in suites/math.py and suites/code.py). The `train` and
 `validation` splits come from the suite's training data when it has one (`suites.<domain>.train_data`:
-harness/suites/train_data.py, deduplicated against these benchmarks); without it there are none.
+suites/train_data.py, deduplicated against these benchmarks); without it there are none.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from harness.config import ConfigError
-from harness.suites.base import Item, ScoreResult, Split
-from harness.suites.train_data import TrainingData
+from suites.base import Item, ScoreResult, Split
+from suites.train_data import TrainingData
 
 
 class BenchmarkSuite:

@@ -12,13 +12,13 @@ import inspect
 from importlib import metadata
 
 from harness.config import ConfigError, TrainConfig
-from harness.trainers.base import BUILDER_PARAMETERS, TrainerBuilder
+from trainers.base import BUILDER_PARAMETERS, TrainerBuilder
 
 ENTRY_POINT_GROUP = "harness.trainers"
 
 _BUILTIN: dict[str, str] = {
-    "step_scaling": "harness.trainers.step_scaling:build",
-    "rollout_scaling": "harness.trainers.rollout_scaling:build",
+    "step_scaling": "trainers.step_scaling:build",
+    "rollout_scaling": "trainers.rollout_scaling:build",
 }
 
 
@@ -52,7 +52,7 @@ def check_builder(name: str, builder) -> TrainerBuilder:
         params = None
     if params != BUILDER_PARAMETERS:
         raise ValueError(f"trainer '{name}': its builder takes ({', '.join(params or ['?'])}); a trainer builder takes "
-                         f"({', '.join(BUILDER_PARAMETERS)}) (harness.trainers.base.TrainerBuilder)")
+                         f"({', '.join(BUILDER_PARAMETERS)}) (trainers.base.TrainerBuilder)")
     return builder
 
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from harness.config import RolloutConfig, ScoringConfig, TrainConfig
-from harness.suites import Suite
+from suites import Suite
 
 
 @runtime_checkable

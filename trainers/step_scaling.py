@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness.config import TrainConfig
-from harness.trainers.grpo import ArmSettings, GRPOTrainer
+from trainers.grpo import ArmSettings, GRPOTrainer
 
 
 def settings(train: TrainConfig) -> ArmSettings:
@@ -11,6 +11,6 @@ def settings(train: TrainConfig) -> ArmSettings:
 
 
 def build(*, train, rollout, scoring, seed, model, tokenizer, suites) -> GRPOTrainer:
-    """The `harness.trainers.base.TrainerBuilder` of this arm."""
+    """The `trainers.base.TrainerBuilder` of this arm."""
     return GRPOTrainer("step_scaling", settings(train), train=train, rollout=rollout, scoring=scoring, seed=seed,
                        model=model, tokenizer=tokenizer, suites=suites)

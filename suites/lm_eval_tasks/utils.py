@@ -3,8 +3,8 @@ r"""lm-eval tasks scored by the harness's own scorers (the functions that give t
 Each task gives the model the prompt the harness gives it (the suite's `format_prompt`, as the
 only user turn of the model's chat template), samples k responses per problem (the paper's
 protocol: k=16, temperature 0.6, top_p 0.95, up to 32k tokens, stop at the model's EOS) and scores
-EVERY response with the suite's scorer (`harness.suites.math.score`, `harness.suites.code.score`,
-`harness.suites.reasoning_gym.score`, as `suites.build_suite` configures it) in the harness's bounded
+EVERY response with the suite's scorer (`suites.math.score`, `suites.code.score`,
+`suites.reasoning_gym.score`, as `suites.build_suite` configures it) in the harness's bounded
 worker pool (harness/execution/bounded.py). `pass@1` is the mean reward over a problem's k responses, then
 over problems. lm-eval's default filter, `take_first`, would score only the first response; these
 tasks use the filter `all_samples`, which keeps them all, so results read `pass@1,all_samples`.
@@ -13,7 +13,7 @@ Tasks: rsh_aime24 rsh_aime25 rsh_amc rsh_math500 rsh_minerva rsh_olympiadbench (
 rsh_apps rsh_codecontests rsh_codeforces rsh_taco (group rsh_code), rsh_reasoning_gym. A group is
 the unweighted mean of its benchmarks.
 
-    TASKS=$(python -m harness.suites.lm_eval_tasks.utils)     # prints this folder
+    TASKS=$(python -m suites.lm_eval_tasks.utils)     # prints this folder
     lm_eval --model hf --model_args pretrained=CKPT,dtype=bfloat16 --device cuda:0 \
         --include_path "$TASKS" --tasks rsh_math --apply_chat_template \
         --batch_size auto --log_samples --output_path results/lm_eval
@@ -55,7 +55,7 @@ import datasets
 
 from harness.config import load_config
 from harness.execution.bounded import shared_pool
-from harness.suites import build_suite
+from suites import build_suite
 
 TASKS_DIR = Path(__file__).resolve().parent
 """This folder: what `lm_eval --include_path` needs."""
@@ -188,11 +188,11 @@ def keep_all_samples(resps: list[list[str]], docs: list[dict]) -> list[list[str]
 
 
 def _scorer(spec: str):
-    """The scorer `_scorer_spec` described; only functions of the `harness.suites` package."""
+    """The scorer `_scorer_spec` described; only functions of the `suites` package."""
     described = json.loads(spec)
     module_name, _, attr = described["fn"].partition(":")
-    if not module_name.startswith("harness.suites.") or not attr:
-        raise ValueError(f"scorer '{described['fn']}' is not a harness scorer (harness.suites.<module>:<function>)")
+    if not module_name.startswith("suites.") or not attr:
+        raise ValueError(f"scorer '{described['fn']}' is not a harness scorer (suites.<module>:<function>)")
     fn = getattr(importlib.import_module(module_name), attr)
     return functools.partial(fn, **described["kwargs"]) if described["kwargs"] else fn
 

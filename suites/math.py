@@ -38,8 +38,8 @@ from pathlib import Path
 
 from math_verify import parse, verify
 
-from harness.suites.base import Item, ScoreResult
-from harness.suites.jsonl import read_jsonl
+from suites.base import Item, ScoreResult
+from suites.jsonl import read_jsonl
 
 NAME = "math"
 

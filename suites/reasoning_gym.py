@@ -5,7 +5,7 @@ then calls the dataset's own `score_answer`. Calling `score_answer` on the raw r
 reasoning-gym gives partial credit when the right answer appears anywhere in a long response, so
 a model would be rewarded for rambling.
 
-Items are split by a hash of the question's canonical problem (harness/suites/procedural.py, the same key
+Items are split by a hash of the question's canonical problem (suites/procedural.py, the same key
 as the tiny math and code suites), so no eval question is a training question, of this task or of
 another that words the same problem in a way the key recognises ("Calculate 35 - 2." here,
 "Compute 35 - 2." in tiny math; the limits are in `canonical_problem`).
@@ -26,9 +26,9 @@ from reasoning_gym.factory import DATASETS
 from reasoning_gym.utils import extract_answer
 
 from harness.config import ConfigError
-from harness.suites.base import ScoreResult
-from harness.suites.procedural import Draw, ProceduralSuite
-from harness.suites.reasoning_gym_tasks import HELDOUT_FRACTION, PRORL_TASKS, TOO_FEW_QUESTIONS
+from suites.base import ScoreResult
+from suites.procedural import Draw, ProceduralSuite
+from suites.reasoning_gym_tasks import HELDOUT_FRACTION, PRORL_TASKS, TOO_FEW_QUESTIONS
 
 NAME = "reasoning_gym"
 
@@ -128,7 +128,7 @@ def _draws(name: str, task_config: dict[str, Any], seed: int) -> Iterator[Draw]:
 
 
 def task_generator(name: str, task_config: dict[str, Any]):
-    """A reasoning-gym dataset as a procedural task (harness/suites/procedural.py): seed -> draws.
+    """A reasoning-gym dataset as a procedural task (suites/procedural.py): seed -> draws.
     A functools.partial of a module-level function, so it pickles into generation workers."""
     return functools.partial(_draws, name, dict(task_config))
 
@@ -151,7 +151,7 @@ class ReasoningGymSuite(ProceduralSuite):
     @classmethod
     def from_config(cls, cfg, seed: int) -> "ReasoningGymSuite":
         """Build from a `ReasoningGymSuiteConfig` (preset `prorl96`: the 96 ProRL tasks, default
-        configs, with the held-out overrides and the small tasks of harness/suites/reasoning_gym_tasks.py)."""
+        configs, with the held-out overrides and the small tasks of suites/reasoning_gym_tasks.py)."""
         workers = cfg.workers or os.cpu_count() or 1
         if cfg.preset == "prorl96":
             return cls([(name, {}) for name in PRORL_TASKS], seed, cfg.heldout_fraction, dict(HELDOUT_FRACTION),
