@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from harness.config import ConfigError
+from harness.execution import lifeline
 from suites.base import SPLITS, Item, ScoreResult, Split
 
 VALIDATION_SHARE = 0.2
@@ -270,7 +271,11 @@ def generate_items(requests: list[TaskRequest], workers: int, fixed_hash_seed: b
     # (a script without a __main__ guard fails); the workers run only the generators, never torch or CUDA
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    with concurrent.futures.ProcessPoolExecutor(min(workers, len(busy)), mp_context=context) as pool:
+    # the workers die with this process, however it dies (harness/execution/lifeline.py)
+    lifeline_args = (lifeline.parent_end(),) if context.get_start_method() == "fork" else None
+    with concurrent.futures.ProcessPoolExecutor(min(workers, len(busy)), mp_context=context,
+                                                initializer=lifeline.die_with_parent if lifeline_args else None,
+                                                initargs=lifeline_args or ()) as pool:
         futures = [pool.submit(task_items, r) if r.n else None for r in requests]
         return [f.result() if f else [] for f in futures]
 
@@ -284,11 +289,12 @@ def _in_fresh_interpreters(requests: list[TaskRequest], workers: int) -> list[li
     busy = [i for i, r in enumerate(requests) if r.n]
     count = max(1, min(workers, len(busy)))
     groups = [busy[k::count] for k in range(count)]
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    env = lifeline.child_environment({**os.environ, "PYTHONHASHSEED": "0"})  # the workers die with this process
 
     def run(group: list[int]) -> list[list[Item]]:
         done = subprocess.run([sys.executable, "-m", "suites.generation_worker"],
-                              input=pickle.dumps([requests[i] for i in group]), capture_output=True, env=env)
+                              input=pickle.dumps([requests[i] for i in group]), capture_output=True, env=env,
+                              pass_fds=(lifeline.parent_end(),))
         if done.returncode != 0 or not done.stdout:
             tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
             raise RuntimeError(f"item generation worker failed (exit {done.returncode}): {tail[0]}")

@@ -13,7 +13,8 @@ the MAIN thread of a worker process, under two bounds:
    call in progress is a "timeout", and the rest of its batch is queued again.
 
 Scorer functions must be module-level (picklable by name) and return a `ScoreResult`; any
-exception becomes `ScoreResult(0.0, "error: <ExceptionType>")`.
+exception becomes `ScoreResult(0.0, "error: <ExceptionType>")`. Workers die with the process that
+started them, SIGKILL included (`harness.execution.lifeline`), and their sandbox fork servers with them.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Sequence
+
+from harness.execution import lifeline
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,9 @@ def _alarm(signum, frame):
     raise _Timeout()
 
 
-def _worker(conn: Connection) -> None:
+def _worker(conn: Connection, lifeline_fd: int | None) -> None:
+    if lifeline_fd is not None:
+        lifeline.die_with_parent(lifeline_fd)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
     signal.signal(signal.SIGALRM, _alarm)
     while True:
@@ -88,7 +93,9 @@ def _worker(conn: Connection) -> None:
 class _Slot:
     def __init__(self, ctx):
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker, args=(child,), daemon=True)
+        # a forked worker inherits the lifeline's read end; a spawned one (not Linux) goes without
+        fd = lifeline.parent_end() if ctx.get_start_method() == "fork" else None
+        self.proc = ctx.Process(target=_worker, args=(child, fd), daemon=True)
         self.proc.start()
         child.close()
         self.task: list[int] = []

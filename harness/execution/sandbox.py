@@ -112,7 +112,9 @@ Choices and fallbacks (each fallback warns once, loudly):
   * The interpreter is `sys.executable` if the sandbox uid can use its standard library;
     otherwise (e.g. a pyenv under a 0700 /root) the first usable `/usr/bin/python3.X`.
   * Slot uids 61000.. (no passwd entries needed): one per concurrent run, locked with flock, so
-    RLIMIT_NPROC and cleanup are per run even across processes.
+    RLIMIT_NPROC and cleanup are per run even across processes. The kernel releases the lock of a
+    process that dies, and nothing outlives a harness process to hold a copy of it (its helpers
+    die with it: `harness.execution.lifeline`), so a killed run's slots are free for the next.
   * No CAP_SYS_ADMIN (namespaces refused): the program still drops to its slot uid; at the end
     every process of that uid is killed (kill(-1) as that uid) and files it left at the top of
     the world-writable directories are removed; network, /proc and other world-writable files
@@ -858,6 +860,18 @@ _slots_in_use: set[int] = set()
 _slots_lock = threading.Lock()
 
 
+def _forget_the_parents_slots() -> None:
+    """In a forked child: the slots in use are the parent's runs', not the child's (a slot the
+    parent still holds stays locked against the child by its flock), and a thread of the parent
+    may have held the lock at the fork."""
+    global _slots_lock
+    _slots_lock = threading.Lock()
+    _slots_in_use.clear()
+
+
+os.register_at_fork(after_in_child=_forget_the_parents_slots)
+
+
 @contextlib.contextmanager
 def _uid_slot(enabled: bool) -> Iterator[int]:
     """A uid no other run uses meanwhile, in this process or any other (flock on a lock file);
@@ -889,6 +903,10 @@ def _uid_slot(enabled: bool) -> Iterator[int]:
     finally:
         with _slots_lock:
             _slots_in_use.discard(uid)
+        # Unlock, not only close: a child forked meanwhile (a scorer worker) holds a copy of the
+        # descriptor, and a lock is released only when its last copy closes. If this process
+        # dies holding the lock, the kernel releases it: its helpers die with it (lifeline.py).
+        fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
 
 
