@@ -52,12 +52,11 @@ def command_line(pid: int) -> list[str]:
         return []
 
 
-def workers_fork_servers(root: int, processes: list[tuple[int, str]]) -> list[int]:
-    """Of `processes` (`root`'s tree), the sandbox fork servers (and their launchers, forks of
-    them) that belong to a scorer worker of `root` (a process it forked): a worker scoring code."""
-    workers = {pid for pid, _ in processes if parent_of(pid) == root}
-    return [pid for pid, _ in processes
-            if "serve" in (words := command_line(pid)) and sandbox.workdir_owner(words[-1]) in workers]
+def sandbox_processes(root: int, processes: list[tuple[int, str]]) -> list[int]:
+    """Of `processes` (`root`'s tree), those started by a process `root` forked: a scorer worker's
+    sandbox fork server, its launchers, a run (the workers start nothing else)."""
+    children = {pid for pid, _ in processes if parent_of(pid) == root}
+    return [pid for pid, _ in processes if parent_of(pid) in children]
 
 
 @pytest.fixture
@@ -93,8 +92,8 @@ def harness_env(cache: Path, tmpdir: str) -> dict[str, str]:
 
 
 def kill_while_scoring(args: list[str], cache: Path, tmpdir: str) -> list[tuple[int, str]]:
-    """Start `harness ARGS` and SIGKILL it while a scorer worker's sandbox run holds a uid slot;
-    the process tree recorded just before."""
+    """Start `harness ARGS` and SIGKILL it while a scorer worker's sandbox run holds a uid slot
+    (the workers and their sandbox processes running); the process tree recorded just before."""
     harness = subprocess.Popen([sys.executable, "-m", "harness.cli", *args], env=harness_env(cache, tmpdir),
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     recorded: list[tuple[int, str]] = []
@@ -104,7 +103,8 @@ def kill_while_scoring(args: list[str], cache: Path, tmpdir: str) -> list[tuple[
         if harness.poll() is not None:
             return True
         recorded = tree(harness.pid)
-        return bool(workers_fork_servers(harness.pid, recorded)) and bool(held_slots(tmpdir))
+        # as root, mid-run: a slot is held (not root, runs take no slot)
+        return bool(sandbox_processes(harness.pid, recorded)) and (os.geteuid() != 0 or bool(held_slots(tmpdir)))
 
     try:
         assert wait_until(scoring, 300.0) and harness.poll() is None, \
@@ -119,7 +119,7 @@ def kill_while_scoring(args: list[str], cache: Path, tmpdir: str) -> list[tuple[
 
 def check_nothing_left(recorded: list[tuple[int, str]], tmpdir: str) -> None:
     """Within a few seconds: none of the recorded processes alive, no slot held."""
-    # the scorer workers and at least one worker's fork server (what `kill_while_scoring` waited for)
+    # the scorer workers and at least one sandbox process of theirs (what `kill_while_scoring` waited for)
     assert len(recorded) >= 3, recorded
     assert wait_until(lambda: not still_alive(recorded), 5.0), \
         [(pid, command_line(pid)[:3]) for pid, _ in still_alive(recorded)]
