@@ -100,3 +100,24 @@ def test_default_scorer_processes_share_the_node(cpus, per_node, reserved, want)
                                                         (64, 16, (2, 24)), (8, 16, (1, 1))])
 def test_workers_for_a_node(cpus, reserved, want):
     assert reward.workers_for(cpus, reserved) == want
+
+
+def compiled(node_cpus: int, nodes: int = 8, gpus: int = 8) -> dict[str, str]:
+    from harness.backends.verl.compile import compile_arm
+
+    cfg = load_config("prorlv2-1.5b", [f"scoring.node_cpus={node_cpus}"], recipe="brorl")
+    job = compile_arm(cfg, "brorl", model="M", train_file=Path("/d/t.parquet"), val_file=Path("/d/v.parquet"),
+                      reward_module=Path("/h/reward.py"), checkpoints=Path("/c"), metrics_dir=Path("/m"),
+                      nodes=nodes, gpus_per_node=gpus, experiment="x")
+    return dict(o.split("=", 1) for o in job.overrides)
+
+
+def test_the_compiled_config_sizes_the_reward_loop_from_the_nodes_cpus():
+    """112 CPUs per node, 8 GPUs (16 CPUs left to them): 3 reward actors per node (an actor has at most
+    32 calls in flight), 32 scorer processes each; unstated: one actor per GPU, sized on the node."""
+    stated = compiled(112)
+    assert stated["reward.num_workers"] == "24"
+    assert stated["+reward.custom_reward_function.reward_kwargs"] == "{scorer_processes:32,workers_per_node:3,reserved_cpus:16}"
+    unstated = compiled(0, nodes=1, gpus=1)
+    assert unstated["reward.num_workers"] == "1"
+    assert unstated["+reward.custom_reward_function.reward_kwargs"] == "{scorer_processes:0,workers_per_node:1,reserved_cpus:2}"
