@@ -121,3 +121,11 @@ def test_the_compiled_config_sizes_the_reward_loop_from_the_nodes_cpus():
     unstated = compiled(0, nodes=1, gpus=1)
     assert unstated["reward.num_workers"] == "1"
     assert unstated["+reward.custom_reward_function.reward_kwargs"] == "{scorer_processes:0,workers_per_node:1,reserved_cpus:2}"
+
+
+def test_the_bench_samples_a_step_in_the_papers_domain_mix():
+    from harness.jobs.bench_reward import STEP_RESPONSES, mix_counts
+
+    assert STEP_RESPONSES == 65_536
+    assert mix_counts(384, ["math", "code", "reasoning_gym"]) == {"math": 148, "code": 88, "reasoning_gym": 148}
+    assert mix_counts(10, ["code"]) == {"code": 10}
