@@ -184,7 +184,7 @@ SANDBOX_CHILD = Path(__file__).with_name("sandbox_child.py")
 once, here, and run with `-c`, never by path: sys.path[0] stays '' (the working directory) and the
 program inherits no `__file__` or loader of it, and the child never has to read the file (as the
 slot uid, or through the run's private mounts). The text itself is not on the command line (`ps`
-would print its 25 kB for every run): it waits in a sealed memfd, and `-c` gets a one-line stub
+would print its 23 kB for every run): it waits in a sealed memfd, and `-c` gets a one-line stub
 that reads it from that inherited descriptor, closes it and runs it (`_bootstrap_command`)."""
 _BOOTSTRAP = SANDBOX_CHILD.read_text(encoding="utf-8")
 
