@@ -34,6 +34,7 @@ GPU workers), next to the former design's on verl's default 8 reward actors.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import multiprocessing as mp
@@ -266,10 +267,9 @@ def bench_reward(profile: str, overrides: list[str], samples: int, workers_list:
     cfg = load_config(profile, [*overrides, f"train.prompt_pool={max(counts.values())}"], recipe="brorl")
     calls, counts = sample_calls(cfg, samples, chars)
     cpus = reward.node_cpus()
-    try:
-        import verl  # noqa: F401  lazy: only to choose the way calls arrive
+    if importlib.util.find_spec("verl") is not None:
         way = "verl's reward loop (RewardLoopManager, local Ray)"
-    except ImportError:
+    else:
         way = "emulated: verl's call pattern (one process per reward actor, min(32, CPUs + 4) threads each)"
     scratch = tempfile.TemporaryDirectory(prefix="harness-bench-reward-")
     if way.startswith("verl") and tokenizer is None:
