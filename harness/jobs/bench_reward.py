@@ -1,12 +1,12 @@
 """`harness bench reward`: whether the verl reward path keeps up with a BroRL step.
 
-    harness bench reward --profile prorlv2-1.5b [--samples 384] [--workers 1,2]
+    harness bench reward --profile prorlv2-1.5b [--responses 384] [--workers 1,2]
         [--nodes 8 --node-cpus 112 --gpus-per-node 8] [key=value ...]
 
 One BroRL step of the paper's profile scores 65,536 responses (128 prompts x N=512) in the
 profile's domain mix; verl streams each response to a reward actor as it is generated
 (harness/backends/verl/reward.py describes verl 0.9.1's reward loop). This benchmark scores a
-scaled-down sample of such a batch, `--samples` responses drawn in the same mix from the profile's
+scaled-down sample of such a batch, `--responses` responses drawn in the same mix from the profile's
 own training rows (as harness/backends/verl/data.py writes them: code items with their tests),
 through harness/backends/verl/reward.py, at each `--workers` count side by side in one run, each
 with its scorer processes sized from this machine's CPUs as the compiled config sizes them on a
