@@ -8,6 +8,7 @@
     harness report DIR
     harness regress --profile smoke [--update] [--fail-fast]
     harness bench rollout|memory|update|sandbox --profile P [--engines hf,vllm]
+    harness bench reward --profile P [--responses 384] [--workers 1,2] [--nodes 8 --node-cpus 112 --gpus-per-node 8]
     harness bench step --profile P [--repeats 3] [--n A[,B]] [--prompts-per-step A[,B]] [--shape [--prompt-tokens 256]]
     harness plan --profile prorlv2-1.5b [--gpu-memory-gib 80] [--gpu-tokens T]
     harness simulate [--vocab V] [--correct C] [--steps S] [--n 4,8,16,512,51200] [--lr LR] [--init zeros] [--out DIR]
@@ -125,12 +126,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_regress)
 
     p = sub.add_parser("bench", help="benchmarks that print their figures")
-    p.add_argument("what", choices=["rollout", "memory", "update", "step", "sandbox"],
+    p.add_argument("what", choices=["rollout", "memory", "update", "step", "sandbox", "reward"],
                    help="rollout: generation throughput at several N; memory: peak memory of one RL step at N=16 "
                    "and N=512; update: one policy update at N=16 and N=512, per-sample vs shared-prompt; "
                    "step: one RL step of each arm, phase by phase (generate, score, sync, logprob passes, update); "
                    "sandbox: executions/s of trivial programs and tiny code responses scored/s in the code "
-                   "sandbox, each run starting its own interpreter vs started by the fork server")
+                   "sandbox, each run starting its own interpreter vs started by the fork server; reward: verl's reward "
+                   "path on a sample of one BroRL step's responses, samples/s per CPU at each --workers, projected minutes "
+                   "per step on --nodes x --node-cpus")
     p.add_argument("--checkpoint", default="base", help="model to generate with / step: to start from (default: the profile's base)")
     p.add_argument("--n", default=None, help="rollout: comma-separated samples per prompt (default: 16,512); step: rollouts "
                    "per prompt, one value for both arms or prorl,brorl (default: the recipes')")
@@ -149,6 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "bootstrap.model shape (nothing bootstrapped), output layer unchunked vs chunked (e.g. shape-1.5b); "
                    "step: one step's compute and memory per phase at that shape (random prompts, no scoring)")
     p.add_argument("--lengths", default="1024,2048,4096", help="memory --shape: comma-separated response lengths")
+    p.add_argument("--responses", type=int, default=384, help="reward: responses in the sample of one BroRL step")
+    p.add_argument("--workers", default="1,2", help="reward: comma-separated reward actor counts, side by side")
+    p.add_argument("--nodes", type=int, default=8, help="reward: nodes of the projected cluster")
+    p.add_argument("--node-cpus", type=int, default=112, help="reward: CPUs per projected node (DGX H100: 112 cores)")
+    p.add_argument("--gpus-per-node", type=int, default=8, help="reward: GPUs per projected node")
+    p.add_argument("--response-chars", type=int, default=4000, help="reward: characters of reasoning before each answer")
+    p.add_argument("--tokenizer", default=None, help="reward, with verl installed: a local tokenizer folder for verl's decode")
     common(p)
     p.set_defaults(func=cmd_bench)
 
@@ -452,12 +462,22 @@ def _positive_ints(text: str, option: str) -> list[int]:
 
 def cmd_bench(args) -> int:
     # the benchmarks that train on the profile's base need what training needs (--shape builds its own model)
-    cfg = _setup(args, training=args.what in ("memory", "update", "step") and not args.shape)
+    cfg = _setup(args, training=args.what in ("memory", "update", "step") and not args.shape,
+                 local_engine=args.what != "reward")  # reward: nothing is generated
     if args.what == "sandbox":
         from harness.jobs.bench_sandbox import bench_sandbox
 
         _positive_ints(f"{args.samples},{args.repeats}", "--samples/--repeats")
         bench_sandbox(cfg, args.samples, args.repeats)
+        return 0
+    if args.what == "reward":
+        from harness.jobs.bench_reward import bench_reward
+
+        workers = _positive_ints(args.workers, "--workers")
+        _positive_ints(f"{args.responses},{args.nodes},{args.node_cpus},{args.gpus_per_node},{args.response_chars}",
+                       "--responses/--nodes/--node-cpus/--gpus-per-node/--response-chars")
+        bench_reward(args.profile, args.overrides, args.responses, workers, args.nodes, args.node_cpus, args.gpus_per_node,
+                     args.response_chars, args.tokenizer)
         return 0
     if args.what == "memory" and args.shape:
         from harness.jobs.bench import bench_update_memory

@@ -40,7 +40,9 @@ def test_the_parent_passes_the_files_text_and_the_child_reads_its_numbers():
     limits = sandbox._Limits(cpu_s=6, memory_bytes=1 << 30, file_bytes=16 << 20, open_files=64, processes=64)
     argv = sandbox._bootstrap_argv(mode, 61003, "/tmp/harness-sandbox-run-1-x", limits, 7)
     assert argv[:4] == ["/usr/bin/python3", "-S", "-B", "-c"]
-    assert argv[4] == sandbox.SANDBOX_CHILD.read_text(encoding="utf-8")
+    fd = sandbox._bootstrap_text_fd()
+    assert argv[4] == f"import os;t=os.pread({fd},{len(sandbox._BOOTSTRAP_BYTES)},0);os.close({fd});exec(t)"
+    assert os.pread(fd, 1 << 20, 0) == sandbox.SANDBOX_CHILD.read_bytes()  # the text the stub runs
     assert str(sandbox.SANDBOX_CHILD) not in argv  # by text, not by path: see SANDBOX_CHILD
     # `python -c TEXT a b ...` gives the program sys.argv == ["-c", "a", "b", ...]
     assert child.parse_argv(["-c", *argv[5:]]) == (
@@ -120,6 +122,28 @@ def test_the_program_sees_the_globals_and_path_of_python_c_not_of_the_child_file
     assert result.stdout.splitlines() == ["None __main__ False BuiltinImporter", "'' True True", "['g', 'os', 'sys']"]
     documented = sandbox.run('"""A program with a docstring."""\nprint(__doc__)\n')
     assert documented.stdout == "A program with a docstring.\n"
+
+
+@pytest.mark.parametrize("served", [True, False], ids=["fork server", "per run"])
+def test_a_runs_processes_show_a_short_command_line(served):
+    """`ps` on a node prints each run's command line: the stub and the parameters (a few hundred
+    characters with the masked directories), never the bootstrap's text. The program's own
+    /proc/self/cmdline is its bootstrap's (the fork server's, when served), as ps shows it for the
+    launcher, the init and the program alike. The stub's descriptor is closed before the text runs,
+    and the text's memfd is sealed: nobody can change what the next bootstrap runs."""
+    previous = sandbox.use_fork_server(served)
+    try:
+        result = sandbox.run("import os\nprint(len(open('/proc/self/cmdline', 'rb').read()))\n"
+                             "print(sorted(int(fd) for fd in os.listdir('/proc/self/fd')))\n")
+    finally:
+        sandbox.use_fork_server(previous)
+    assert result.status == "ok", result.stderr
+    length, fds = result.stdout.splitlines()
+    assert 0 < int(length) < 400, length
+    assert fds == "[0, 1, 2, 3]", fds  # 3: the listing's own descriptor
+    fd = sandbox._bootstrap_text_fd()
+    with pytest.raises(PermissionError):
+        os.pwrite(fd, b"x", 0)
 
 
 def test_the_program_can_import_modules_it_wrote_in_its_working_directory():

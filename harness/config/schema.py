@@ -221,6 +221,12 @@ class ScoringConfig:
     """Worker processes for scorer calls."""
     timeout_s: PosFloat = 10.0
     """Wall-clock bound per scorer call; a call past it is recorded as status `timeout`."""
+    node_cpus: NonNegInt = 0
+    """verl back end: CPUs of one cluster node (`os.cpu_count()` there). The compiled config sizes
+    `reward.num_workers` (reward actors per node) and each actor's scorer processes from it, two CPUs
+    per GPU left to the GPU workers (harness/backends/verl/compile.py, docs/verl.md "The reward").
+    0: one reward actor per GPU, each sizing its scorer processes from its own node's CPUs when the
+    job runs. Unused by the in-process trainer (`workers` is its pool)."""
 
 
 @dataclass

@@ -40,9 +40,10 @@ Not stopped (this is not a VM or a container; run the harness inside one for rea
 
 How a run works (as root)
 -------------------------
-Every run is three fresh processes, forked from a bootstrap interpreter (`sandbox_child.py`, passed
-as `-c` text, started with vfork+exec: no `preexec_fn`, so it is safe from threads and cheap from a
-parent with a large address space):
+Every run is three fresh processes, forked from a bootstrap interpreter (`sandbox_child.py`, run
+as `-c` text that a one-line stub reads from an inherited memfd, so `ps` shows the stub, not the
+text; started with vfork+exec: no `preexec_fn`, so it is safe from threads and cheap from a parent
+with a large address space):
 
   launcher (root)  unshare(net, mount, pid, ipc), fork the init, wait for it;
                    SIGUSR1 from the parent means "kill the run".
@@ -184,7 +185,9 @@ SANDBOX_CHILD = Path(__file__).with_name("sandbox_child.py")
 """The bootstrap program (launcher, init, program set-up; standard library only). Its text is read
 once, here, and run with `-c`, never by path: sys.path[0] stays '' (the working directory) and the
 program inherits no `__file__` or loader of it, and the child never has to read the file (as the
-slot uid, or through the run's private mounts)."""
+slot uid, or through the run's private mounts). The text itself is not on the command line (`ps`
+would print its 23 kB for every run): it waits in a sealed memfd, and `-c` gets a one-line stub
+that reads it from that inherited descriptor, closes it and runs it (`_bootstrap_command`)."""
 _BOOTSTRAP = SANDBOX_CHILD.read_text(encoding="utf-8")
 
 
@@ -347,9 +350,40 @@ def _bootstrap_words(mode: _Mode, uid: int, workdir: str, limits: _Limits, statu
 
 
 def _bootstrap_argv(mode: _Mode, uid: int, workdir: str, limits: _Limits, status_fd: int) -> list[str]:
-    """Command line of a per-run bootstrap."""
+    """Command line of a per-run bootstrap; the child must inherit `_bootstrap_text_fd()`."""
     words = _bootstrap_words(mode, uid, workdir, limits, status_fd, os.getpid())
-    return [mode.python, "-S", "-B", "-c", _BOOTSTRAP, *words]
+    return _bootstrap_command(mode.python, words)
+
+
+def _bootstrap_command(python: str, words: list[str]) -> list[str]:
+    """`python -S -B -c STUB WORDS...`: the stub reads the bootstrap's text from the inherited memfd
+    (`_bootstrap_text_fd`), closes it and runs the text in `__main__`, as `-c TEXT` would. So the
+    program still sees what `-c` gives (sys.path[0] '', argv[0] '-c' until its own is set, no
+    `__file__` or loader of the bootstrap; the stub's two names go with the bootstrap's own in
+    `run_program`), and `ps` shows about a hundred characters, not the whole bootstrap."""
+    fd = _bootstrap_text_fd()
+    stub = f"import os;t=os.pread({fd},{len(_BOOTSTRAP_BYTES)},0);os.close({fd});exec(t)"
+    return [python, "-S", "-B", "-c", stub, *words]
+
+
+_BOOTSTRAP_BYTES = _BOOTSTRAP.encode("utf-8")
+_bootstrap_fd = -1
+_bootstrap_fd_lock = threading.Lock()
+
+
+def _bootstrap_text_fd() -> int:
+    """A memfd holding the bootstrap's text, made once per process and sealed (no write, no resize),
+    close-on-exec: only a bootstrap it is passed to (pass_fds) inherits it, and its stub closes it
+    before anything else runs. A forked harness process inherits it and uses the same one."""
+    global _bootstrap_fd
+    with _bootstrap_fd_lock:
+        if _bootstrap_fd < 0:
+            fd = os.memfd_create("harness-sandbox-bootstrap", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+            os.write(fd, _BOOTSTRAP_BYTES)
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS,
+                        fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
+            _bootstrap_fd = fd
+        return _bootstrap_fd
 
 
 def _environment(home: str) -> dict[str, str]:
@@ -437,7 +471,8 @@ class _PerRunLauncher:
         stdin_r, stdout_w, stderr_w, status_w = pipes.child
         self.proc = subprocess.Popen(_bootstrap_argv(mode, uid, workdir, limits, status_w),
                                      stdin=stdin_r, stdout=stdout_w, stderr=stderr_w, cwd=workdir,
-                                     env=_environment(home), pass_fds=(status_w,), start_new_session=True)
+                                     env=_environment(home), pass_fds=(status_w, _bootstrap_text_fd()),
+                                     start_new_session=True)
 
     def stop(self, ready: bool) -> None:
         """Ask the launcher to kill the run (it kills the namespace's init and waits for the kernel
@@ -630,9 +665,9 @@ class _ForkServer:
         owner = f"{WORKDIR_PREFIX}{os.getpid()}-fork-server"
         try:
             self.process = subprocess.Popen(
-                [python, "-S", "-B", "-c", _BOOTSTRAP, "serve", str(theirs.fileno()), owner],
+                _bootstrap_command(python, ["serve", str(theirs.fileno()), owner]),
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/",
-                env=_environment("/tmp"), pass_fds=(theirs.fileno(),), start_new_session=True)
+                env=_environment("/tmp"), pass_fds=(theirs.fileno(), _bootstrap_text_fd()), start_new_session=True)
         except BaseException:
             ours.close()
             raise

@@ -14,9 +14,13 @@ Per run:
 
   interpreter  `_Mode.python`: `sys.executable`, or a system `/usr/bin/python3.X` when the slot uid
                cannot use that one's standard library; any Python 3.8+.
-  command      `<python> -S -B -c <this file's text> STATUS_FD PARENT_PID ISOLATE UID GID CPU_S
+  command      `<python> -S -B -c <stub> STATUS_FD PARENT_PID ISOLATE UID GID CPU_S
                MEMORY FSIZE NOFILE NPROC WORKDIR [MASK ...]` (built by `sandbox._bootstrap_argv`,
-               read by `parse_argv`). The text is passed with `-c` rather than this file's path so
+               read by `parse_argv`). The stub (`import os;t=os.pread(FD,SIZE,0);os.close(FD);
+               exec(t)`, `sandbox._bootstrap_command`) reads this file's text from a sealed memfd
+               the parent passes as FD, closes it and runs the text in `__main__`: what `-c <text>`
+               did, with a command line `ps` prints in one short line instead of this whole file
+               for every run. The text is run as `-c` does rather than from this file's path so
                that the program sees what it always saw: sys.path[0] is '' (its working directory,
                not this package's folder), sys.argv[0] is '-c' until the program's own argv is
                set, and no `__file__`, `__cached__` or source loader of this file is left in the
@@ -24,13 +28,14 @@ Per run:
                through the run's private mounts.
   fds          0, 1, 2: pipes to the parent (the program's stdin, stdout, stderr); STATUS_FD: the
                write end of the status pipe (`ready`, `exit <wait status> <cpu seconds>` or
-               `error <what>`, one per line); nothing else (close_fds).
+               `error <what>`, one per line); the text's memfd, which the stub closes before the
+               text runs; nothing else (close_fds).
   environment  only what the parent sets: PATH=/usr/bin:/bin, LANG and LC_ALL=C.UTF-8, HOME and
                TMPDIR (/tmp with namespaces, else the working directory), PYTHONDONTWRITEBYTECODE=1,
                PYTHONHASHSEED=0; working directory WORKDIR; a new session; root when the parent is.
 
 Fork server (`serve`):
-  command      `<python> -S -B -c <this file's text> serve SOCKET_FD OWNER` (built by
+  command      `<python> -S -B -c <stub> serve SOCKET_FD OWNER` (built by
                `sandbox._ForkServer`); OWNER names the harness process (`sandbox.workdir_owner`
                reads it), so that `ps` and the tests can tell whose runs these are.
   fds          0, 1, 2: /dev/null; SOCKET_FD: a SOCK_SEQPACKET unix socket to the harness. Each

@@ -13,7 +13,9 @@ Hooks used, all verl's own (nothing of verl is copied or patched):
 - ICE-POP: `algorithm.rollout_correction` (`rollout_is=token` with the bounds as its threshold:
   token weights exp(old - rollout), zero outside [tis_low, tis_high]; tests/test_verl_algos.py
   checks it equals the harness's `truncated_is_weights` bit for bit);
-- the reward: `reward.custom_reward_function` -> harness/backends/verl/reward.py;
+- the reward: `reward.custom_reward_function` -> harness/backends/verl/reward.py, with
+  `reward.num_workers` and each reward actor's scorer processes sized from `scoring.node_cpus`
+  (`reward_sizing`);
 - the periodic reference reset (`train.ref_reset_every` R): verl's own resume. The run becomes a
   chain of verl invocations ("segments") of R steps each (`segment_bounds`); segment k > 0 starts
   verl with `actor_rollout_ref.model.path` = the HF checkpoint segment k-1 saved at its last step
@@ -32,6 +34,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.backends.verl import reward as verl_reward
 from harness.config import Config, ConfigError
 from trainers.registry import arm_settings as registry_arm_settings
 
@@ -162,6 +165,29 @@ class VerlJob:
         return "\n".join(lines) + "\n"
 
 
+RESERVED_CPUS_PER_GPU = 2
+"""CPUs of a node left to each GPU's own processes (its FSDP worker, vLLM's engine core) when the
+reward actors are sized: they are busy while the rollout streams responses to the reward."""
+
+
+def reward_sizing(node_cpus: int, nodes: int, gpus_per_node: int) -> tuple[str, object, list[tuple[str, object]]]:
+    """The translation row that sizes verl's reward loop: `reward.num_workers` actors (verl places
+    them round-robin over the nodes, so `nodes` x per node) and the reward kwargs that size each
+    actor's scorer processes (harness/backends/verl/reward.py). With `node_cpus`: as few actors per
+    node as keep its scoring CPUs busy (an actor has at most 32 calls in flight), the CPUs shared
+    evenly; without: one actor per GPU, each sizing itself from its node's CPUs at run time."""
+    reserved = RESERVED_CPUS_PER_GPU * gpus_per_node
+    if node_cpus:
+        per_node, processes = verl_reward.workers_for(node_cpus, reserved)
+        value = f"{node_cpus} CPUs per node: {per_node} reward actor(s) per node, {processes} scorer processes each"
+    else:
+        per_node, processes = gpus_per_node, 0
+        value = f"not stated: {per_node} reward actors per node, scorer processes from each node's CPUs at run time"
+    kwargs = f"{{scorer_processes:{processes},workers_per_node:{per_node},reserved_cpus:{reserved}}}"
+    return ("scoring.node_cpus", value, [("reward.num_workers", nodes * per_node),
+                                         ("+reward.custom_reward_function.reward_kwargs", kwargs)])
+
+
 def arm_settings(cfg: Config):
     """The arm's resolved n, prompts per step and learning rate (the trainers' own rule)."""
     return registry_arm_settings(cfg.train, "--backend verl")
@@ -252,6 +278,7 @@ def compile_arm(cfg: Config, arm: str, *, model: str, train_file: Path, val_file
                                              ("data.prompt_key", "prompt"), ("data.reward_fn_key", "data_source")]),
         ("reward", "the suites' scorers, bounded", [("reward.custom_reward_function.path", str(reward_module)),
                                                     ("reward.custom_reward_function.name", REWARD_FUNCTION)]),
+        reward_sizing(cfg.scoring.node_cpus, nodes, gpus_per_node),
         ("cluster", f"{nodes} x {gpus_per_node}", [("trainer.nnodes", nodes), ("trainer.n_gpus_per_node", gpus_per_node)]),
         ("run", experiment, [("trainer.project_name", "harness"), ("trainer.experiment_name", experiment),
                              ("trainer.logger", "[console,file]"), ("trainer.default_local_dir", str(checkpoints)),
