@@ -95,7 +95,8 @@ def decode_flops_per_token(model) -> float:
 
 def bench_rollout(model, tokenizer, prompts: list[str], ns: list[int], samples: int, max_new_tokens: int,
                   rollout: RolloutConfig, repeats: int, engines: tuple[str, ...] = ("hf",), log=print,
-                  prompt_tokens: list[int] | None = None) -> list[dict]:
+                  prompt_tokens: list[int] | None = None, peak_flops: float | None = None,
+                  peak_label: str = "fp32") -> list[dict]:
     """Rows of {engine, n, prompts, prompt_tokens, samples_per_s, tokens_per_s, matmul_fraction}
     (medians over repeats), every engine at every N and prompt length in one run, on fixed-length
     samples: no stop token, so each sample is exactly `max_new_tokens` long and the engines produce
@@ -103,10 +104,12 @@ def bench_rollout(model, tokenizer, prompts: list[str], ns: list[int], samples: 
     with a start-up cost (vLLM) prints it on its own line, outside the rates. `prompt_tokens`: the
     prompts lengthened to at least each of these (`lengthen`); None keeps them as they are.
     `matmul_fraction`: decode FLOP/s (`decode_flops_per_token` x tokens/s) over the machine's
-    measured fp32 matrix-product rate. Ratios per prompt length are printed at the end."""
-    peak = matmul_peak_flops()
+    measured fp32 matrix-product rate, or over `peak_flops` when given (`bench rollout --shape`: the
+    rate measured in the model's dtype on its device, named by `peak_label`). Ratios per prompt length
+    are printed at the end."""
+    peak = peak_flops or matmul_peak_flops()
     per_token = decode_flops_per_token(model)
-    log(f"fp32 matrix-product peak {peak / 1e9:.1f} GFLOP/s ({torch.get_num_threads()} threads); "
+    log(f"{peak_label} matrix-product peak {peak / 1e9:.1f} GFLOP/s ({torch.get_num_threads()} threads); "
         f"{per_token / 1e6:.2f} MFLOP per decoded token")
     lengths = prompt_tokens or [0]
     limit = getattr(model.config, "max_position_embeddings", None)
