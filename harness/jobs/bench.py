@@ -316,9 +316,11 @@ def _memory_cell(r: dict) -> str:
     return f"{peak:>7,.0f} MB (+{peak - before:>6,.0f} MB) {r['seconds']:>6.1f} s"
 
 
-def shape_model(shape: TinyModelConfig, seed: int):
+def shape_model(shape: TinyModelConfig, seed: int, device: torch.device | str = "cpu"):
     """A randomly initialised Qwen2ForCausalLM of exactly `shape`, its vocab_size as the vocabulary
-    (no tokenizer), tied embeddings as the tiny base (`harness.jobs.tiny_model.build_model`)."""
+    (no tokenizer), tied embeddings as the tiny base (`harness.jobs.tiny_model.build_model`).
+    `device`: where the weights are made and initialised (a GPU initialises 1.5B weights in a
+    fraction of a second, a CPU in tens of seconds); the values differ between devices."""
     config = transformers.Qwen2Config(
         vocab_size=shape.vocab_size, hidden_size=shape.hidden_size, intermediate_size=shape.intermediate_size,
         num_hidden_layers=shape.num_hidden_layers, num_attention_heads=shape.num_attention_heads,
@@ -326,7 +328,8 @@ def shape_model(shape: TinyModelConfig, seed: int):
         tie_word_embeddings=True, bos_token_id=None, eos_token_id=None, pad_token_id=None,
     )
     torch.manual_seed(seed)
-    return transformers.Qwen2ForCausalLM(config)
+    with torch.device(device):
+        return transformers.Qwen2ForCausalLM(config)
 
 
 def _peak_rss_mb() -> float:
@@ -356,7 +359,7 @@ def _update_memory_child(profile: str, length: int, chunk: int, overrides: list[
         torch.set_num_threads(cfg.torch_threads)
     t = cfg.train
     device = resolve_device(cfg.rollout.device)
-    model = shape_model(cfg.bootstrap.model, cfg.seed).to(device=device, dtype=getattr(torch, t.dtype)).train()
+    model = shape_model(cfg.bootstrap.model, cfg.seed, device).to(device=device, dtype=getattr(torch, t.dtype)).train()
     if t.gradient_checkpointing:
         enable_gradient_checkpointing(model)
     vocab = model.config.vocab_size

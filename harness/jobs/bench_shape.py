@@ -16,7 +16,7 @@ datasets or lm-eval.
 `rollout.dtype` on `rollout.device`), the peak the other figures are a share of: the best of
 `--repeats` timings of a batch of products of two size x size matrices, after a warm-up.
 
-`rollout --shape`: `bench.bench_rollout` on that model: the `hf` engine beside transformers' own
+`rollout --shape`: `bench.bench_rollout` on that model, after a small untimed warm-up: the `hf` engine beside transformers' own
 `generate(num_return_sequences=N)`, fixed-length responses (no stop token), prompts of exactly
 `--prompt-tokens` random tokens, prompts per N = samples / N; the model in `rollout.dtype`, and decode
 FLOP/s (`bench.decode_flops_per_token` x tokens/s) over the matrix-product peak measured here in the
@@ -107,12 +107,14 @@ def bench_rollout_shape(profile: str, overrides: list[str], ns: list[int], sampl
         torch.set_num_threads(cfg.torch_threads)
     shape, device, dtype = cfg.bootstrap.model, resolve_device(cfg.rollout.device), getattr(torch, cfg.rollout.dtype)
     peak = matmul_peak(device, dtype)
-    model = shape_model(shape, cfg.seed).to(device=device, dtype=dtype).eval()
+    model = shape_model(shape, cfg.seed, device).to(device=device, dtype=dtype).eval()
     tokenizer = word_tokenizer(shape.vocab_size)
     prompts = random_prompts(shape.vocab_size, max(1, samples // min(ns)), prompt_tokens, cfg.seed)
     log(f"random Qwen2: hidden {shape.hidden_size}, {shape.num_hidden_layers} blocks, vocabulary {shape.vocab_size:,}, "
         f"{sum(p.numel() for p in model.parameters()) / 1e6:,.1f}M parameters in {cfg.rollout.dtype} on {device}; "
         f"{samples} samples x exactly {max_new_tokens} new tokens per N, prompts of {prompt_tokens} random tokens, median of {repeats}")
+    # untimed: the first generation pays one-time costs (CUDA kernels and their choice, allocator growth)
+    bench_rollout(model, tokenizer, prompts[:1], [2], 2, 4, cfg.rollout, 1, log=lambda _: None, peak_flops=peak["flops"])
     rows = bench_rollout(model, tokenizer, prompts, ns, samples, max_new_tokens, cfg.rollout, repeats, log=log,
                          peak_flops=peak["flops"], peak_label=f"{peak['dtype']} ({device.type}, measured)")
     for r in rows:
@@ -168,7 +170,7 @@ def bench_update_shape(profile: str, overrides: list[str], n: list[int] | None, 
         torch.set_num_threads(cfg.torch_threads)
     shape, t, device = cfg.bootstrap.model, cfg.train, resolve_device(cfg.rollout.device)
     peak = matmul_peak(device, getattr(torch, t.autocast_dtype or t.dtype))
-    model = shape_model(shape, cfg.seed).to(device=device, dtype=getattr(torch, t.dtype)).train()
+    model = shape_model(shape, cfg.seed, device).to(device=device, dtype=getattr(torch, t.dtype)).train()
     if t.gradient_checkpointing:
         enable_gradient_checkpointing(model)
     weights = matmul_weights(model)
