@@ -483,6 +483,10 @@ def _bench_out(args, cfg, found: dict) -> int:
 
 
 def cmd_bench(args) -> int:
+    if (args.shape or args.what == "matmul") and args.what not in SHAPE_BENCHES:
+        raise ConfigError(f"--shape is for bench {', '.join(SHAPE_BENCHES[:-1])}; not for bench {args.what}")
+    if args.out is not None and not (args.shape or args.what == "matmul"):
+        raise ConfigError("--out is for bench --shape and bench matmul")
     # the benchmarks that train on the profile's base need what training needs (--shape builds its own model)
     # --shape builds its own random model and prompts: no base, no suites
     cfg = _setup(args, training=args.what in ("memory", "update", "step") and not args.shape, suites=not (args.shape or args.what == "matmul"))
@@ -492,10 +496,6 @@ def cmd_bench(args) -> int:
         _positive_ints(f"{args.samples},{args.repeats}", "--samples/--repeats")
         bench_sandbox(cfg, args.samples, args.repeats)
         return 0
-    if (args.shape or args.what == "matmul") and args.what not in SHAPE_BENCHES:
-        raise ConfigError(f"--shape is for bench {', '.join(SHAPE_BENCHES[:-1])}; not for bench {args.what}")
-    if args.out is not None and not (args.shape or args.what == "matmul"):
-        raise ConfigError("--out is for bench --shape and bench matmul")
     if args.what == "matmul":
         from harness.jobs.bench_shape import bench_matmul
 
