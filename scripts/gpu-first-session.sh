@@ -29,8 +29,11 @@ mkdir -p "$OUT_DIR"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 if compgen -G ".whl/*.whl" >/dev/null; then
+    # pure-Python wheels: pip puts them in a folder of their own; without pip, unzipping them does the same
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --disable-pip-version-check \
-        --target "$WORK/site" .whl/*.whl || echo "installing .whl/*.whl failed: the steps that need them will say so"
+        --target "$WORK/site" .whl/*.whl \
+        || python3 -c "import sys, zipfile; [zipfile.ZipFile(w).extractall(sys.argv[1]) for w in sys.argv[2:]]" "$WORK/site" .whl/*.whl \
+        || echo "installing .whl/*.whl failed: the steps that need them will say so"
     export PYTHONPATH="$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false

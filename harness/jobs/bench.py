@@ -5,6 +5,8 @@
     harness bench memory --profile shape-1.5b --shape [--lengths 1024,2048,4096] [key=value ...]
     harness bench update --profile smoke [--repeats 3] [key=value ...]
 
+(`rollout --shape`, `update --shape` and `matmul` live in harness/jobs/bench_shape.py, `step` in bench_step.py.)
+
 `rollout`: generation throughput of the `hf` engine at several N for the same number of samples
 (prompts = samples / N), next to plain `model.generate(num_return_sequences=N)`, which re-encodes
 each prompt N times. Median of `--repeats` runs; prompts come from the profile's eval split.
@@ -184,7 +186,7 @@ def _bench_generate(model, tokenizer, prompts, n, max_new_tokens, max_batch_sequ
         start = time.perf_counter()
         produced = tokens = 0
         for i in range(0, len(prompts), per_call):
-            batch = tokenizer(prompts[i:i + per_call], return_tensors="pt", padding=True, add_special_tokens=False)
+            batch = tokenizer(prompts[i:i + per_call], return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
             out = model.generate(
                 **batch, do_sample=True, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=max_new_tokens,
                 num_return_sequences=n, pad_token_id=tokenizer.pad_token_id, min_new_tokens=max_new_tokens,
