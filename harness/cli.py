@@ -9,6 +9,8 @@
     harness regress --profile smoke [--update] [--fail-fast]
     harness bench rollout|memory|update|sandbox --profile P [--engines hf,vllm]
     harness bench reward --profile P [--responses 384] [--workers 1,2] [--nodes 8 --node-cpus 112 --gpus-per-node 8]
+    harness bench rollout|memory|update|step --shape --profile shape-1.5b [--out FILE] [key=value ...]
+    harness bench matmul --profile shape-1.5b [--size 8192] [--out FILE]
     harness bench step --profile P [--repeats 3] [--n A[,B]] [--prompts-per-step A[,B]] [--shape [--prompt-tokens 256]]
     harness plan --profile prorlv2-1.5b [--gpu-memory-gib 80] [--gpu-tokens T]
     harness simulate [--vocab V] [--correct C] [--steps S] [--n 4,8,16,512,51200] [--lr LR] [--init zeros] [--out DIR]
@@ -126,14 +128,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_regress)
 
     p = sub.add_parser("bench", help="benchmarks that print their figures")
-    p.add_argument("what", choices=["rollout", "memory", "update", "step", "sandbox", "reward"],
+    p.add_argument("what", choices=["rollout", "memory", "update", "step", "sandbox", "reward", "matmul"],
                    help="rollout: generation throughput at several N; memory: peak memory of one RL step at N=16 "
                    "and N=512; update: one policy update at N=16 and N=512, per-sample vs shared-prompt; "
                    "step: one RL step of each arm, phase by phase (generate, score, sync, logprob passes, update); "
                    "sandbox: executions/s of trivial programs and tiny code responses scored/s in the code "
                    "sandbox, each run starting its own interpreter vs started by the fork server; reward: verl's reward "
                    "path on a sample of one BroRL step's responses, samples/s per CPU at each --workers, projected minutes "
-                   "per step on --nodes x --node-cpus")
+                   "per step on --nodes x --node-cpus; matmul: the measured "
+                   "matrix-product peak in the profile's rollout dtype on its rollout device")
     p.add_argument("--checkpoint", default="base", help="model to generate with / step: to start from (default: the profile's base)")
     p.add_argument("--n", default=None, help="rollout: comma-separated samples per prompt (default: 16,512); step: rollouts "
                    "per prompt, one value for both arms or prorl,brorl (default: the recipes')")
@@ -150,7 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shape", action="store_true",
                    help="memory: one policy update at each --lengths on a randomly initialised model of the profile's "
                    "bootstrap.model shape (nothing bootstrapped), output layer unchunked vs chunked (e.g. shape-1.5b); "
-                   "step: one step's compute and memory per phase at that shape (random prompts, no scoring)")
+                   "step: one step's compute and memory per phase at that shape (random prompts, no scoring); "
+                   "rollout: hf engine vs transformers generate at that shape, random prompts of --prompt-tokens "
+                   "(default 256); update: one update per arm at that shape, per-sample vs shared-prompt, and its MFU "
+                   "(harness/jobs/bench_shape.py). No suite is built, so none of the suites' packages is needed")
     p.add_argument("--lengths", default="1024,2048,4096", help="memory --shape: comma-separated response lengths")
     p.add_argument("--responses", type=int, default=384, help="reward: responses in the sample of one BroRL step")
     p.add_argument("--workers", default="1,2", help="reward: comma-separated reward actor counts, side by side")
@@ -159,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus-per-node", type=int, default=8, help="reward: GPUs per projected node")
     p.add_argument("--response-chars", type=int, default=4000, help="reward: characters of reasoning before each answer")
     p.add_argument("--tokenizer", default=None, help="reward, with verl installed: a local tokenizer folder for verl's decode")
+    p.add_argument("--size", type=int, default=None, help="matmul: matrix side (default: 8192 on CUDA, 1024 on a CPU)")
+    p.add_argument("--out", default=None, help="--shape and matmul: also write the rows as JSON to this file (atomically), "
+                   "with the provenance (commit, packages, machine)")
     common(p)
     p.set_defaults(func=cmd_bench)
 
@@ -198,19 +207,23 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _setup(args, recipe: str | None = None, training: bool = False, local_engine: bool = True):
+def _setup(args, recipe: str | None = None, training: bool = False, local_engine: bool = True, suites: bool = True):
     """The validated config of a command, and the process set up for it (threads, quiet logs).
     `training`: the command trains (train, compare), so the profile's hardware requirement is checked first.
-    `local_engine`: the command generates here, so the profile's rollout engine must be installed."""
+    `local_engine`: the command generates here, so the profile's rollout engine must be installed.
+    `suites`: the command builds suites, so the profile's suite settings are checked (which imports
+    reasoning-gym); a command that builds none (`bench --shape`) runs without the suites' packages."""
     cfg = load_config(args.profile, args.overrides, recipe=recipe)
     if training:
         from harness.jobs.train import check_requirements  # lazy: the CLI imports a command's modules only when it runs
 
         check_requirements(cfg)
     from harness.rollout import check_engine  # lazy: the CLI imports a command's modules only when it runs
-    from suites import check_suites
 
-    check_suites(cfg.suites)
+    if suites:
+        from suites import check_suites  # lazy: the CLI imports a command's modules only when it runs
+
+        check_suites(cfg.suites)
     if local_engine:
         check_engine(cfg.rollout)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -460,10 +473,34 @@ def _positive_ints(text: str, option: str) -> list[int]:
     return values
 
 
+SHAPE_BENCHES = ("rollout", "memory", "update", "step", "matmul")
+"""The benchmarks that run at a model shape (`--shape`; matmul needs no model): none builds a suite."""
+
+
+def _bench_out(args, cfg, found: dict) -> int:
+    """`--out FILE`: the benchmark's result and its provenance, written atomically; 0 (the exit status)."""
+    if args.out:
+        import dataclasses
+
+        from harness import provenance
+        from harness.runs import write_json_atomic
+
+        record = {"bench": args.what, "shape": args.shape, "profile": cfg.profile, "overrides": list(args.overrides), **found,
+                  "shape_model": dataclasses.asdict(cfg.bootstrap.model), "provenance": provenance.collect(seed=cfg.seed)}
+        write_json_atomic(args.out, record)
+        print(f"wrote {args.out}")
+    return 0
+
+
 def cmd_bench(args) -> int:
+    if (args.shape or args.what == "matmul") and args.what not in SHAPE_BENCHES:
+        raise ConfigError(f"--shape is for bench {', '.join(SHAPE_BENCHES[:-1])}; not for bench {args.what}")
+    if args.out is not None and not (args.shape or args.what == "matmul"):
+        raise ConfigError("--out is for bench --shape and bench matmul")
     # the benchmarks that train on the profile's base need what training needs (--shape builds its own model)
+    # --shape builds its own random model and prompts: no base, no suites; reward: nothing is generated
     cfg = _setup(args, training=args.what in ("memory", "update", "step") and not args.shape,
-                 local_engine=args.what != "reward")  # reward: nothing is generated
+                 local_engine=args.what != "reward", suites=not (args.shape or args.what == "matmul"))
     if args.what == "sandbox":
         from harness.jobs.bench_sandbox import bench_sandbox
 
@@ -479,14 +516,33 @@ def cmd_bench(args) -> int:
         bench_reward(args.profile, args.overrides, args.responses, workers, args.nodes, args.node_cpus, args.gpus_per_node,
                      args.response_chars, args.tokenizer)
         return 0
+    if args.what == "matmul":
+        from harness.jobs.bench_shape import bench_matmul
+
+        _positive_ints(str(args.repeats), "--repeats")
+        return _bench_out(args, cfg, bench_matmul(args.profile, args.overrides, args.size, args.repeats))
     if args.what == "memory" and args.shape:
         from harness.jobs.bench import bench_update_memory
 
         lengths = _positive_ints(args.lengths, "--lengths")
         print(f"one policy update (forward + backward of the loss) per response length, profile {cfg.profile}, "
               "each in its own process")
-        bench_update_memory(args.profile, args.overrides, lengths)
-        return 0
+        return _bench_out(args, cfg, {"rows": bench_update_memory(args.profile, args.overrides, lengths)})
+    if args.what in ("rollout", "update") and args.shape:
+        from harness.jobs.bench_shape import bench_rollout_shape, bench_update_shape
+
+        prompt_tokens = _positive_ints(args.prompt_tokens or "256", "--prompt-tokens")
+        if len(prompt_tokens) != 1:
+            raise ConfigError(f"invalid value for --prompt-tokens: {args.prompt_tokens!r}; --shape takes one length")
+        _positive_ints(f"{args.samples},{args.max_new_tokens},{args.repeats}", "--samples/--max-new-tokens/--repeats")
+        if args.what == "rollout":
+            found = bench_rollout_shape(args.profile, args.overrides, _positive_ints(args.n or "16,512", "--n"), args.samples,
+                                        prompt_tokens[0], args.max_new_tokens, args.repeats)
+        else:
+            n = _positive_ints(args.n, "--n") if args.n is not None else None
+            k = _positive_ints(args.prompts_per_step, "--prompts-per-step") if args.prompts_per_step is not None else None
+            found = bench_update_shape(args.profile, args.overrides, n, k, prompt_tokens[0], args.max_new_tokens, args.repeats)
+        return _bench_out(args, cfg, found)
     if args.what == "memory":
         from harness.jobs.bench import bench_memory
 
@@ -513,6 +569,7 @@ def cmd_bench(args) -> int:
             _positive_ints(str(value), option)
         if args.shape:
             rows = bench_step_shape(args.profile, args.overrides, n, k, int(prompt_tokens), args.max_new_tokens, args.repeats)
+            _bench_out(args, cfg, {"rows": rows})
             return 1 if any("error" in r for r in rows) else 0
         base = None if args.checkpoint == "base" else _checkpoint(cfg, args.checkpoint, args.quiet)
         print(f"one RL step per arm, profile {cfg.profile}, base {base or 'of the profile'}: median step of {args.repeats} "

@@ -35,16 +35,20 @@ def procedural_registry(domain: str) -> dict:
     return tiny_math.TASKS if domain == "math" else tiny_code.TASKS
 
 
-def check_suites(suites: SuitesConfig) -> None:
+def check_suites(suites: SuitesConfig, reasoning_gym: bool = True) -> None:
     """Refuse, in one line (ConfigError), a task name no suite knows: reasoning-gym datasets and the
     tiny procedural tasks of `math` and `code`; and (DatasetError) training data of `math` and `code`
     that is missing, of an unknown format, empty or without the needed columns in its first row
-    (`train_data.check_source`; the full read comes on first use). The commands call it right after
-    loading a profile, before anything is written; `build_suite` calls it too."""
-    from suites.reasoning_gym import check_task_name  # lazy: reasoning_gym takes seconds to import
+    (`train_data.check_source`; the full read comes on first use). `reasoning_gym`: check its task
+    names too (importing reasoning-gym). The commands that build suites call it right after loading
+    a profile, before anything is written (commands that build none, such as `plan` and `bench
+    --shape`, do not, so they run without reasoning-gym); `build_suite` calls it, checking
+    reasoning-gym's names only when it builds that suite."""
+    if reasoning_gym:
+        from suites.reasoning_gym import check_task_name  # lazy: reasoning_gym takes seconds to import
 
-    for task in suites.reasoning_gym.tasks:
-        check_task_name(task.name)
+        for task in suites.reasoning_gym.tasks:
+            check_task_name(task.name)
     for domain in ("math", "code"):
         registry = procedural_registry(domain)
         for i, task in enumerate(getattr(suites, domain).tasks):
@@ -62,13 +66,14 @@ def check_suites(suites: SuitesConfig) -> None:
 def build_suite(name: str, suites: SuitesConfig, seed: int) -> Suite:
     """The suite `name` as the `suites` section defines it; `seed` (the profile's master seed)
     fixes its items and their split."""
-    check_suites(suites)
+    check_suites(suites, reasoning_gym=name == "reasoning_gym")
     if name == "reasoning_gym":
         from suites.reasoning_gym import ReasoningGymSuite  # lazy: reasoning_gym takes seconds to import
 
         return ReasoningGymSuite.from_config(suites.reasoning_gym, seed=seed)
     if name == "math":
         cfg = suites.math
+        math.load_verifier()
         if cfg.source == "procedural":
             return tiny_math.TinyMathSuite(
                 [(t.name, tiny_math.task_generator(t.name, t.config)) for t in cfg.tasks], seed, cfg.heldout_fraction)

@@ -36,8 +36,6 @@ import re
 import signal
 from pathlib import Path
 
-from math_verify import parse, verify
-
 from suites.base import Item, ScoreResult
 from suites.jsonl import read_jsonl
 
@@ -139,6 +137,26 @@ def _parse_boxed(answer: str) -> list:
     if scientific:
         answer = f"{scientific.group(1)} \\times 10^{{{scientific.group(2)}}}"
     return parse(f"\\boxed{{{answer}}}", parsing_timeout=None, raise_on_error=True)
+
+
+def load_verifier():
+    """The math_verify module, imported on first use: importing this suite (as every command that
+    imports the trainers does) needs no math-verify, only scoring does. `build_suite` calls it when
+    it builds a math suite, so a missing math-verify is an error there, and the scorer pool's forked
+    workers inherit the import instead of paying for it inside their first bounded call."""
+    import math_verify  # lazy: only scoring needs it (`harness plan`, `bench --shape` run without it)
+
+    return math_verify
+
+
+def parse(*args, **kwargs):
+    """math_verify.parse (imported on first use: `load_verifier`)."""
+    return load_verifier().parse(*args, **kwargs)
+
+
+def verify(*args, **kwargs):
+    """math_verify.verify (imported on first use: `load_verifier`)."""
+    return load_verifier().verify(*args, **kwargs)
 
 
 def _pool_timer_armed() -> bool:

@@ -5,6 +5,8 @@
     harness bench memory --profile shape-1.5b --shape [--lengths 1024,2048,4096] [key=value ...]
     harness bench update --profile smoke [--repeats 3] [key=value ...]
 
+(`rollout --shape`, `update --shape` and `matmul` live in harness/jobs/bench_shape.py, `step` in bench_step.py.)
+
 `rollout`: generation throughput of the `hf` engine at several N for the same number of samples
 (prompts = samples / N), next to plain `model.generate(num_return_sequences=N)`, which re-encodes
 each prompt N times. Median of `--repeats` runs; prompts come from the profile's eval split.
@@ -95,7 +97,8 @@ def decode_flops_per_token(model) -> float:
 
 def bench_rollout(model, tokenizer, prompts: list[str], ns: list[int], samples: int, max_new_tokens: int,
                   rollout: RolloutConfig, repeats: int, engines: tuple[str, ...] = ("hf",), log=print,
-                  prompt_tokens: list[int] | None = None) -> list[dict]:
+                  prompt_tokens: list[int] | None = None, peak_flops: float | None = None,
+                  peak_label: str = "fp32") -> list[dict]:
     """Rows of {engine, n, prompts, prompt_tokens, samples_per_s, tokens_per_s, matmul_fraction}
     (medians over repeats), every engine at every N and prompt length in one run, on fixed-length
     samples: no stop token, so each sample is exactly `max_new_tokens` long and the engines produce
@@ -103,10 +106,12 @@ def bench_rollout(model, tokenizer, prompts: list[str], ns: list[int], samples: 
     with a start-up cost (vLLM) prints it on its own line, outside the rates. `prompt_tokens`: the
     prompts lengthened to at least each of these (`lengthen`); None keeps them as they are.
     `matmul_fraction`: decode FLOP/s (`decode_flops_per_token` x tokens/s) over the machine's
-    measured fp32 matrix-product rate. Ratios per prompt length are printed at the end."""
-    peak = matmul_peak_flops()
+    measured fp32 matrix-product rate, or over `peak_flops` when given (`bench rollout --shape`: the
+    rate measured in the model's dtype on its device, named by `peak_label`). Ratios per prompt length
+    are printed at the end."""
+    peak = peak_flops or matmul_peak_flops()
     per_token = decode_flops_per_token(model)
-    log(f"fp32 matrix-product peak {peak / 1e9:.1f} GFLOP/s ({torch.get_num_threads()} threads); "
+    log(f"{peak_label} matrix-product peak {peak / 1e9:.1f} GFLOP/s ({torch.get_num_threads()} threads); "
         f"{per_token / 1e6:.2f} MFLOP per decoded token")
     lengths = prompt_tokens or [0]
     limit = getattr(model.config, "max_position_embeddings", None)
@@ -181,7 +186,7 @@ def _bench_generate(model, tokenizer, prompts, n, max_new_tokens, max_batch_sequ
         start = time.perf_counter()
         produced = tokens = 0
         for i in range(0, len(prompts), per_call):
-            batch = tokenizer(prompts[i:i + per_call], return_tensors="pt", padding=True, add_special_tokens=False)
+            batch = tokenizer(prompts[i:i + per_call], return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
             out = model.generate(
                 **batch, do_sample=True, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=max_new_tokens,
                 num_return_sequences=n, pad_token_id=tokenizer.pad_token_id, min_new_tokens=max_new_tokens,
@@ -313,9 +318,11 @@ def _memory_cell(r: dict) -> str:
     return f"{peak:>7,.0f} MB (+{peak - before:>6,.0f} MB) {r['seconds']:>6.1f} s"
 
 
-def shape_model(shape: TinyModelConfig, seed: int):
+def shape_model(shape: TinyModelConfig, seed: int, device: torch.device | str = "cpu"):
     """A randomly initialised Qwen2ForCausalLM of exactly `shape`, its vocab_size as the vocabulary
-    (no tokenizer), tied embeddings as the tiny base (`harness.jobs.tiny_model.build_model`)."""
+    (no tokenizer), tied embeddings as the tiny base (`harness.jobs.tiny_model.build_model`).
+    `device`: where the weights are made and initialised (a GPU initialises 1.5B weights in a
+    fraction of a second, a CPU in tens of seconds); the values differ between devices."""
     config = transformers.Qwen2Config(
         vocab_size=shape.vocab_size, hidden_size=shape.hidden_size, intermediate_size=shape.intermediate_size,
         num_hidden_layers=shape.num_hidden_layers, num_attention_heads=shape.num_attention_heads,
@@ -323,7 +330,8 @@ def shape_model(shape: TinyModelConfig, seed: int):
         tie_word_embeddings=True, bos_token_id=None, eos_token_id=None, pad_token_id=None,
     )
     torch.manual_seed(seed)
-    return transformers.Qwen2ForCausalLM(config)
+    with torch.device(device):
+        return transformers.Qwen2ForCausalLM(config)
 
 
 def _peak_rss_mb() -> float:
@@ -353,7 +361,7 @@ def _update_memory_child(profile: str, length: int, chunk: int, overrides: list[
         torch.set_num_threads(cfg.torch_threads)
     t = cfg.train
     device = resolve_device(cfg.rollout.device)
-    model = shape_model(cfg.bootstrap.model, cfg.seed).to(device=device, dtype=getattr(torch, t.dtype)).train()
+    model = shape_model(cfg.bootstrap.model, cfg.seed, device).to(device=device, dtype=getattr(torch, t.dtype)).train()
     if t.gradient_checkpointing:
         enable_gradient_checkpointing(model)
     vocab = model.config.vocab_size

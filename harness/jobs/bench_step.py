@@ -240,7 +240,7 @@ def _shape_arm(profile: str, recipe: str, overrides: list[str], n: int | None, p
     try:
         meter.current = "build"
         tokenizer = word_tokenizer(shape.vocab_size)
-        policy = shape_model(shape, cfg.seed).to(device=device, dtype=getattr(torch, t.dtype)).train()
+        policy = shape_model(shape, cfg.seed, device).to(device=device, dtype=getattr(torch, t.dtype)).train()
         reference = copy.deepcopy(policy).eval().requires_grad_(False)  # the trainer holds one whatever kl_coef
         if t.gradient_checkpointing:
             enable_gradient_checkpointing(policy)
