@@ -13,7 +13,8 @@
     harness bench matmul --profile shape-1.5b [--size 8192] [--out FILE]
     harness bench step --profile P [--repeats 3] [--n A[,B]] [--prompts-per-step A[,B]] [--shape [--prompt-tokens 256]]
     harness plan --profile prorlv2-1.5b [--gpu-memory-gib 80] [--gpu-tokens T]
-    harness simulate [--vocab V] [--correct C] [--steps S] [--n 4,8,16,512,51200] [--lr LR] [--init zeros] [--out DIR]
+    harness simulate [--objective linear|logprob] [--init seeded|zeros|normal:S] [--anchor correct|incorrect] [--n 4,8,16,512,51200]
+                     [--optimizer adamw|sgd] [--lr LR] [--eps E] [--weight-decay WD] [--seed S] [--out DIR]
 
 Overrides are dotted config keys (harness/config/schema.py), e.g. `eval.k=4 rollout.device=cpu`.
 Bad input (any `harness.config.UserError`: unknown profile, key or value, a missing checkpoint, a
@@ -171,16 +172,23 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("simulate", help="the BroRL paper's toy simulation (Sec. 2): Q_pos and the terms of its change, per N")
+    p = sub.add_parser("simulate", help="the BroRL paper's toy simulation (Sec. 2, 4.1), its settings by default: "
+                                        "Q_pos, the per-token panels and the terms of ΔQ_pos, per N")
     p.add_argument("--vocab", type=int, default=128_000, help="vocabulary size (default: 128000)")
     p.add_argument("--correct", type=int, default=10_000, help="correct tokens, ids 0..C-1 (default: 10000)")
     p.add_argument("--steps", type=int, default=1_000, help="optimizer steps per N (default: 1000)")
     p.add_argument("--n", default="4,8,16,512,51200", help="comma-separated rollouts per step (default: 4,8,16,512,51200)")
     p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default: 1e-3)")
-    p.add_argument("--optimizer", default="adamw", help="adamw or sgd (default: adamw)")
+    p.add_argument("--optimizer", default="adamw", help="adamw or sgd (plain, no momentum) (default: adamw)")
+    p.add_argument("--eps", type=float, default=1e-8, help="AdamW's epsilon (default: 1e-8, torch's; the paper does not say)")
     p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW's decoupled decay / SGD's L2 (default: 0.01, torch's AdamW default)")
+    p.add_argument("--objective", default="linear",
+                   help="linear: the paper's surrogate -(1/N) sum a_n p(y_n) (default); logprob: the policy-gradient loss -(1/N) sum a_n log p(y_n)")
     p.add_argument("--baseline", default="mean", help="mean: advantage = reward - batch mean (default); none: raw rewards")
-    p.add_argument("--init", default="zeros", help="logit initialisation: zeros (default) or normal:S (iid N(0, S^2))")
+    p.add_argument("--init", default="seeded",
+                   help="logit initialisation: seeded (the paper's: 3 on the correct set, one anchor at 5, else 0; default), zeros, or normal:S")
+    p.add_argument("--anchor", default="correct",
+                   help="seeded init's anchor token: correct (token 0, default) or incorrect (token C); the paper does not say")
     p.add_argument("--seed", type=int, default=0, help="seeds the initial logits and each N's sampling (default: 0)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default: 1; the work is vector ops on V logits, which extra threads on a shared CPU slowed 10x)")
@@ -609,14 +617,15 @@ def cmd_simulate(args) -> int:
     from pathlib import Path
 
     from harness import provenance
-    from harness.jobs.simulate import FIGURE_FILE, SimSettings, check_settings, format_table, simulate, write_result
+    from harness.jobs.simulate import SimSettings, check_settings, format_table, simulate, write_result
     from harness.report.simulation import render_simulation_figure
+    from harness.runs import SIM_FIGURE_FILE
 
     if args.overrides:
         raise ConfigError(f"harness simulate takes no key=value overrides (got {args.overrides[0]!r}); use its options (see --help)")
     settings = SimSettings(vocab=args.vocab, correct=args.correct, steps=args.steps, ns=tuple(_positive_ints(args.n, "--n")),
-                           lr=args.lr, optimizer=args.optimizer, weight_decay=args.weight_decay, baseline=args.baseline,
-                           init=args.init, seed=args.seed)
+                           lr=args.lr, optimizer=args.optimizer, eps=args.eps, weight_decay=args.weight_decay,
+                           objective=args.objective, baseline=args.baseline, init=args.init, anchor=args.anchor, seed=args.seed)
     check_settings(settings)  # every bad value is one line, before anything runs or is written
     _positive_ints(str(args.threads), "--threads")
     import torch
@@ -626,7 +635,7 @@ def cmd_simulate(args) -> int:
     out = Path(args.out) if args.out else Path("results/runs") / f"{stamp}-simulate"
     result = simulate(settings, log=None if args.quiet else _log)
     paths = write_result(result, out, provenance.collect(seed=settings.seed))
-    figure = render_simulation_figure(result, out / FIGURE_FILE)
+    figure = render_simulation_figure(result, out / SIM_FIGURE_FILE)
     print(format_table(result))
     print(f"wrote {paths[0]}, {paths[1]}, {figure}")
     return 0

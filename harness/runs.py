@@ -156,6 +156,16 @@ EARLY = "early"
 steps beside 3,000)."""
 
 
+# --- a toy simulation (`harness simulate`) -----------------------------------------------------
+
+SIM_RESULT_FILE = "simulation.json"
+"""Settings, the per-N table and per-step series, provenance: what the figure is drawn from."""
+SIM_TABLE_FILE = "table.md"
+"""The per-N tables as printed."""
+SIM_FIGURE_FILE = "simulation.png"
+"""The paper's three panels and the project's mass-balance panels."""
+
+
 # --- which command wrote a folder (for the one-line errors) ----------------------------------------
 
 COMPARISON_KEYS = ("arms", "seeds", "budget", "suites")

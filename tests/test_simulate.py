@@ -9,16 +9,23 @@ import pytest
 import torch
 
 from harness import cli
+from harness.config import UserError
 from harness.jobs.simulate import (
+    ANCHOR_LOGIT,
+    SEED_LOGIT,
     SimSettings,
     ToyRun,
     decompose,
     first_order_terms,
+    initial_logits,
+    linear_surrogate,
     mass_change,
     paper_terms,
     paper_update,
     simulate,
+    write_result,
 )
+from harness.report.simulation import sensitivity_table
 from tests.conftest import run_cli
 
 TERMS = ("sampled_pos", "sampled_neg", "unsampled")
@@ -36,9 +43,14 @@ def _q_pos(z: torch.Tensor, pos: torch.Tensor) -> float:
 
 @pytest.mark.parametrize("settings", [
     SimSettings(vocab=50, correct=5, steps=40, ns=(8,)),
+    SimSettings(vocab=50, correct=5, steps=40, ns=(8,), anchor="incorrect", eps=1e-16),
     SimSettings(vocab=50, correct=5, steps=40, ns=(3,), lr=0.3, init="normal:1", baseline="none"),
-    SimSettings(vocab=50, correct=20, steps=40, ns=(64,), lr=0.5, optimizer="sgd", weight_decay=0.1),
-], ids=["adamw", "adamw-big-lr-no-baseline", "sgd-decay"])
+    SimSettings(vocab=50, correct=20, steps=40, ns=(64,), lr=500.0, optimizer="sgd", weight_decay=1e-4),
+    SimSettings(vocab=50, correct=5, steps=40, ns=(8,), objective="logprob", init="zeros"),
+    SimSettings(vocab=50, correct=5, steps=40, ns=(3,), lr=0.3, init="normal:1", baseline="none", objective="logprob"),
+    SimSettings(vocab=50, correct=20, steps=40, ns=(64,), lr=0.5, optimizer="sgd", weight_decay=0.1, objective="logprob"),
+], ids=["linear-adamw", "linear-anchor-incorrect-eps", "linear-big-lr-no-baseline", "linear-sgd-decay",
+        "logprob-adamw", "logprob-big-lr-no-baseline", "logprob-sgd-decay"])
 def test_terms_add_up_to_the_measured_change(settings):
     run = ToyRun(settings, settings.ns[0])
     moved = 0
@@ -68,7 +80,7 @@ def test_one_sgd_step_by_hand():
     """V=3, token 0 correct, zero logits, plain SGD lr 0.5, draws: token 0 once, token 1 once.
     Rewards +1, -1, mean 0, advantages +1, -1: L = -(log pi_0 - log pi_1)/2, grad = -(e_0 - e_1)/2
     (the pi terms cancel), so dz = 0.5 * (0.5, -0.5, 0) and token 2 (unsampled) keeps its logit."""
-    s = SimSettings(vocab=3, correct=1, steps=1, ns=(2,), lr=0.5, optimizer="sgd", weight_decay=0.0)
+    s = SimSettings(vocab=3, correct=1, steps=1, ns=(2,), lr=0.5, optimizer="sgd", weight_decay=0.0, objective="logprob", init="zeros")
     run = ToyRun(s, 2)
     r = run.step(counts=torch.tensor([1.0, 1.0, 0.0], dtype=torch.float64))
     assert run.z.detach().tolist() == pytest.approx([0.25, -0.25, 0.0], abs=1e-15)
@@ -96,7 +108,7 @@ def test_adamw_steps_by_hand_and_momentum_moves_unsampled_logits():
     -lr g / (|g| + eps). Step 2 draws token 3 twice: every reward -1, no advantage, no gradient; tokens
     0 and 2 are unsampled yet move by their momentum and their weight decay."""
     lr, wd, eps = 0.01, 0.1, 1e-8
-    s = SimSettings(vocab=4, correct=1, steps=2, ns=(2,), lr=lr, weight_decay=wd)
+    s = SimSettings(vocab=4, correct=1, steps=2, ns=(2,), lr=lr, weight_decay=wd, objective="logprob", init="zeros")
     run = ToyRun(s, 2)
     run.step(counts=torch.tensor([1.0, 0.0, 1.0, 0.0], dtype=torch.float64))
     d = lr * 0.5 / (0.5 + eps)
@@ -149,8 +161,10 @@ def test_a_common_logit_shift_changes_no_mass_and_no_zero_sum_term():
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
 def test_with_the_batch_mean_baseline_and_no_decay_the_mass_never_falls(optimizer):
-    """The module docstring's sign argument: every gradient raises correct logits and lowers wrong ones."""
-    s = SimSettings(vocab=40, correct=8, steps=60, ns=(4,), lr=0.05, optimizer=optimizer, weight_decay=0.0, init="normal:1")
+    """The module docstring's sign argument for the log-probability loss: every gradient raises correct
+    logits and lowers wrong ones."""
+    s = SimSettings(vocab=40, correct=8, steps=60, ns=(4,), lr=0.05, optimizer=optimizer, weight_decay=0.0, init="normal:1",
+                    objective="logprob")
     run = ToyRun(s, 4)
     for _ in range(s.steps):
         r = run.step()
@@ -176,7 +190,10 @@ def test_cli_writes_the_table_the_series_and_the_figure(tmp_path):
     assert set(result["arms"]) == {"4", "16"}
     assert len(result["arms"]["4"]["series"]["dq_pos"]) == 12
     assert result["settings"]["vocab"] == 50 and result["provenance"]["seed"] == 0
-    assert (out / "table.md").read_text().startswith("toy simulation: V=50")
+    table = (out / "table.md").read_text()
+    assert table.startswith("toy simulation: objective linear, V=50") and "init seeded (anchor correct)" in table
+    assert "| 4 | 0.0% |" in table  # panel 2 starts at 0: no correct token has gained before the first step
+    assert len(result["arms"]["16"]["series"]["rose_share"]) == 12
     assert (out / "simulation.png").stat().st_size > 10_000
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
 
@@ -187,7 +204,11 @@ def test_cli_writes_the_table_the_series_and_the_figure(tmp_path):
     (["--n", "4,0"], "--n: '4,0'; expected comma-separated positive integers"),
     (["--steps", "0"], "--steps: 0; expected a positive integer"),
     (["--lr", "-1"], "--lr: -1; expected a positive number"),
-    (["--init", "uniform"], "--init: 'uniform'; expected zeros or normal:S"),
+    (["--init", "uniform"], "--init: 'uniform'; expected seeded, zeros or normal:S"),
+    (["--objective", "log"], "--objective: 'log'; valid: linear, logprob"),
+    (["--anchor", "none"], "--anchor: 'none'; valid: correct, incorrect"),
+    (["--eps", "0"], "--eps: 0; expected a positive number"),
+    (["--eps", "nan"], "--eps: nan"),
     (["--optimizer", "adam"], "--optimizer: 'adam'; valid: adamw, sgd"),
     (["--baseline", "median"], "--baseline: 'median'; valid: mean, none"),
     (["--weight-decay", "-0.1"], "--weight-decay: -0.1"),
@@ -206,3 +227,70 @@ def test_a_malformed_option_is_one_line_and_exit_2(tmp_path):
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "--vocab" in lines[0] and "many" in lines[0]
+
+
+def test_linear_surrogate_gradient_matches_finite_differences_and_the_papers_form():
+    """autograd's gradient of -(1/N) sum_j c_j a_j pi_j against central differences, and against the closed
+    form -(1/N) pi_k (c_k a_k - S), S = sum_n a_n pi_{y_n}: an unsampled logit gets (1/N) pi_k S, not 0."""
+    gen = torch.Generator().manual_seed(4)
+    z = torch.randn(30, generator=gen, dtype=torch.float64)
+    pos = torch.arange(30) < 7
+    counts = torch.zeros(30, dtype=torch.float64)
+    counts[[1, 3, 12, 20]] = torch.tensor([2.0, 1.0, 1.0, 3.0], dtype=torch.float64)  # N = 7, 3 correct draws
+    zg = z.clone().requires_grad_(True)
+    linear_surrogate(zg, counts, pos, "mean").backward()
+    h = 1e-6
+    numeric = torch.empty(30, dtype=torch.float64)
+    for k in range(30):
+        e = torch.zeros(30, dtype=torch.float64)
+        e[k] = h
+        numeric[k] = (linear_surrogate(z + e, counts, pos, "mean") - linear_surrogate(z - e, counts, pos, "mean")) / (2 * h)
+    assert torch.allclose(zg.grad, numeric, rtol=1e-7, atol=1e-12)
+    p = torch.softmax(z, dim=0)
+    reward = torch.where(pos, 1.0, -1.0).to(torch.float64)
+    a = reward - (counts * reward).sum() / counts.sum()
+    big_s = (counts * a * p).sum()
+    closed = -(p * (counts * a - big_s)) / counts.sum()
+    assert torch.allclose(zg.grad, closed, rtol=1e-12, atol=1e-18)
+    unsampled = counts == 0
+    assert (zg.grad[unsampled] != 0).all() and torch.allclose(zg.grad[unsampled], p[unsampled] * big_s / 7, rtol=1e-12)
+
+
+def test_seeded_initialisation_q_pos():
+    """Logits 3 on the 10,000 correct tokens, 5 on the anchor, 0 elsewhere, V = 128,000: Q_pos by hand."""
+    e3, e5 = math.exp(SEED_LOGIT), math.exp(ANCHOR_LOGIT)
+    want = {"correct": (9_999 * e3 + e5) / (9_999 * e3 + e5 + 118_000),
+            "incorrect": 10_000 * e3 / (10_000 * e3 + e5 + 117_999)}
+    for anchor, q in want.items():
+        z = initial_logits(SimSettings(anchor=anchor))
+        assert float(torch.softmax(z, dim=0)[:10_000].sum()) == pytest.approx(q, rel=1e-13)
+        assert (z[:10_000] >= 3).all() and int((z == 5).sum()) == 1
+    assert want["correct"] == pytest.approx(0.63008, abs=1e-5) and want["incorrect"] == pytest.approx(0.62964, abs=1e-5)
+
+
+def test_linear_sgd_step_is_the_papers_update_and_panels_are_per_token():
+    """Plain SGD on the linear surrogate moves logit k by (lr/N) pi_k (c_k a_k - S); the panels after it are
+    the share of correct tokens above their step-0 probability and the smallest change among them."""
+    s = SimSettings(vocab=6, correct=3, steps=1, ns=(4,), lr=2.0, optimizer="sgd", weight_decay=0.0, init="normal:1", seed=5)
+    run = ToyRun(s, 4)
+    z0 = run.z.detach().clone()
+    counts = torch.tensor([1.0, 0.0, 0.0, 2.0, 1.0, 0.0], dtype=torch.float64)
+    r = run.step(counts=counts)
+    p0 = torch.softmax(z0, dim=0)
+    a = torch.tensor([1.0, 1, 1, -1, -1, -1], dtype=torch.float64) - (1 - 3) / 4
+    big_s = float((counts * a * p0).sum())
+    assert (run.z.detach() - z0).tolist() == pytest.approx(((2.0 / 4) * p0 * (counts * a - big_s)).tolist(), rel=1e-12, abs=1e-16)
+    change = torch.softmax(run.z.detach(), dim=0)[:3] - p0[:3]
+    assert r["rose_share"] == pytest.approx(float((change > 0).double().mean()), abs=0)
+    assert r["worst_drop"] == pytest.approx(float(change.min()), rel=1e-12)
+    assert r["sampled_pos"] >= 0 and r["sampled_neg"] >= 0
+
+
+def test_sensitivity_table_reads_the_folders(tmp_path):
+    for label, eps in (("a", 1e-8), ("b", 1e-16)):
+        write_result(simulate(SimSettings(vocab=40, correct=4, steps=5, ns=(4, 8), eps=eps)), tmp_path / label)
+    table = sensitivity_table({"eps 1e-8": tmp_path / "a", "eps 1e-16": tmp_path / "b"}).splitlines()
+    assert table[0].startswith("| setting | Q_pos start | N=4: Q_pos end") and len(table) == 4
+    assert table[2].startswith("| eps 1e-8 |") and table[3].count("%") == 4
+    with pytest.raises(UserError, match="not a `harness simulate` result"):
+        sensitivity_table({"missing": tmp_path / "nothing"})

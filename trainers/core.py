@@ -209,6 +209,9 @@ def probe_mass_change(before: torch.Tensor, after: torch.Tensor) -> dict[str, fl
     logprob's change is the better-behaved number: the mean mass is dominated by the few items the
     policy already favours.
 
+    The update measured is the trainer's clipped log-probability objective, not the paper's linear
+    surrogate (docs/trainers.md, "Which loss's ΔQ_pos it measures").
+
     Returns probe_q_pos (mean mass after), probe_delta_q_pos (mean of after - before), probe_fell
     (share of items whose mass fell) and probe_logp_delta (mean change of the summed logprob)."""
     before, after = before.double(), after.double()

@@ -18,7 +18,10 @@ All randomness derives from (seed, step): the prompt order from (seed, epoch), s
 
 With `train.probe_every` on, every probe_every-th step that updates also measures, before and after
 its update, the policy's logprob of known-correct responses to a fixed set of training prompts
-(`probe_sequences`; the paper's Q_pos on the language model). The probe runs the update's own
+(`probe_sequences`; the paper's Q_pos on the language model). What it measures is the ΔQ_pos of
+this trainer's clipped log-probability objective (at ratio 1 its gradient is the log-prob policy
+gradient, `harness simulate --objective logprob`), not of the paper's surrogate that is linear in
+the probabilities (`--objective linear`; docs/trainers.md says how the two differ). The probe runs the update's own
 no-gradient logprob pass (`_logprobs`), draws no random number and is left out of the step's
 timings, so the run trains exactly as without it (tests/test_probe.py checks the weights and
 metrics bit for bit).

@@ -1,18 +1,32 @@
-"""`harness simulate`: the BroRL paper's toy simulation (Sec. 2), with the mass balance measured.
+"""`harness simulate`: the BroRL paper's toy simulation (Sec. 2, Sec. 4.1), with the mass balance measured.
 
 A softmax policy pi = softmax(z) over a vocabulary of V tokens (logits z in float64, the only
-parameters); the first C token ids (0..C-1) are the correct set P. With iid logit initialisations
-(zeros, or normal) the first C ids are as good as a random subset, and they keep the set the same
-for every V, seed and N. Each step draws N tokens from pi (with replacement), rewards +1 for a
-correct token and -1 otherwise, subtracts the batch-mean reward (advantage a_n = R_n - mean R), and
-takes one optimizer step (AdamW, lr 1e-3 by default) on the policy-gradient loss
+parameters); the first C token ids (0..C-1) are the correct set P. Each step draws N tokens from pi
+(with replacement), rewards +1 for a correct token and -1 otherwise, subtracts the batch-mean reward
+(advantage a_n = R_n - mean R; `baseline="none"` keeps the raw rewards), and takes one optimizer
+step (AdamW, lr 1e-3 by default) on one of two objectives (c_j: how often token j was drawn, a
+bincount, so a step costs O(V), not O(N)):
 
-    L(z) = -(1/N) sum_n a_n log pi_{y_n}(z) = -(1/N) sum_j c_j a_j log pi_j(z)
+- `linear` (the paper's, the default): the surrogate that is linear in the probabilities,
 
-where c_j is how often token j was drawn (a bincount: the gradient costs O(V), not O(N)).
-grad_j L = -(1/N) (c_j a_j - pi_j sum_n a_n); with the batch-mean baseline sum_n a_n = 0, so an
-unsampled token's logit gets no gradient at all (with `baseline="none"`, the paper's raw-reward
-analysis, it gets (1/N) pi_j sum_n R_n).
+      L(z) = -(1/N) sum_n a_n pi_{y_n}(z) = -(1/N) sum_j c_j a_j pi_j(z),
+      grad_k L = -(1/N) pi_k (c_k a_k - S),   S = sum_n a_n pi_{y_n},
+
+  so a plain gradient step is Δz_k = (η/N) pi_k (c_k a_k - S), the paper's
+  Δz_j = (η/N) p_j (R_j - S_R) (with counts and centred rewards). An unsampled token's logit gets
+  -(η/N) pi_k S, not zero: the unsampled coupling. S has the sign of the batch's reward-weighted
+  mass, so unsampled logits all move together, down when the batch "was good" (S > 0), and that
+  lowers Q_pos when the unsampled mass is mostly correct.
+- `logprob` (the policy-gradient loss, what `harness train` minimises, up to clipping):
+
+      L(z) = -(1/N) sum_n a_n log pi_{y_n}(z),   grad_k L = -(1/N) (c_k a_k - pi_k sum_n a_n);
+
+  with the batch-mean baseline sum_n a_n = 0, so an unsampled token's logit gets no gradient at all.
+
+The initial logits (`init`): `seeded` (the paper's: 0 everywhere, 3 on the correct set, one anchor
+logit at 5; the paper does not say whether the anchor is correct, so `anchor` picks token 0, the
+first correct one, or token C, the first incorrect one), `zeros` (uniform) or `normal:S` (iid
+N(0, S^2)). With iid or class-wise initial logits the first C ids are as good as any subset.
 
 What each step records
 ----------------------
@@ -25,12 +39,16 @@ after the optimizer step, computed without cancellation as
 pi-mean of Δz (a common shift of the logits changes nothing) and Q_neg = 1 - Q_pos summed on its
 own. This is Q_pos(z') - Q_pos(z) exactly, but a change of 1e-9 in a mass of 0.08 keeps ~15
 significant digits where subtracting the two masses would keep ~8, near Q_pos = 1 too.
+After the step it also records the paper's two per-token panels: the share of correct tokens whose
+probability is above its step-0 value (`rose_share`), and the worst change among correct tokens,
+min_i (pi_i - pi_i at step 0), absolute (`worst_drop`) and relative to pi_i at step 0 (`worst_rel_drop`).
 
 The decomposition: which tokens' logit changes made ΔQ_pos
 ----------------------------------------------------------
-Every token's logit may move (AdamW: momentum of earlier gradients and decoupled weight decay move
-unsampled tokens too), and every probability moves through the normalisation. The three terms are
-grouped by whose LOGIT change caused the mass change, along the straight path z(t) = z + t Δz:
+Every token's logit may move (the linear surrogate's gradient reaches every logit; AdamW's momentum
+and decoupled weight decay move unsampled tokens too), and every probability moves through the
+normalisation. The three terms are grouped by whose LOGIT change caused the mass change, along the
+straight path z(t) = z + t Δz:
 
     ΔQ_pos = ∫_0^1 ∇Q_pos(z(t)) · Δz dt = sum_j Δz_j W_j,   W_j = ∫_0^1 pi_j(t) (1[j in P] - Q_pos(t)) dt
 
@@ -60,23 +78,21 @@ A common shift of every logit changes no probability, so the split of one policy
 the shift the optimizer happened to add (W is the same for Δz and Δz - c, the terms move by
 c sum_{j in G} W_j, and they still add up). The recorded terms use the optimizer's own Δz, the
 literal "which logits moved"; `*_zero_sum` are the same terms of Δz - mean(Δz), the gauge every
-plain gradient step on softmax logits is in (its components sum to 0) and so the paper's. With the
-batch-mean baseline the two barely differ; without it AdamW moves nearly every logit by ~lr and
-they do. The decomposition is linear in Δz, so the part of the step that is AdamW's decoupled weight decay
-(Δz_decay = -lr wd z, applied to every logit) is split out exactly too: `weight_decay` is its share
-of ΔQ_pos (summed over all three groups; it is inside them, not a fourth term).
+plain gradient step on softmax logits is in (its components sum to 0) and so the paper's. The
+decomposition is linear in Δz, so the part of the step that is weight decay (Δz_decay = -lr wd z,
+applied to every logit) is split out exactly too: `weight_decay` is its share of ΔQ_pos (summed
+over all three groups; it is inside them, not a fourth term).
 
-What signs to expect (a consequence of the set-up, not of N)
-------------------------------------------------------------
-With the batch-mean baseline every gradient a correct token ever gets is <= 0 (raise it) and every
-wrong token's is >= 0, and an unsampled token's is 0. Plain SGD without decay therefore raises only
-sampled correct logits and lowers only sampled wrong ones: sampled_pos >= 0, sampled_neg >= 0,
-unsampled = 0 and ΔQ_pos >= 0 at every step, at any N. AdamW moves each logit against its
-gradient momentum, an average of gradients that all have one sign, so its momentum moves
-unsampled logits the mass-raising way too; only weight decay (pulling correct logits down and
-wrong ones up, towards 0) can lower Q_pos.
-The unsampled coupling the paper describes comes from the -pi_j sum_n R_n part of the gradient,
-which the baseline removes (`baseline="none"` keeps it).
+What signs to expect (a consequence of the objective, before running anything)
+------------------------------------------------------------------------------
+`logprob` with the batch-mean baseline: every gradient a correct token ever gets is <= 0 (raise
+it), every wrong token's is >= 0, and an unsampled token's is 0. Plain SGD without decay therefore
+raises only sampled correct logits and lowers only sampled wrong ones: ΔQ_pos >= 0 at every step,
+at any N; AdamW's momentum keeps those signs; only weight decay can lower Q_pos.
+`linear`: the sampled terms are still >= 0 for a plain gradient step (the paper's result), but
+every unsampled logit moves by -(η/N) pi_k S, and under AdamW by about -lr sign(S) once
+|grad| >> eps: the optimizer's per-coordinate normalisation turns a gradient of ~1e-9 into a step
+as large as a sampled token's, which is why `eps` is an option.
 """
 
 from __future__ import annotations
@@ -91,7 +107,7 @@ import numpy as np
 import torch
 
 from harness.config import UserError
-from harness.runs import write_json_atomic, write_text_atomic
+from harness.runs import SIM_RESULT_FILE, SIM_TABLE_FILE, write_json_atomic, write_text_atomic
 
 PAPER_NS = (4, 8, 16, 512, 51_200)
 """Rollouts per step of the paper's simulation."""
@@ -104,15 +120,19 @@ ROUNDING = 1e-14
 """... unless that is below the rounding of the sums, taken as ROUNDING * sum_j |Δz_j W_j|."""
 MAX_NODES = 64
 
-RESULT_FILE = "simulation.json"
-"""Settings, per-N series and the table, in the --out folder."""
-TABLE_FILE = "table.md"
-FIGURE_FILE = "simulation.png"
+OBJECTIVES = ("linear", "logprob")
+ANCHORS = ("correct", "incorrect")
+SEED_LOGIT = 3.0
+"""The `seeded` initialisation's logit on the correct set (the paper's)."""
+ANCHOR_LOGIT = 5.0
+"""... and on its one anchor token (the paper's)."""
 
-SERIES = ("q_pos", "dq_pos", "sampled_pos", "sampled_neg", "unsampled", "unsampled_pos", "unsampled_neg",
+SERIES = ("q_pos", "dq_pos", "rose_share", "worst_drop", "worst_rel_drop",
+          "sampled_pos", "sampled_neg", "unsampled", "unsampled_pos", "unsampled_neg",
           "weight_decay", "residual", "nodes", "shift", "sampled_pos_zero_sum", "sampled_neg_zero_sum", "unsampled_zero_sum",
           "spread", "distinct", "mean_reward")
-"""Per-step fields: Q_pos before the step, the measured ΔQ_pos, its three terms (and the unsampled
+"""Per-step fields: Q_pos before the step, the measured ΔQ_pos, after the step the share of correct
+tokens above their step-0 probability and the worst change among them (absolute, relative), its three terms (and the unsampled
 term's correct and incorrect parts), weight decay's share, the residual ΔQ_pos - terms, the
 quadrature nodes used, the mean logit change and the three terms of the step without it (`*_zero_sum`,
 see the module docstring), whether the N rewards had spread (not all equal), distinct tokens
@@ -134,15 +154,25 @@ class SimSettings:
     ns: tuple[int, ...] = PAPER_NS
     """Rollouts (sampled tokens) per step; one independent run per value."""
     lr: float = 1e-3
+    """Learning rate (the paper's 1e-3)."""
     optimizer: str = "adamw"
-    """`adamw` (torch.optim.AdamW, betas (0.9, 0.999), eps 1e-8) or `sgd` (plain, no momentum)."""
+    """`adamw` (torch.optim.AdamW, betas (0.9, 0.999)) or `sgd` (plain, no momentum)."""
+    eps: float = 1e-8
+    """AdamW's epsilon (torch's default; the paper does not say). The linear surrogate's gradients on
+    unsampled logits are ~1e-9, so it decides how far AdamW moves them; unused by `sgd`."""
     weight_decay: float = 0.01
     """AdamW's decoupled decay (torch's default; the paper does not say) or SGD's L2 term."""
+    objective: str = "linear"
+    """`linear`: the paper's surrogate -(1/N) sum_n a_n pi_{y_n}; `logprob`: the policy-gradient loss
+    -(1/N) sum_n a_n log pi_{y_n} (what `harness train` minimises, without its clipping)."""
     baseline: str = "mean"
     """`mean`: advantage = reward - mean reward of the N samples (the paper's simulation); `none`: raw rewards."""
-    init: str = "zeros"
-    """Logit initialisation: `zeros` (uniform policy, Q_pos = C/V) or `normal:S` (iid N(0, S^2)).
-    UNCONFIRMED: the paper's text as the project has it does not say; zeros is the documented default."""
+    init: str = "seeded"
+    """Logit initialisation: `seeded` (the paper's: 0, SEED_LOGIT on the correct set, ANCHOR_LOGIT on one
+    anchor token), `zeros` (uniform policy, Q_pos = C/V) or `normal:S` (iid N(0, S^2))."""
+    anchor: str = "correct"
+    """`seeded` only: the anchor is token 0 (`correct`) or token C, the first incorrect one
+    (`incorrect`). UNCONFIRMED: the paper does not say which; both are run in the 2026-12-04 results."""
     seed: int = 0
     """Seeds the initial logits (the same for every N) and, mixed with N, each run's sampling."""
 
@@ -161,6 +191,12 @@ def check_settings(s: SimSettings) -> None:
         raise SimulationError(f"invalid value for --lr: {s.lr:g}; expected a positive number")
     if not (math.isfinite(s.weight_decay) and s.weight_decay >= 0):
         raise SimulationError(f"invalid value for --weight-decay: {s.weight_decay:g}; expected a number >= 0")
+    if not (math.isfinite(s.eps) and s.eps > 0):
+        raise SimulationError(f"invalid value for --eps: {s.eps:g}; expected a positive number (e.g. 1e-8)")
+    if s.objective not in OBJECTIVES:
+        raise SimulationError(f"invalid value for --objective: {s.objective!r}; valid: {', '.join(OBJECTIVES)}")
+    if s.anchor not in ANCHORS:
+        raise SimulationError(f"invalid value for --anchor: {s.anchor!r}; valid: {', '.join(ANCHORS)}")
     if s.optimizer not in OPTIMIZERS:
         raise SimulationError(f"invalid value for --optimizer: {s.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
     if s.baseline not in BASELINES:
@@ -169,8 +205,8 @@ def check_settings(s: SimSettings) -> None:
 
 
 def init_scale(init: str) -> float:
-    """The standard deviation an --init value names: 0 for `zeros`, S for `normal:S`."""
-    if init == "zeros":
+    """The standard deviation an --init value names: 0 for `zeros` and `seeded`, S for `normal:S`."""
+    if init in ("zeros", "seeded"):
         return 0.0
     if init.startswith("normal:"):
         try:
@@ -179,11 +215,22 @@ def init_scale(init: str) -> float:
             scale = -1.0
         if math.isfinite(scale) and scale >= 0:
             return scale
-    raise SimulationError(f"invalid value for --init: {init!r}; expected zeros or normal:S with a scale S >= 0 (e.g. normal:1)")
+    raise SimulationError(f"invalid value for --init: {init!r}; expected seeded, zeros or normal:S with a scale S >= 0 (e.g. normal:1)")
+
+
+def anchor_token(s: SimSettings) -> int:
+    """The `seeded` initialisation's anchor: token 0 (correct) or token C (the first incorrect one)."""
+    return 0 if s.anchor == "correct" else s.correct
 
 
 def initial_logits(s: SimSettings) -> torch.Tensor:
+    """[V] float64 logits at step 0, as `s.init` names them."""
     scale = init_scale(s.init)
+    if s.init == "seeded":
+        z = torch.zeros(s.vocab, dtype=torch.float64)
+        z[: s.correct] = SEED_LOGIT
+        z[anchor_token(s)] = ANCHOR_LOGIT
+        return z
     if scale == 0:
         return torch.zeros(s.vocab, dtype=torch.float64)
     gen = torch.Generator().manual_seed(s.seed)
@@ -300,17 +347,29 @@ def paper_update(z: torch.Tensor, pos: torch.Tensor, sampled: torch.Tensor, eta:
 
 def make_optimizer(param: torch.Tensor, s: SimSettings) -> torch.optim.Optimizer:
     if s.optimizer == "adamw":
-        return torch.optim.AdamW([param], lr=s.lr, weight_decay=s.weight_decay)
+        return torch.optim.AdamW([param], lr=s.lr, eps=s.eps, weight_decay=s.weight_decay)
     return torch.optim.SGD([param], lr=s.lr, weight_decay=s.weight_decay)
 
 
-def policy_loss(z: torch.Tensor, counts: torch.Tensor, pos: torch.Tensor, baseline: str) -> torch.Tensor:
-    """-(1/N) sum_j c_j a_j log pi_j, a_j = R_j - b with b the mean of the N rewards (`mean`) or 0 (`none`).
-    counts: [V] float64 draws per token (N = counts.sum())."""
-    n = counts.sum()
+def advantages(counts: torch.Tensor, pos: torch.Tensor, baseline: str) -> torch.Tensor:
+    """[V] a_j = R_j - b, R = +1 correct / -1 otherwise, b the mean of the N drawn rewards (`mean`) or 0 (`none`)."""
     reward = torch.where(pos, 1.0, -1.0).to(torch.float64)
-    b = (counts * reward).sum() / n if baseline == "mean" else 0.0
-    return -(counts * (reward - b) * torch.log_softmax(z, dim=0)).sum() / n
+    b = (counts * reward).sum() / counts.sum() if baseline == "mean" else 0.0
+    return reward - b
+
+
+def policy_loss(z: torch.Tensor, counts: torch.Tensor, pos: torch.Tensor, baseline: str) -> torch.Tensor:
+    """The `logprob` objective: -(1/N) sum_j c_j a_j log pi_j. counts: [V] float64 draws per token (N = counts.sum())."""
+    return -(counts * advantages(counts, pos, baseline) * torch.log_softmax(z, dim=0)).sum() / counts.sum()
+
+
+def linear_surrogate(z: torch.Tensor, counts: torch.Tensor, pos: torch.Tensor, baseline: str) -> torch.Tensor:
+    """The `linear` objective (the paper's): -(1/N) sum_j c_j a_j pi_j, linear in the probabilities."""
+    return -(counts * advantages(counts, pos, baseline) * torch.softmax(z, dim=0)).sum() / counts.sum()
+
+
+def objective_loss(s: SimSettings) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor, str], torch.Tensor]:
+    return linear_surrogate if s.objective == "linear" else policy_loss
 
 
 class ToyRun:
@@ -323,6 +382,9 @@ class ToyRun:
         self.pos[: s.correct] = True
         self.posf = self.pos.to(torch.float64)
         self.opt = make_optimizer(self.z, s)
+        self.loss = objective_loss(s)
+        with torch.no_grad():
+            self.p0_pos = softmax(self.z)[self.pos].clone()
         self.gen = torch.Generator().manual_seed(s.seed * 1_000_003 + n)
 
     def sample_counts(self) -> torch.Tensor:
@@ -339,16 +401,24 @@ class ToyRun:
         with torch.no_grad():
             q_pos = float(dot(softmax(z_before), self.posf))
         self.opt.zero_grad(set_to_none=True)
-        policy_loss(self.z, counts, self.pos, self.s.baseline).backward()
+        self.loss(self.z, counts, self.pos, self.s.baseline).backward()
         self.opt.step()
         with torch.no_grad():
             dz = self.z.detach() - z_before
             decay = -self.s.lr * self.s.weight_decay * z_before
             sampled = counts > 0
             record = decompose(z_before, dz, self.pos, sampled, decay)
+            record.update(self.token_panels())
         n_pos = float(dot(counts, self.posf))
         return {"q_pos": q_pos, **record, "spread": bool(0 < n_pos < self.n), "distinct": int(sampled.sum()),
                 "mean_reward": (2 * n_pos - self.n) / self.n}
+
+    def token_panels(self) -> dict[str, float]:
+        """The paper's per-token panels now: share of correct tokens above their step-0 probability,
+        the worst change among correct tokens (absolute and relative to step 0)."""
+        change = softmax(self.z.detach())[self.pos] - self.p0_pos
+        return {"rose_share": float((change > 0).to(torch.float64).mean()), "worst_drop": float(change.min()),
+                "worst_rel_drop": float((change / self.p0_pos).min())}
 
     def q_pos(self) -> float:
         with torch.no_grad():
@@ -377,8 +447,9 @@ def simulate(s: SimSettings, log: Callable[[str], None] | None = None) -> dict:
 
 
 def summary_rows(result: dict) -> list[dict]:
-    """Per N: final Q_pos, steps with ΔQ_pos < 0 and with reward spread, means of ΔQ_pos and each term,
-    the most negative unsampled term, the largest relative residual."""
+    """Per N: Q_pos at the start and the end, steps with ΔQ_pos < 0 and with reward spread, the paper's
+    per-token panels at the last step, means of ΔQ_pos and each term, the most negative unsampled term,
+    the largest relative residual."""
     rows = []
     for arm in result["arms"].values():
         se = arm["series"]
@@ -388,6 +459,8 @@ def summary_rows(result: dict) -> list[dict]:
             "n": arm["n"], "q_pos_start": se["q_pos"][0], "q_pos_final": arm["final_q_pos"],
             "frac_dq_negative": sum(d < 0 for d in se["dq_pos"]) / steps,
             "frac_spread": sum(se["spread"]) / steps,
+            "rose_share_final": se["rose_share"][-1], "worst_drop_final": se["worst_drop"][-1],
+            "worst_rel_drop_final": se["worst_rel_drop"][-1],
             **{f"mean_{k}": sum(se[k]) / steps
                for k in ("dq_pos", "sampled_pos", "sampled_neg", "unsampled", "weight_decay", "unsampled_zero_sum")},
             "min_unsampled": min(se["unsampled"]),
@@ -396,15 +469,45 @@ def summary_rows(result: dict) -> list[dict]:
     return rows
 
 
+def settings_line(s: dict) -> str:
+    """One line naming every setting of a result (its table's and figure's title)."""
+    init = f"{s['init']} (anchor {s['anchor']})" if s["init"] == "seeded" else s["init"]
+    opt = f"{s['optimizer']} lr {s['lr']:g}" + (f" eps {s['eps']:g}" if s["optimizer"] == "adamw" else "")
+    return (f"toy simulation: objective {s['objective']}, V={s['vocab']:,}, C={s['correct']:,} correct (ids 0..C-1), {s['steps']} steps, "
+            f"{opt} wd {s['weight_decay']:g}, baseline {s['baseline']}, init {init}, seed {s['seed']}")
+
+
+def panel_points(steps: int) -> list[int]:
+    """Steps at which the printed panels table samples the series: 0, 1/4, 1/2, 3/4 and all of `steps`."""
+    return sorted({0, steps // 4, steps // 2, (3 * steps) // 4, steps})
+
+
+def panel_value(arm: dict, key: str, t: int) -> float:
+    """The value of panel `key` after t steps (t = 0: before any step)."""
+    se = arm["series"]
+    if key == "q_pos":
+        return arm["final_q_pos"] if t == len(se["q_pos"]) else se["q_pos"][t]
+    return {"rose_share": 0.0, "worst_drop": 0.0}[key] if t == 0 else se[key][t - 1]
+
+
 def format_table(result: dict) -> str:
-    """The per-N table (Markdown)."""
+    """The paper's three panels at a few steps, then the per-N mass-balance table (Markdown)."""
     s = result["settings"]
-    head = (f"toy simulation: V={s['vocab']:,}, C={s['correct']:,} correct (ids 0..C-1), {s['steps']} steps, "
-            f"{s['optimizer']} lr {s['lr']:g} wd {s['weight_decay']:g}, baseline {s['baseline']}, init {s['init']}, seed {s['seed']}")
-    lines = [head, "",
-             "| N | Q_pos start | Q_pos final | steps ΔQ_pos<0 | steps with spread | mean ΔQ_pos | mean sampled+ | mean sampled- "
-             "| mean unsampled | min unsampled | mean wd share | mean unsampled, zero-sum Δz | max rel. residual | s |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    arms = list(result["arms"].values())
+    points = panel_points(s["steps"])
+    cols = " | ".join(f"step {t}" for t in points)
+    rule = "|---:|" + "---:|" * len(points)
+    lines = [settings_line(s), ""]
+    for key, title, fmt in (("q_pos", "Q_pos (paper panel 1)", "{:.6f}"),
+                            ("rose_share", "share of correct tokens above their step-0 probability (panel 2)", "{:.1%}"),
+                            ("worst_drop", "worst change of a correct token's probability since step 0 (panel 3)", "{:.3e}")):
+        lines += [f"{title}:", "", f"| N | {cols} |", rule]
+        lines += [f"| {a['n']:,} | " + " | ".join(fmt.format(panel_value(a, key, t)) for t in points) + " |" for a in arms]
+        lines.append("")
+    lines += ["ΔQ_pos per step and its exact split (sampled correct, sampled incorrect, unsampled):", "",
+              "| N | Q_pos start | Q_pos final | steps ΔQ_pos<0 | steps with spread | mean ΔQ_pos | mean sampled+ | mean sampled- "
+              "| mean unsampled | min unsampled | mean wd share | mean unsampled, zero-sum Δz | max rel. residual | s |",
+              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in result["table"]:
         lines.append(
             f"| {r['n']:,} | {r['q_pos_start']:.6f} | {r['q_pos_final']:.6f} | {100 * r['frac_dq_negative']:.1f}% "
@@ -420,4 +523,4 @@ def write_result(result: dict, out: str | Path, provenance: dict | None = None) 
     each atomically; returns their paths."""
     out = Path(out)
     record = {**result, "provenance": provenance} if provenance else result
-    return write_json_atomic(out / RESULT_FILE, record), write_text_atomic(out / TABLE_FILE, format_table(result))
+    return write_json_atomic(out / SIM_RESULT_FILE, record), write_text_atomic(out / SIM_TABLE_FILE, format_table(result))
