@@ -117,6 +117,11 @@ class ScorerPool:
         while len(self._slots) < self.workers:
             self._slots.append(_Slot(self._ctx))
 
+    def start(self) -> None:
+        """Start the worker processes now (`map` starts them on first use otherwise): a caller that
+        goes on to call `map` from another thread forks them first, from a process with one thread."""
+        self._ensure()
+
     def map(
         self, fn: Callable[..., ScoreResult], calls: Sequence[tuple[Any, ...]], timeout_s: float | None = None
     ) -> list[ScoreResult]:
