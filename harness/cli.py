@@ -5,7 +5,7 @@
                 [--gpus-per-replica G]] [key=value ...]
     harness rescore EVAL_DIR
     harness train prorl|brorl --profile tiny [--out DIR] [--resume] [--base CHECKPOINT] [key=value ...]
-    harness compare prorl brorl --profile tiny [--seeds K] [--out DIR] [--resume] [key=value ...]
+    harness compare prorl brorl --profile tiny [--seeds K] [--out DIR] [--resume] [--replicas K [--eval-address ADDR]] [key=value ...]
     harness sweep --profile smoke [--n 4,16,64,256,512] [--seeds K] [--out DIR] [key=value ...]
     harness report DIR
     harness regress --profile smoke [--update] [--fail-fast]
@@ -51,11 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--address", default=None,
                        help="verl: submit with `ray job submit --address ADDRESS` instead of a local Ray")
 
-    def replicas(p: argparse.ArgumentParser):
+    def replicas(p: argparse.ArgumentParser, address: str = "--address"):
         p.add_argument("--replicas", type=int, default=1, metavar="K",
                        help="evaluate on K engine replicas as Ray actors, each a shard of the engine calls (default: 1, here)")
-        p.add_argument("--address", dest="ray_address", default=None, metavar="ADDR",
-                       help="join this Ray cluster for the replicas (default: a local cluster when --replicas > 1)")
+        p.add_argument(address, dest="ray_address", default=None, metavar="ADDR",
+                       help="join this Ray cluster for the evaluation replicas, ray.init's address, e.g. HEAD:6379 (default: a "
+                       "local cluster when --replicas > 1)")
         p.add_argument("--gpus-per-replica", type=int, default=None, metavar="G",
                        help="GPUs of one vllm replica, its tensor parallelism (default: rollout.vllm.tensor_parallel_size)")
 
@@ -109,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train each arm K times from the same base with train.seed = 0..K-1 (offset by a configured "
                    "train.seed); tables show means over seeds with 95%% intervals over seeds (default: 1, or on "
                    "--resume the K the comparison was started with; a different K is refused)")
+    replicas(p, address="--eval-address")
     backend(p)
     common(p)
     p.set_defaults(func=cmd_compare)
@@ -414,8 +416,12 @@ def cmd_compare(args) -> int:
         raise ConfigError("--resume needs --out: the folder of the comparison to continue")
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.out) if args.out else Path("results/runs") / f"{stamp}-{cfg.profile}"
+    from harness.jobs.eval_run import Replicas, check_replicas
+
+    replicas = Replicas(count=args.replicas, address=args.ray_address, gpus_per_replica=args.gpus_per_replica)
+    check_replicas(replicas)
     run_compare(args.profile, args.arms, out, args.overrides, resume=args.resume, progress=not args.quiet, log=_log,
-                seeds=args.seeds, verl=verl)
+                seeds=args.seeds, verl=verl, replicas=replicas)
     if verl is not None and verl.dry_run:
         for path in sorted(out.glob("arms/*/seed*/verl/command.sh")):
             print(f"{path.parent.parent.parent.name} seed {path.parent.parent.name[4:]}: {path}")

@@ -165,6 +165,14 @@ def evaluate_to_folder(cfg: Config, checkpoint: str, names: Sequence[str], folde
     return results
 
 
+def evaluate_beside(target: Path, cfg: Config, checkpoint: str, replicas: Replicas | None = None,
+                    progress: bool = True) -> dict[str, SuiteScore]:
+    """What `compare` and `sweep` evaluate a checkpoint with: every enabled suite through
+    `evaluate_to_folder`, in the folder beside their record `target` (evals/<label>.json keeps its
+    responses in evals/<label>/), so an interrupted comparison resumes inside an evaluation too."""
+    return evaluate_to_folder(cfg, checkpoint, cfg.suites.enabled, Path(target).with_suffix(""), replicas, progress=progress)
+
+
 def _run_here(cfg: Config, checkpoint: str, batches: list[Batch], path: Path, bar: ShardProgress) -> None:
     replica = Replica(cfg, checkpoint)
     try:
