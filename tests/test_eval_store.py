@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import gzip
 import json
-
-import pytest
+import multiprocessing
+import time
+from pathlib import Path
 
 from harness.config import ConfigError
 from harness.jobs import eval_store as store
@@ -87,13 +88,27 @@ def test_shards_partition_the_calls_round_robin_over_every_suite():
     assert {b.suite for b in two[1]} == {"math", "code", "reasoning_gym"}
 
 
-def test_a_second_writer_on_a_folder_is_refused(tmp_path):
+def _try_lock(folder: str):
+    try:
+        with store.FolderLock(Path(folder)):
+            return "locked"
+    except ConfigError as exc:
+        return str(exc)
+
+
+def test_a_second_writer_on_a_folder_is_refused_and_forked_children_do_not_hold_the_lock(tmp_path):
+    fork = multiprocessing.get_context("fork")
     with store.FolderLock(tmp_path):
-        with pytest.raises(ConfigError, match="another harness command"):
-            with store.FolderLock(tmp_path):
-                pass
-    with store.FolderLock(tmp_path):  # released
-        pass
+        with fork.Pool(1) as other:  # another process (forked while the lock is held, as scorer workers are)
+            assert "being written by another harness command" in other.apply(_try_lock, (str(tmp_path),))
+            child = fork.Process(target=time.sleep, args=(30,))
+            child.start()
+    try:
+        with fork.Pool(1) as other:  # released by its holder, though a process forked under it still lives
+            assert other.apply(_try_lock, (str(tmp_path),)) == "locked"
+    finally:
+        child.kill()
+        child.join(10)
 
 
 def test_manifest_differences_name_the_key():

@@ -58,7 +58,11 @@ def _alarm(signum, frame):
     raise _Timeout()
 
 
-def _worker(conn: Connection) -> None:
+def _worker(conn: Connection, parent_end: Connection | None = None) -> None:
+    # A forked worker holds a copy of the parent's end of its own pipe: closed, so that the parent
+    # dying (kill -9 included) ends the worker (recv sees EOF) instead of leaving it waiting forever.
+    if parent_end is not None:
+        parent_end.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
     signal.signal(signal.SIGALRM, _alarm)
     while True:
@@ -88,7 +92,7 @@ def _worker(conn: Connection) -> None:
 class _Slot:
     def __init__(self, ctx):
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker, args=(child,), daemon=True)
+        self.proc = ctx.Process(target=_worker, args=(child, self.conn), daemon=True)
         self.proc.start()
         child.close()
         self.task: list[int] = []

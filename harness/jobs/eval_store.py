@@ -6,7 +6,7 @@ and scores (responses/*.jsonl.gz), and the result (eval.json).
       responses/run<NNN>-shard<r>.jsonl.gz   one per shard and run of `harness eval` (gzip, one JSON line per item)
       responses/run<NNN>-rescore.jsonl.gz    written by `harness rescore` (then the older files are removed)
       eval.json                       the merged result, written (atomically) once every batch is done
-      .lock                           held (flock) while a command writes the folder
+      .lock                           locked (lockf) while a command writes the folder
 
 One line per item: {"suite", "batch" (the index of its engine call's first item), "batch_items",
 "index", "id", "task", "gen_s" (its share of the call's generation seconds), "samples": [{"text",
@@ -186,8 +186,10 @@ def differences(old, new, prefix: str = "") -> list[str]:
 
 
 class FolderLock:
-    """An exclusive flock on EVAL_DIR/.lock while a command writes the folder: a second command on
-    the same folder is refused at once (the kernel releases it when its holder dies, kill -9 too)."""
+    """An exclusive lock on EVAL_DIR/.lock while a command writes the folder: a second command on
+    the same folder is refused at once. A POSIX record lock (lockf), owned by this process alone:
+    the processes it forks (scorer workers) do not hold it, and the kernel drops it when this
+    process dies, kill -9 included (an flock would live on in the forked children)."""
 
     def __init__(self, folder: Path):
         self.folder = folder
@@ -197,13 +199,13 @@ class FolderLock:
         self.folder.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.folder / LOCK, "a+")
         try:
-            fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            fcntl.lockf(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
             self._fh.close()
             raise ConfigError(f"'{self.folder}' is being written by another harness command (its {LOCK} is held); "
                               "wait for it or give another folder") from None
         return self
 
     def __exit__(self, *exc) -> None:
-        fcntl.flock(self._fh, fcntl.LOCK_UN)
+        fcntl.lockf(self._fh, fcntl.LOCK_UN)
         self._fh.close()
