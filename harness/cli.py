@@ -1,9 +1,11 @@
 """The `harness` command line.
 
     harness bootstrap --profile tiny [key=value ...]
-    harness eval CHECKPOINT --profile tiny [--suites math,code,reasoning_gym] [--out FILE] [key=value ...]
+    harness eval CHECKPOINT --profile tiny [--suites math,code,reasoning_gym] [--out DIR] [--replicas K [--address ADDR]
+                [--gpus-per-replica G]] [key=value ...]
+    harness rescore EVAL_DIR
     harness train prorl|brorl --profile tiny [--out DIR] [--resume] [--base CHECKPOINT] [key=value ...]
-    harness compare prorl brorl --profile tiny [--seeds K] [--out DIR] [--resume] [key=value ...]
+    harness compare prorl brorl --profile tiny [--seeds K] [--out DIR] [--resume] [--replicas K [--eval-address ADDR]] [key=value ...]
     harness sweep --profile smoke [--n 4,16,64,256,512] [--seeds K] [--out DIR] [key=value ...]
     harness report DIR
     harness regress --profile smoke [--update] [--fail-fast]
@@ -12,7 +14,7 @@
     harness bench rollout|memory|update|step --shape --profile shape-1.5b [--out FILE] [key=value ...]
     harness bench matmul --profile shape-1.5b [--size 8192] [--out FILE]
     harness bench step --profile P [--repeats 3] [--n A[,B]] [--prompts-per-step A[,B]] [--shape [--prompt-tokens 256]]
-    harness plan --profile prorlv2-1.5b [--gpu-memory-gib 80] [--gpu-tokens T]
+    harness plan --profile prorlv2-1.5b [--gpu-memory-gib 80] [--gpu-tokens T] [--replicas 1,8,64] [--decode-tokens-per-s R]
     harness simulate [--objective linear|logprob] [--init seeded|zeros|normal:S] [--anchor correct|incorrect] [--n 4,8,16,512,51200]
                      [--optimizer adamw|sgd] [--lr LR] [--eps E] [--weight-decay WD] [--seed S] [--out DIR]
 
@@ -53,6 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--address", default=None,
                        help="verl: submit with `ray job submit --address ADDRESS` instead of a local Ray")
 
+    def replicas(p: argparse.ArgumentParser, address: str = "--address"):
+        p.add_argument("--replicas", type=int, default=1, metavar="K",
+                       help="evaluate on K engine replicas as Ray actors, each a shard of the engine calls (default: 1, here)")
+        p.add_argument(address, dest="ray_address", default=None, metavar="ADDR",
+                       help="join this Ray cluster for the evaluation replicas, ray.init's address, e.g. HEAD:6379 (default: a "
+                       "local cluster when --replicas > 1)")
+        p.add_argument("--gpus-per-replica", type=int, default=None, metavar="G",
+                       help="GPUs of one vllm replica, its tensor parallelism (default: rollout.vllm.tensor_parallel_size)")
+
     def common(p: argparse.ArgumentParser):
         p.add_argument(
             "--profile", default="tiny",
@@ -72,9 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"checkpoint directory (save_pretrained format), hub model id, or {CHECKPOINT_NAMES}",
     )
     p.add_argument("--suites", default=None, help="comma-separated suites (default: all of the profile's)")
-    p.add_argument("--out", default=None, help="write the JSON result here (atomically)")
+    p.add_argument("--out", default=None,
+                   help="the evaluation's folder: every response and score as it is made (responses/), the result in "
+                   "DIR/eval.json; the same command on the same folder resumes it (default: results/evals/<timestamp>-<profile>)")
+    replicas(p)
     common(p)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("rescore", help="score an evaluation folder's kept responses again with the current scorers (no generation)")
+    p.add_argument("folder", help="a `harness eval` folder (finished)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_rescore, overrides=[])
 
     p = sub.add_parser("train", help="train one RL arm (a recipe: prorl, brorl, or a YAML path) from the profile's base")
     p.add_argument("recipe", help="recipe name (prorl, brorl) or a YAML path; its train.trainer names the trainer")
@@ -95,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train each arm K times from the same base with train.seed = 0..K-1 (offset by a configured "
                    "train.seed); tables show means over seeds with 95%% intervals over seeds (default: 1, or on "
                    "--resume the K the comparison was started with; a different K is refused)")
+    replicas(p, address="--eval-address")
     backend(p)
     common(p)
     p.set_defaults(func=cmd_compare)
@@ -113,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="tiny", help=f"profile name ({', '.join(available_profiles())}) or a YAML path")
     p.add_argument("--gpu-memory-gib", type=float, default=80.0, help="memory of one GPU (default: 80, an H100)")
     p.add_argument("--gpu-tokens", type=int, default=None, help="tokens per GPU micro-batch (default: train.micro_batch_tokens)")
+    p.add_argument("--replicas", default=None, metavar="K[,K...]",
+                   help="evaluation: the wall time at these replica counts (default: 1,8,64)")
+    p.add_argument("--decode-tokens-per-s", type=float, default=None, metavar="R",
+                   help="evaluation: generated tokens per second of one GPU (default: 7500, a 1.5B model at long context on an H100)")
     p.set_defaults(func=cmd_plan, overrides=[])
 
     p = sub.add_parser("report", help="re-render tables.md, figure1.png and summary.json of a comparison folder")
@@ -281,29 +305,46 @@ def cmd_bootstrap(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    cfg = _setup(args)
+    import datetime
+    from pathlib import Path
+
+    from harness.jobs.eval_run import Replicas, check_replicas
+
+    replicas = Replicas(count=args.replicas, address=args.ray_address, gpus_per_replica=args.gpus_per_replica)
+    check_replicas(replicas)
+    # replicas on a cluster generate there: this machine needs the engine only when it generates itself
+    cfg = _setup(args, local_engine=args.ray_address is None)
+    from harness.jobs.eval_run import evaluate_to_folder
+    from harness.jobs.eval_store import RESULT
+    from harness.jobs.evaluate import format_eval_table
     from suites import SUITES
 
     names = [s.strip() for s in (args.suites or ",".join(cfg.suites.enabled)).split(",") if s.strip()]
     for name in names:
         if name not in SUITES:
             raise ConfigError(f"unknown suite '{name}' in --suites; valid: {', '.join(SUITES)}")
+    if args.out and args.out.endswith(".json") and not os.path.isdir(args.out):
+        raise ConfigError(f"invalid value for --out: {args.out!r}; --out is the evaluation's folder (its result is "
+                          f"FOLDER/{RESULT}), e.g. {args.out[:-5]!r}")
     args.checkpoint = _checkpoint(cfg, args.checkpoint, args.quiet)
-
-    from harness import provenance
-    from harness.jobs.evaluate import evaluate_checkpoint, format_eval_table
-    from harness.runs import write_json_atomic
-
-    results = evaluate_checkpoint(cfg, args.checkpoint, names, progress=not args.quiet)
+    out = Path(args.out) if args.out else Path("results/evals") / f"{datetime.datetime.now():%Y%m%d-%H%M%S}-{cfg.profile}"
+    results = evaluate_to_folder(cfg, args.checkpoint, names, out, replicas, progress=not args.quiet, log=_log)
     print(format_eval_table(results))
-    if args.out:
-        record = {
-            "checkpoint": args.checkpoint,
-            "suites": {name: score.to_json() for name, score in results.items()},
-            "provenance": provenance.collect(seed=cfg.seed, profile=cfg.profile, eval=vars(cfg.eval)),
-        }
-        write_json_atomic(args.out, record)
-        print(f"wrote {args.out}")
+    print(f"wrote {out / RESULT}")
+    return 0
+
+
+def cmd_rescore(args) -> int:
+    from pathlib import Path
+
+    from harness.jobs.eval_run import rescore_folder
+    from harness.jobs.eval_store import RESULT
+    from harness.jobs.evaluate import format_eval_table
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    results, changed, total = rescore_folder(Path(args.folder), progress=not args.quiet, log=_log)
+    print(format_eval_table(results))
+    print(f"rescored {total} samples: {changed} changed reward or status; wrote {Path(args.folder) / RESULT}")
     return 0
 
 
@@ -406,8 +447,12 @@ def cmd_compare(args) -> int:
         raise ConfigError("--resume needs --out: the folder of the comparison to continue")
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.out) if args.out else Path("results/runs") / f"{stamp}-{cfg.profile}"
+    from harness.jobs.eval_run import Replicas, check_replicas
+
+    replicas = Replicas(count=args.replicas, address=args.ray_address, gpus_per_replica=args.gpus_per_replica)
+    check_replicas(replicas)
     run_compare(args.profile, args.arms, out, args.overrides, resume=args.resume, progress=not args.quiet, log=_log,
-                seeds=args.seeds, verl=verl)
+                seeds=args.seeds, verl=verl, replicas=replicas)
     if verl is not None and verl.dry_run:
         for path in sorted(out.glob("arms/*/seed*/verl/command.sh")):
             print(f"{path.parent.parent.parent.name} seed {path.parent.parent.name[4:]}: {path}")
@@ -445,7 +490,13 @@ def cmd_plan(args) -> int:
         raise ConfigError(f"invalid value for --gpu-memory-gib: {args.gpu_memory_gib:g}; expected a positive number")
     if args.gpu_tokens is not None and args.gpu_tokens < 1:
         raise ConfigError(f"invalid value for --gpu-tokens: {args.gpu_tokens}; expected a positive integer")
-    print(render_plan(args.profile, gpu_gib=args.gpu_memory_gib, gpu_tokens=args.gpu_tokens))
+    replicas = _positive_ints(args.replicas, "--replicas") if args.replicas is not None else None
+    if args.decode_tokens_per_s is not None and args.decode_tokens_per_s <= 0:
+        raise ConfigError(f"invalid value for --decode-tokens-per-s: {args.decode_tokens_per_s:g}; expected a positive number")
+    from harness.jobs.plan import DECODE_TOKENS_PER_S
+
+    print(render_plan(args.profile, gpu_gib=args.gpu_memory_gib, gpu_tokens=args.gpu_tokens, replicas=replicas,
+                      decode_tokens_per_s=args.decode_tokens_per_s or DECODE_TOKENS_PER_S))
     return 0
 
 

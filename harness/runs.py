@@ -165,6 +165,12 @@ SIM_TABLE_FILE = "table.md"
 SIM_FIGURE_FILE = "simulation.png"
 """The paper's three panels and the project's mass-balance panels."""
 
+# --- an evaluation (`harness eval`; its layout: harness/jobs/eval_store.py) --------------------------
+
+EVAL_MANIFEST = "manifest.json"
+EVAL_KIND = "harness eval"
+"""The manifest's `kind` in an evaluation folder."""
+
 
 # --- which command wrote a folder (for the one-line errors) ----------------------------------------
 
@@ -183,6 +189,7 @@ FOLDER_KINDS = {
     "empty": "an empty folder",
     "comparison": "a `harness compare` folder",
     "sweep": "a `harness sweep` folder",
+    "evaluation": "a `harness eval` folder",
     "train run": "a `harness train` run's folder",
     "checkpoint": "a model checkpoint (save_pretrained)",
     "broken": "a half-written folder (its config.json is not a valid JSON object)",
@@ -211,6 +218,8 @@ def folder_kind(folder: Path) -> str:
     if not any(folder.iterdir()):
         return "empty"
     if not (folder / "config.json").is_file():
+        if (read_record(folder / EVAL_MANIFEST) or {}).get("kind") == EVAL_KIND:
+            return "evaluation"
         return "train run" if (folder / METRICS_FILE).is_file() else "other"
     meta = read_record(folder / "config.json")
     if meta is None:

@@ -115,3 +115,40 @@ def tiny_engine_and_suite(model, tokenizer):
     from harness.rollout import make_engine
 
     return make_engine(RolloutConfig(), model, tokenizer), tokenizer, HangingSuite([("chain_sum", {})], seed=0)
+
+
+def test_workers_end_when_their_parent_is_killed_with_9():
+    """A parent killed with -9 leaves no scorer worker behind (each closes its copy of the parent's pipe end)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = ("import sys, time\nfrom harness.execution.bounded import ScorerPool\np = ScorerPool(workers=2, timeout_s=5)\np.start()\n"
+            "print(' '.join(str(s.proc.pid) for s in p._slots), flush=True)\ntime.sleep(60)\n")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    workers: list[int] = []
+    try:
+        workers = [int(pid) for pid in parent.stdout.readline().split()]
+        assert len(workers) == 2
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(timeout=10)
+        def running(pid: int) -> bool:
+            try:
+                return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+            except OSError:
+                return False
+
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and any(running(w) for w in workers):
+            time.sleep(0.1)
+        alive = [w for w in workers if running(w)]
+        assert not alive, f"workers {alive} outlived their parent"
+    finally:
+        parent.kill()
+        for w in workers:  # this test's own processes, should they have outlived it
+            try:
+                os.kill(w, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

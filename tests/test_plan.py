@@ -81,3 +81,26 @@ def test_bootstrap_of_a_profile_with_a_base_checkpoint_is_refused():
 def test_bad_plan_arguments_are_one_line():
     done = _cli("plan", "--profile", "prorlv2-1.5b", "--gpu-memory-gib", "0")
     assert done.returncode == 2 and "--gpu-memory-gib" in done.stderr.strip().splitlines()[-1]
+
+
+def test_plan_prints_one_evaluations_tokens_gpu_hours_and_wall_time():
+    from harness.jobs.plan import eval_items, eval_plan
+
+    cfg = load_config("prorlv2-1.5b")
+    items = eval_items(cfg)
+    assert {name: n for name, (n, _) in items.items()} == {"math": 1590, "code": 1024, "reasoning_gym": 9516}
+    lines = eval_plan(cfg, [1, 64], rate=7500)
+    text = "\n".join(lines)
+    # 16 x (1,590 x 16,506 + 1,024 x 26,808 + 9,516 x 4,000..8,000) tokens at 7,500 tokens/s
+    low = 16 * (1590 * 16506 + 1024 * 26808 + 9516 * 4000)
+    high = 16 * (1590 * 16506 + 1024 * 26808 + 9516 * 8000)
+    assert f"{low / 1e9:.2f}B-{high / 1e9:.2f}B generated tokens" in text
+    assert f"{low / 7500 / 3600:.1f} h-{high / 7500 / 3600:.1f} h GPU-hours" in text
+    one, many = (line for line in lines if "wall time" in line)
+    assert f"{low / 7500 / 3600:.1f} h" in one  # one replica does all of it
+    assert "--replicas 64" in many and "Reasoning Gym not reported, 4,000-8,000 assumed" in text
+    done = _cli("plan", "--profile", "prorlv2-1.5b", "--replicas", "2,16", "--decode-tokens-per-s", "15000")
+    assert done.returncode == 0 and "--replicas 16" in done.stdout and "at 15,000 tokens/s" in done.stdout
+    # a small profile's responses are capped at its eval.max_new_tokens
+    smoke = "\n".join(eval_plan(load_config("smoke"), [1]))
+    assert "40 items (eval_items) x 16 x 40 tokens" in smoke

@@ -52,11 +52,11 @@ def test_second_bootstrap_reuses_the_cache(smoke_checkpoint):
 
 def test_eval_writes_the_documented_json(smoke_checkpoint, tmp_path):
     path, cache = smoke_checkpoint
-    out = tmp_path / "f.json"
+    out = tmp_path / "f"
     done = _cli(["eval", str(path), "--suites", "reasoning_gym", "--profile", "smoke", "--out", str(out), "--quiet"], cache)
     assert done.returncode == 0, done.stderr
     assert "reasoning_gym" in done.stdout and "pass@1" in done.stdout
-    record = json.loads(out.read_text())
+    record = json.loads((out / "eval.json").read_text())
     assert record["checkpoint"] == str(path)
     rg = record["suites"]["reasoning_gym"]
     assert rg["k"] == 16
@@ -65,7 +65,8 @@ def test_eval_writes_the_documented_json(smoke_checkpoint, tmp_path):
     assert rg["mean_output_tokens"] > 1
     assert sum(rg["statuses"].values()) == 16 * rg["n_items"]
     assert record["provenance"]["packages"]["transformers"].startswith("5.")
-    assert not list(tmp_path.glob(".f.json.*"))  # no temporary left behind
+    assert not list(out.glob(".eval.json.*"))  # no temporary left behind
+    assert len(list((out / "responses").glob("*.jsonl.gz"))) == 1  # every response kept
 
 
 def test_bootstrap_is_deterministic_from_the_seed(tmp_path):

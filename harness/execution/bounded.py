@@ -61,9 +61,13 @@ def _alarm(signum, frame):
     raise _Timeout()
 
 
-def _worker(conn: Connection, lifeline_fd: int | None) -> None:
+def _worker(conn: Connection, lifeline_fd: int | None, parent_end: Connection | None = None) -> None:
     if lifeline_fd is not None:
         lifeline.die_with_parent(lifeline_fd)
+    # A forked worker holds a copy of the parent's end of its own pipe: closed, so that the parent
+    # dying (kill -9 included) ends the worker (recv sees EOF) instead of leaving it waiting forever.
+    if parent_end is not None:
+        parent_end.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
     signal.signal(signal.SIGALRM, _alarm)
     while True:
@@ -95,7 +99,7 @@ class _Slot:
         self.conn, child = ctx.Pipe()
         # a forked worker inherits the lifeline's read end; a spawned one (not Linux) goes without
         fd = lifeline.parent_end() if ctx.get_start_method() == "fork" else None
-        self.proc = ctx.Process(target=_worker, args=(child, fd), daemon=True)
+        self.proc = ctx.Process(target=_worker, args=(child, fd, self.conn), daemon=True)
         self.proc.start()
         child.close()
         self.task: list[int] = []
@@ -123,6 +127,11 @@ class ScorerPool:
     def _ensure(self) -> None:
         while len(self._slots) < self.workers:
             self._slots.append(_Slot(self._ctx))
+
+    def start(self) -> None:
+        """Start the worker processes now (`map` starts them on first use otherwise): a caller that
+        goes on to call `map` from another thread forks them first, from a process with one thread."""
+        self._ensure()
 
     def map(
         self, fn: Callable[..., ScoreResult], calls: Sequence[tuple[Any, ...]], timeout_s: float | None = None

@@ -47,7 +47,8 @@ from harness.checkpoint import CheckpointError, check_checkpoint
 from harness.config import Config, ConfigError, available_recipes, load_config, to_dict
 from harness.jobs import train_verl as verl_job
 from harness.jobs.base_model import base_checkpoint, bootstrap, checkpoint_dir
-from harness.jobs.evaluate import evaluate_checkpoint
+from harness.jobs.eval_replica import Replicas
+from harness.jobs.eval_run import evaluate_beside
 from harness.jobs.train import check_requirements, run_training
 from harness.jobs.train_verl import VerlOptions
 from harness.runs import (
@@ -218,7 +219,8 @@ def _check_resume(out: Path, stored: dict, now: dict) -> None:
 
 def run_compare(profile: str, arms: list[str], out: Path, overrides: list[str], resume: bool = False,
                 progress: bool = True, log=print, seeds: int | None = None,
-                after_eval: Callable[[Path], None] | None = None, verl: VerlOptions | None = None) -> Path:
+                after_eval: Callable[[Path], None] | None = None, verl: VerlOptions | None = None,
+                replicas: Replicas | None = None) -> Path:
     """Run (or continue) a comparison in `out` with K = `seeds` runs per arm (default: 1, or on resume
     the K it was started with); returns `out`. `after_eval(out)` runs after each new evaluation is
     written (`harness regress --fail-fast` checks the rows so far there and may raise to stop).
@@ -226,7 +228,10 @@ def run_compare(profile: str, arms: list[str], out: Path, overrides: list[str], 
     `verl`: each run is a verl job (harness/jobs/train_verl.py) instead of the in-process trainer:
     its metrics are read back from verl's log and its HF checkpoints evaluated here, at matched
     spend among the steps verl kept checkpoints of. With `verl.dry_run` only the runs' verl files
-    are written (arms/<arm>/seed<k>/verl/), no comparison, nothing run or evaluated."""
+    are written (arms/<arm>/seed<k>/verl/), no comparison, nothing run or evaluated.
+
+    `replicas`: each evaluation's engine calls spread over Ray replicas (`harness eval --replicas`);
+    each evaluation keeps its responses in evals/<label>/ and resumes there."""
     kind = folder_kind(out)
     if kind == "comparison" and not resume:
         raise ConfigError(f"output folder '{out}' already holds a comparison; pass --resume to continue it, or choose another --out")
@@ -284,7 +289,7 @@ def run_compare(profile: str, arms: list[str], out: Path, overrides: list[str], 
         if target.exists():
             return
         log(f"evaluating {label}")
-        write_evaluation(target, cfg, checkpoint, extra, progress=progress)
+        write_evaluation(target, cfg, checkpoint, extra, progress=progress, replicas=replicas)
         if after_eval is not None:
             after_eval(out)
 
@@ -331,10 +336,12 @@ def matched_checkpoints(folder: Path, rows: list[dict], budget: Budget, fraction
     return out
 
 
-def write_evaluation(target: Path, cfg: Config, checkpoint: str, extra: dict, progress: bool = True) -> None:
-    """Evaluate `checkpoint` on every suite of `cfg` (its eval protocol) and write the record the
-    report reads, {"checkpoint", **extra, "suites": {name: SuiteScore}}, atomically to `target`."""
-    scores = evaluate_checkpoint(cfg, checkpoint, cfg.suites.enabled, progress=progress)
+def write_evaluation(target: Path, cfg: Config, checkpoint: str, extra: dict, progress: bool = True,
+                     replicas: Replicas | None = None) -> None:
+    """Evaluate `checkpoint` on every suite of `cfg` (its eval protocol; `replicas`: on Ray, as
+    `harness eval --replicas`; responses kept beside `target`, eval_run.evaluate_beside) and write
+    the record the report reads, {"checkpoint", **extra, "suites": {name: SuiteScore}}, atomically to `target`."""
+    scores = evaluate_beside(target, cfg, checkpoint, replicas, progress=progress)
     write_json_atomic(target, {"checkpoint": checkpoint, **extra, "suites": {name: s.to_json() for name, s in scores.items()}})
 
 

@@ -20,11 +20,30 @@ from dataclasses import asdict
 from pathlib import Path
 
 from harness.config import Config, ModelShape, load_config
+from suites.reasoning_gym_tasks import PRORL_TASKS, TOO_FEW_QUESTIONS
 from trainers.registry import arm_settings
 
 GIB = 1024**3
 PAPER_GPUS = 64
 """H100s of the paper's BroRL runs (Table 2)."""
+
+PAPER_MEAN_TOKENS = {"math": 16_506, "code": 26_808, "reasoning_gym": (4_000, 8_000)}
+"""Mean output tokens per response at the paper's protocol: math and code are ProRL's (Table 4 of
+BroRL, ../shared/REFERENCE.md); Reasoning Gym's is not reported: 4k-8k assumed (low, high)."""
+
+DECODE_TOKENS_PER_S = 7_500
+"""Generated tokens per second of one GPU for a 1.5B model at long context (an H100 with vLLM:
+7-8k; KV-cache reads bound the decode there; Table 3's rates imply 5-11k)."""
+
+BENCHMARK_ITEMS = {"aime24": 30, "aime25": 30, "amc": 83, "math500": 500, "minerva": 272, "olympiadbench": 675}
+"""Items of each math benchmark (the DeepScaleR test sets, ../shared/data/math): 1,590 in all."""
+
+CODE_ITEMS = 1024
+"""Code items of the BroRL code sets in all (the code rows of PRIME-RL/Eurus-2-RL-Data's validation
+split; how they divide among apps, codecontests, codeforces and taco is not known here: an upper bound)."""
+
+PRORL96_SMALL_EVAL = {"tower_of_hanoi": 16}
+"""Held-out eval questions of the prorl96 tasks too small for a full share (suites/reasoning_gym_tasks.py)."""
 
 
 def model_shape(cfg: Config) -> tuple[ModelShape, str]:
@@ -117,7 +136,8 @@ def step_plan(cfg: Config) -> list[dict]:
     return out
 
 
-def render_plan(profile: str, gpu_gib: float = 80.0, gpu_tokens: int | None = None) -> str:
+def render_plan(profile: str, gpu_gib: float = 80.0, gpu_tokens: int | None = None, replicas: list[int] | None = None,
+                decode_tokens_per_s: float = DECODE_TOKENS_PER_S) -> str:
     """The plan as text (what `harness plan` prints)."""
     cfg = load_config(profile)
     shape, source = model_shape(cfg)
@@ -155,4 +175,81 @@ def render_plan(profile: str, gpu_gib: float = 80.0, gpu_tokens: int | None = No
     lines.append("")
     lines.append("the paper ran both arms on 64 H100s; more than one GPU: "
                  "`harness train RECIPE --backend verl --nodes K --gpus-per-node G` (docs/verl.md)")
+    lines.append("")
+    lines += eval_plan(cfg, replicas or [1, 8, PAPER_GPUS], decode_tokens_per_s)
     return "\n".join(lines)
+
+
+# --- one evaluation's cost ----------------------------------------------------------------------------
+
+def eval_items(cfg: Config) -> dict[str, tuple[int, str]]:
+    """Items one evaluation of the profile scores per enabled suite, and how the count was found
+    (from the profile alone: no data is read)."""
+    out = {}
+    s = cfg.suites
+    for name in s.enabled:
+        section = getattr(s, name)
+        if name == "reasoning_gym" and section.preset == "prorl96":
+            share = -(-section.eval_items // len(PRORL_TASKS))
+            n = sum(min(share, PRORL96_SMALL_EVAL.get(t, share)) for t in PRORL_TASKS)
+            out[name] = (n, f"{len(PRORL_TASKS)} tasks x {share}, small tasks fewer ({', '.join(sorted(TOO_FEW_QUESTIONS))})")
+        elif getattr(section, "source", "procedural") == "benchmarks" and name == "math":
+            sizes = {b: BENCHMARK_ITEMS.get(b, 0) for b in section.benchmarks}
+            n = sum(min(v, section.eval_items) if section.eval_items else v for v in sizes.values())
+            out[name] = (n, ", ".join(f"{b} {v}" for b, v in sizes.items()))
+        elif getattr(section, "source", "procedural") == "benchmarks":
+            n = min(CODE_ITEMS, section.eval_items * len(section.benchmarks)) if section.eval_items else CODE_ITEMS
+            out[name] = (n, "PRIME's validation code rows: an upper bound")
+        else:
+            out[name] = (section.eval_items, "eval_items")
+    return out
+
+
+def mean_tokens(cfg: Config, suite: str) -> tuple[float, float]:
+    """(low, high) assumed mean output tokens of one response: the paper's, capped at eval.max_new_tokens."""
+    value = PAPER_MEAN_TOKENS[suite]
+    low, high = value if isinstance(value, tuple) else (value, value)
+    cap = cfg.eval.max_new_tokens
+    return min(low, cap), min(high, cap)
+
+
+def eval_plan(cfg: Config, replicas: list[int], rate: float = DECODE_TOKENS_PER_S) -> list[str]:
+    """The lines `harness plan` prints about one evaluation: items x samples x mean length per
+    suite, the GPU-hours at `rate` tokens/s, and the wall time at each replica count (calls are
+    dealt to replicas round robin, as `harness eval --replicas` deals them: the busiest one sets it)."""
+    k, per_call = cfg.eval.k, cfg.eval.prompts_per_call
+    items = eval_items(cfg)
+    lines = [f"one evaluation (harness eval): k={k} samples per item, up to {cfg.eval.max_new_tokens} tokens each, "
+             f"{per_call} prompts per engine call"]
+    calls: list[tuple[float, float]] = []  # (low, high) tokens of each engine call, in evaluation order
+    total = [0.0, 0.0]
+    for name, (n, how) in items.items():
+        low, high = mean_tokens(cfg, name)
+        total[0] += n * k * low
+        total[1] += n * k * high
+        length = f"{low:,.0f}" if low == high else f"{low:,.0f}-{high:,.0f}"
+        lines.append(f"  {name:<14} {n:>6,} items ({how}) x {k} x {length} tokens = {_range(n * k * low, n * k * high)} tokens")
+        calls += [(m * k * low, m * k * high) for m in (min(per_call, n - start) for start in range(0, n, per_call))]
+    lines.append(f"  {'total':<14} {sum(n for n, _ in items.values()):>6,} items, {_range(*total)} generated tokens")
+    lines.append("  mean lengths assumed: the paper's (Table 4: math 16,506, code 26,808 tokens per response; Reasoning Gym "
+                 "not reported, 4,000-8,000 assumed), capped at eval.max_new_tokens")
+    hours = (total[0] / rate / 3600, total[1] / rate / 3600)
+    lines.append(f"  at {rate:,.0f} tokens/s per GPU (a 1.5B model's decode at long context on an H100; measure yours with "
+                 f"harness bench rollout): {_range(*hours, 'hours')} GPU-hours")
+    for count in replicas:
+        busiest = [max(sum(c[i] for c in calls[r::count]) for r in range(count)) for i in (0, 1)]
+        lines.append(f"  wall time at {count:>3} replica{'s' if count > 1 else ' '} (harness eval --replicas {count}): "
+                     f"{_range(busiest[0] / rate / 3600, busiest[1] / rate / 3600, 'hours')} of generation (its busiest replica)")
+    return lines
+
+
+def _range(low: float, high: float, unit: str = "tokens") -> str:
+    """`low-high` (or one value when equal) in tokens (k, M, B) or hours (minutes below one)."""
+    def one(x: float) -> str:
+        if unit == "hours":
+            return f"{x:.1f} h" if x >= 1 else f"{x * 60:.1f} min" if x * 60 >= 0.1 else f"{x * 3600:.1f} s"
+        for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+            if x >= size:
+                return f"{x / size:.2f}{suffix}"
+        return f"{x:,.0f}"
+    return one(low) if one(low) == one(high) else f"{one(low)}-{one(high)}"
