@@ -27,7 +27,7 @@ report` renders a comparison mid-run. Every segment resumes from verl's last sav
 (`harness compare --resume`, or `harness train --backend verl` with the same --out) asks Ray for
 the recorded job: a running one is attached to (no second job), a failed one is reported with the
 tail of its log and its segment submitted again. Under a comparison's budget that is not whole
-steps, a watcher (harness/jobs/verl_watch.py) reads the metrics as verl writes them and stops the
+steps, a watcher (harness/backends/verl/watch.py) reads the metrics as verl writes them and stops the
 job (`ray job stop`) once the next step would pass the budget.
 """
 
@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -47,36 +46,33 @@ from pathlib import Path
 from harness import provenance
 from harness.backends.verl import compile as verl_compile
 from harness.backends.verl import reward as verl_reward
+from harness.backends.verl.control import (
+    BUDGET_STOP,
+    METRICS_DIR,
+    TERMINAL,
+    VERL,
+    VerlJobError,
+    budget_stop,
+    decide,
+    finished,
+    job_records,
+    job_status,
+    log_tail,
+    ray_cli,
+    ray_job,
+    record_job,
+    saved_through,
+    stop_at_budget,
+    verl_rows,
+)
 from harness.backends.verl.data import write_data
-from harness.backends.verl.metrics import attempt_files, harness_rows, next_attempt, read_segment_logs
+from harness.backends.verl.metrics import MetricsError, next_attempt
 from harness.config import Config, ConfigError, UserError, to_dict
 from harness.jobs.base_model import base_checkpoint
-from harness.runs import (
-    CHECKPOINTS,
-    METRICS_FILE,
-    VERL_DIR,
-    Budget,
-    kept_steps,
-    read_record,
-    write_json_atomic,
-    write_text_atomic,
-)
+from harness.runs import CHECKPOINTS, METRICS_FILE, kept_steps, read_record, write_json_atomic, write_text_atomic
 
-VERL = VERL_DIR
-"""The run folder's subfolder for verl's files."""
-
-METRICS_DIR = "metrics"
-"""verl/'s subfolder of the segments' file-logger files (`verl_compile.segment_metrics`)."""
-
-JOBS_FILE = "jobs.json"
-"""verl/'s record of every submitted Ray job, newest last."""
-
-BUDGET_STOP = "budget_stop.json"
-"""verl/'s record of the watcher's stop at the budget: the run is finished."""
-
-TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
-"""Ray job states after which a job does nothing more."""
-
+__all__ = ["BUDGET_STOP", "METRICS_DIR", "VERL", "VerlJobError", "VerlOptions", "budget_stop", "finished", "hf_checkpoints",
+           "import_verl_run", "job_records", "job_status", "log_tail", "prepare", "run", "submit_segment"]
 
 @dataclass(frozen=True)
 class VerlOptions:
@@ -96,10 +92,6 @@ class VerlOptions:
     """The program each segment runs before its overrides: verl's main_ppo (the tests give a stand-in)."""
     poll_s: float = 30.0
     """Seconds between two looks at a running job's status and metrics."""
-
-
-class VerlJobError(RuntimeError):
-    """A verl job failed; the message names it and ends with the tail of its log."""
 
 
 def prepare(cfg: Config, recipe: str, out: Path, verl: VerlOptions, plan: verl_compile.StepPlan | None = None,
@@ -157,77 +149,6 @@ def prepare(cfg: Config, recipe: str, out: Path, verl: VerlOptions, plan: verl_c
 
 # --- running the segments ------------------------------------------------------------------------
 
-def saved_through(job: verl_compile.VerlJob) -> int:
-    """The last step verl's checkpoint tracker records (0: nothing saved yet)."""
-    try:
-        return int((job.checkpoints / verl_compile.CHECKPOINT_TRACKER).read_text().strip() or 0)
-    except (OSError, ValueError):
-        return 0
-
-
-def budget_stop(out: Path) -> dict | None:
-    """The watcher's record of its stop at the budget, if it stopped this run."""
-    return read_record(out / VERL / BUDGET_STOP)
-
-
-def finished(out: Path) -> bool:
-    """True when the run needs no more verl: the watcher stopped it at its budget, or verl saved the
-    last segment's last step."""
-    meta = read_record(out / "config.json") or {}
-    segments = meta.get("verl", {}).get("segments") or []
-    if budget_stop(out) is not None:
-        return True
-    tracker = Path(meta.get("verl", {}).get("checkpoints", out / VERL / CHECKPOINTS)) / verl_compile.CHECKPOINT_TRACKER
-    try:
-        return bool(segments) and int(tracker.read_text().strip() or 0) >= segments[-1]["last_step"]
-    except (OSError, ValueError):
-        return False
-
-
-def job_records(out: Path) -> list[dict]:
-    """verl/jobs.json: every Ray job submitted for this run, oldest first."""
-    record = read_record(out / VERL / JOBS_FILE)
-    return list(record.get("jobs", [])) if record else []
-
-
-def _record_job(out: Path, entry: dict) -> None:
-    jobs = [j for j in job_records(out) if j.get("submission_id") != entry["submission_id"]]
-    write_json_atomic(out / VERL / JOBS_FILE, {"jobs": [*jobs, entry]})
-
-
-def ray_cli() -> str:
-    """The `ray` command beside this interpreter (its venv), else on PATH."""
-    here = Path(sys.executable).parent / "ray"
-    found = str(here) if here.is_file() else shutil.which("ray")
-    if not found:
-        raise ConfigError("`ray` is not installed here: --address submits each segment with `ray job submit` "
-                          "(pip install 'ray[default]')")
-    return found
-
-
-def ray_job(action: str, address: str, submission_id: str, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess:
-    """`ray job ACTION --address ADDRESS [ARGS] ID`, its output captured (bounded by `timeout`)."""
-    return subprocess.run([ray_cli(), "job", action, f"--address={address}", *args, submission_id],
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def job_status(address: str, submission_id: str) -> str:
-    """Ray's status of a submitted job: PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED, or MISSING
-    (Ray does not know it: never submitted, or the cluster was restarted)."""
-    done = ray_job("status", address, submission_id)
-    text = done.stdout + done.stderr
-    for state in ("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "STOPPED"):
-        if f"status for '{submission_id}': {state}" in text or f"Status: {state}" in text or f"'{submission_id}': {state}" in text:
-            return state
-    return "MISSING"
-
-
-def log_tail(address: str, submission_id: str, lines: int = 20) -> str:
-    """The last `lines` lines of a Ray job's log."""
-    done = ray_job("logs", address, submission_id)
-    return "\n".join((done.stdout + done.stderr).rstrip().splitlines()[-lines:])
-
-
 def _alive(pid: int | None) -> bool:
     if not pid:
         return False
@@ -242,10 +163,10 @@ def _alive(pid: int | None) -> bool:
 
 
 def start_watcher(out: Path, address: str, submission_id: str, poll_s: float) -> int:
-    """The watcher of a Ray job (harness/jobs/verl_watch.py), detached from this process so that it
+    """The watcher of a Ray job (harness/backends/verl/watch.py), detached from this process so that it
     outlives it; its pid. Its output: verl/watch-<id>.log."""
     logfile = (out / VERL / f"watch-{submission_id}.log").open("a")
-    proc = subprocess.Popen([sys.executable, "-m", "harness.jobs.verl_watch", "--run", str(out), "--address", address,
+    proc = subprocess.Popen([sys.executable, "-m", "harness.backends.verl.watch", "--run", str(out), "--address", address,
                              "--job", submission_id, "--poll", str(poll_s)],
                             stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True,
                             env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parents[2]),
@@ -268,6 +189,8 @@ def run(job: verl_compile.VerlJob, out: Path, verl: VerlOptions | None = None, l
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     log(f"{job.arm}: {len(job.segments)} verl run(s), steps " + ", ".join(f"{seg.first_step}-{seg.last_step}" for seg in job.segments))
     for seg in job.segments:
+        if watched and budget_stop(out) is None and decide(out) is not None:  # spent before this segment (a late watcher)
+            write_json_atomic(out / VERL / BUDGET_STOP, {**decide(out), "job": None})
         if finished(out):
             break
         if saved_through(job) >= seg.last_step:
@@ -299,7 +222,8 @@ def _wait(deadline: float | None, what: str) -> None:
 
 
 def _run_segment_on_ray(job, out: Path, seg, verl: VerlOptions, watched: bool, deadline, log) -> None:
-    """Attach to the segment's recorded job when Ray still runs it; else submit it (again)."""
+    """Attach to the segment's recorded job when Ray still runs it; else submit it (again). Then wait
+    for it to end, importing its metrics as it runs."""
     address = job.address
     mine = [j for j in job_records(out) if j.get("segment") == seg.index and j.get("address") == address]
     entry = mine[-1] if mine else None
@@ -311,28 +235,24 @@ def _run_segment_on_ray(job, out: Path, seg, verl: VerlOptions, watched: bool, d
             log(f"segment {seg.index}: the earlier Ray job {entry['submission_id']} FAILED; the tail of its log:\n"
                 f"{log_tail(address, entry['submission_id'])}\nsubmitting it again: verl resumes at its last save "
                 f"(step {saved_through(job)})")
-        next_attempt(Path(seg.metrics_file))
-        entry = {"segment": seg.index, "attempt": len(mine) + 1, "address": address,
-                 "submission_id": f"harness-{job.arm}-seg{seg.index}-{uuid.uuid4().hex[:8]}",
-                 "submitted": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "watcher_pid": None}
-        _record_job(out, entry)  # before the submission: a shell that dies after it still finds the job
-        done = subprocess.run([ray_cli(), "job", "submit", f"--address={address}", f"--submission-id={entry['submission_id']}",
-                               "--no-wait", "--", *job.main_command(seg.index)], capture_output=True, text=True, timeout=300)
-        if done.returncode != 0:
-            raise VerlJobError(f"`ray job submit` of segment {seg.index} to {address} failed ({done.returncode}): "
-                               f"{(done.stdout + done.stderr).strip().splitlines()[-1:]}")
-        log(f"segment {seg.index}: submitted Ray job {entry['submission_id']} (follow it: ray job logs --follow "
-            f"--address={address} {entry['submission_id']})")
+        entry = submit_segment(job, out, seg, log)
     if watched and not _alive(entry.get("watcher_pid")):
         entry["watcher_pid"] = start_watcher(out, address, entry["submission_id"], verl.poll_s)
-        _record_job(out, entry)
-    while (state := job_status(address, entry["submission_id"])) not in TERMINAL:
-        _wait(deadline, f"Ray job {entry['submission_id']}")
-        if state == "MISSING":
-            raise VerlJobError(f"Ray at {address} does not know job {entry['submission_id']} (the cluster restarted?); "
-                               "run again to submit the segment anew")
-        time.sleep(verl.poll_s)
-        _import_quietly(out)
+        record_job(out, entry)
+    try:
+        while (state := job_status(address, entry["submission_id"])) not in TERMINAL:
+            _wait(deadline, f"Ray job {entry['submission_id']}")
+            if state == "MISSING":
+                raise VerlJobError(f"Ray at {address} does not know job {entry['submission_id']} (the cluster restarted?); "
+                                   "run again to submit the segment anew")
+            time.sleep(verl.poll_s)
+            _import_quietly(out)
+            if watched and budget_stop(out) is None:  # the watcher's backstop while this process lives
+                stop_at_budget(out, address, entry["submission_id"], log=log)
+    except MetricsError:
+        log(f"stopping Ray job {entry['submission_id']}: its metrics cannot be read")
+        ray_job("stop", address, entry["submission_id"], timeout=600)
+        raise
     if state == "FAILED":
         _import_quietly(out)
         raise VerlJobError(f"verl's Ray job {entry['submission_id']} (segment {seg.index} of {job.arm}) FAILED; its "
@@ -340,25 +260,43 @@ def _run_segment_on_ray(job, out: Path, seg, verl: VerlOptions, watched: bool, d
                            f"{log_tail(address, entry['submission_id'])}")
 
 
+def submit_segment(job, out: Path, seg, log=print) -> dict:
+    """Submit segment `seg` as a Ray job (`ray job submit --no-wait`) and return its record: its
+    submission id is chosen here and written to verl/jobs.json first, so a shell that dies right
+    after the submission still leaves the job findable. The segment's earlier metrics file is kept
+    as an attempt file first (verl starts its file anew)."""
+    address = job.address
+    attempts = [j for j in job_records(out) if j.get("segment") == seg.index]
+    next_attempt(Path(seg.metrics_file))
+    entry = {"segment": seg.index, "attempt": len(attempts) + 1, "address": address,
+             "submission_id": f"harness-{job.arm}-seg{seg.index}-{uuid.uuid4().hex[:8]}",
+             "submitted": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "watcher_pid": None}
+    record_job(out, entry)
+    done = subprocess.run([ray_cli(), "job", "submit", f"--address={address}", f"--submission-id={entry['submission_id']}",
+                           "--no-wait", "--", *job.main_command(seg.index)], capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        raise VerlJobError(f"`ray job submit` of segment {seg.index} to {address} failed ({done.returncode}): "
+                           + " ".join((done.stdout + done.stderr).strip().splitlines()[-3:]))
+    log(f"segment {seg.index}: submitted Ray job {entry['submission_id']} (follow it: ray job logs --follow "
+        f"--address={address} {entry['submission_id']})")
+    return entry
+
+
 def _run_segment_here(job, out: Path, seg, verl: VerlOptions, watched: bool, deadline, log) -> None:
     """The segment as a process here (verl starts its own Ray), watched in this process."""
     next_attempt(Path(seg.metrics_file))
     proc = subprocess.Popen(job.main_command(seg.index), start_new_session=True)
-    _record_job(out, {"segment": seg.index, "attempt": len(job_records(out)) + 1, "address": None,
+    record_job(out, {"segment": seg.index, "attempt": len(job_records(out)) + 1, "address": None,
                       "submission_id": f"local-pid{proc.pid}", "pid": proc.pid,
                       "submitted": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     try:
         while proc.poll() is None:
             _wait(deadline, f"segment {seg.index} (pid {proc.pid})")
             time.sleep(min(verl.poll_s, 1.0) if deadline is not None else verl.poll_s)
-            if watched:
-                stop = decide(out)
-                if stop is not None:
-                    log(f"budget: {stop['reason']}; stopping segment {seg.index}")
-                    os.killpg(proc.pid, signal.SIGTERM)
-                    proc.wait(timeout=120)
-                    write_json_atomic(out / VERL / BUDGET_STOP, {**stop, "job": f"local-pid{proc.pid}"})
-                    return
+            if watched and stop_at_budget(out, None, f"local-pid{proc.pid}", log=log) is not None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=120)
+                return
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -382,17 +320,6 @@ def import_verl_run(out: Path, torn_ok: bool = False) -> Path:
     return write_text_atomic(out / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in rows))
 
 
-def verl_rows(out: Path, meta: dict, torn_ok: bool = False) -> list[dict]:
-    """The harness's rows of the verl run in `out` (config.json's contents as `meta`)."""
-    logs = [(s["first_step"], s["last_step"], verl_compile.segment_metrics(out / VERL / METRICS_DIR, s["index"]))
-            for s in meta["verl"]["segments"]]
-    if not attempt_files(logs[0][2]):
-        raise ConfigError(f"'{logs[0][2]}' does not exist: the verl run has not logged a step yet")
-    arm = meta["arm"]
-    return harness_rows(read_segment_logs(logs, torn_ok=torn_ok), n=arm["n"], prompts_per_step=arm["prompts_per_step"],
-                        source=str(out / VERL / METRICS_DIR))
-
-
 def hf_checkpoints(out: Path) -> dict[int, Path]:
     """verl's HF-format checkpoints of the run, all segments', by step (what `harness eval` takes)."""
     checkpoints = out / VERL / CHECKPOINTS  # every segment saves into this one folder
@@ -400,47 +327,3 @@ def hf_checkpoints(out: Path) -> dict[int, Path]:
             if (verl_compile.hf_checkpoint(checkpoints, step) / "config.json").is_file()}
 
 
-def run_budget(meta: dict) -> Budget:
-    """The budget a run folder's config.json records."""
-    return Budget(meta["budget"]["kind"], float(meta["budget"]["amount"]))
-
-
-def save_steps(meta: dict) -> list[int]:
-    """The steps verl saves a checkpoint of in the run `meta` (config.json) describes: every
-    save_every-th step and each segment's last step (its fit(): is_last_step)."""
-    every = int(meta["budget"].get("save_every") or 0)
-    last = meta["verl"]["segments"][-1]["last_step"]
-    ends = {seg["last_step"] for seg in meta["verl"]["segments"]}
-    return sorted(ends | (set(range(every, last + 1, every)) if every > 0 else set()))
-
-
-def decide(out: Path) -> dict | None:
-    """The watcher's decision on the run in `out`, from the metrics verl has written so far: a stop
-    record once the next step would pass the budget (the last step's own spend taken as the next
-    one's) and verl's checkpoint of its last save at or under the current step exists (verl saves a
-    step before it logs it; an asynchronous save is waited for); None to let it run on. A required
-    key missing from the metrics is a `MetricsError`, as when they are imported."""
-    meta = read_record(out / "config.json")
-    if meta is None or meta.get("budget", {}).get("kind") in (None, "steps"):
-        return None
-    budget = run_budget(meta)
-    try:
-        rows = verl_rows(out, meta, torn_ok=True)
-    except ConfigError as exc:
-        if "has not logged a step yet" in str(exc):
-            return None
-        raise
-    if not rows:
-        return None
-    last = rows[-1]
-    spent = budget.used(last)
-    step_cost = spent - (budget.used(rows[-2]) if len(rows) > 1 else 0.0)
-    if spent + step_cost <= budget.amount:
-        return None
-    saves = [step for step in save_steps(meta) if step <= last["step"]]
-    checkpoint = saves[-1] if saves else None
-    if checkpoint is not None and checkpoint not in kept_steps(out):
-        return None  # verl is still writing it
-    return {"reason": f"step {last['step']} spent {spent:g} of {budget.amount:g} {budget.kind} and the next (~{step_cost:g}) "
-                      "would pass it", "step": last["step"], "spent": spent, "kind": budget.kind, "amount": budget.amount,
-            "checkpoint_step": checkpoint}
