@@ -120,3 +120,16 @@ def test_loggers_map_to_verls_trainer_logger_and_the_file_logger_is_always_kept(
     assert "trainer.logger=[console,file]" in compiled().overrides
     with pytest.raises(ConfigError, match="train.loggers"):
         load_config("smoke", ["train.loggers=[slack]"])
+
+
+def test_a_tracker_that_is_not_installed_is_refused_in_one_line():
+    import importlib.util
+
+    from harness.jobs.trackers import check_trackers
+
+    missing = [name for name in ("wandb", "mlflow") if importlib.util.find_spec(name) is None]
+    if not missing:
+        pytest.skip("wandb and mlflow are both installed here")
+    with pytest.raises(ConfigError, match=rf"'train.loggers': {missing[0]} is not installed here \(pip install {missing[0]}\)"):
+        check_trackers(load_config("smoke", [f"train.loggers=[console,file,{missing[0]}]"]))
+    check_trackers(load_config("smoke", ["train.loggers=[console,file,tensorboard]"]))  # no package needed

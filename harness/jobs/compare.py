@@ -251,7 +251,10 @@ def run_compare(profile: str, arms: list[str], out: Path, overrides: list[str], 
     if verl is not None and verl.dry_run:
         for seed in run_seed_values:
             for arm, cfg in arm_configs(profile, arms, overrides, seed=seed, verl=True).items():
-                verl_job.prepare(cfg, arm, run_dir(out, arm, seed), verl, plan=plan_steps(cfg), log=log)
+                plan = plan_steps(cfg)
+                log(f"{arm} (train.seed={seed}): {plan.steps} steps ({plan.basis}); budget points at steps {plan.point_steps}; "
+                    f"a checkpoint every {plan.save_every} steps ({plan.save_basis})")
+                verl_job.prepare(cfg, arm, run_dir(out, arm, seed), verl, plan=plan, log=log)
         return out
     if verl is None or verl.address is None:  # a verl job on a remote cluster needs no GPU here, its evaluation does
         check_requirements(base_cfg)

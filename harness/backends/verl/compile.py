@@ -227,23 +227,24 @@ def plan_steps(cfg: Config) -> StepPlan:
     elif c.budget_kind == "samples":
         allowed = int(c.budget // per_step)
         basis = (f"at most {c.budget:g} samples / {per_step:,} per step (n {s.n} x {s.prompts_per_step} prompts, before "
-                 "refills; each refilled group adds n more, and the watcher stops at the budget)")
+                 "refills; each refilled group adds n more)")
     elif c.budget_kind == "wall_s" and c.expected_samples_per_s > 0:
         allowed = int(c.budget * c.expected_samples_per_s // per_step)
         basis = (f"at most {c.budget:g} s x {c.expected_samples_per_s:g} samples/s (compare.expected_samples_per_s) / "
-                 f"{per_step:,} samples per step = {c.budget * c.expected_samples_per_s / per_step:,.1f} steps; the "
-                 "watcher stops at the budget")
+                 f"{per_step:,} samples per step = {c.budget * c.expected_samples_per_s / per_step:,.1f} steps")
     else:
         allowed = None
         basis = (f"not known in advance ({c.budget_kind} budget"
                  + (" without compare.expected_samples_per_s" if c.budget_kind == "wall_s" else "") +
-                 "): train.steps caps it, the watcher stops at the budget")
+                 "): train.steps caps it")
     steps = t.steps if allowed is None else min(t.steps, allowed)
     if steps < 1:
         raise ConfigError(f"invalid value for 'compare.budget': {c.budget:g} {c.budget_kind} does not pay for one step of "
                           f"the arm ({per_step:,} samples per step); give a budget of at least one step")
     if allowed is not None and allowed > t.steps:
         basis += f", capped by train.steps = {t.steps}"
+    if watched:
+        basis += "; the watcher stops the job at the budget"
     points = sorted({max(1, int(round(f * steps, 9))) for f in c.eval_points} | {steps})
     first = points[0]
     if t.save_every > 0:
