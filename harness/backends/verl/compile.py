@@ -7,9 +7,9 @@ declares (tests/test_verl.py composes them with verl's Hydra config and runs its
 misspelt key fails there, not on a cluster.
 
 Hooks used, all verl's own (nothing of verl is copied or patched):
-- dynamic sampling with refill and cap: `algorithm.filter_groups` (verl's v1 trainer keeps a
-  replay buffer that evicts groups whose rewards have no spread and refills them with new prompts;
-  `max_num_gen_batches` caps the refills);
+- dynamic sampling with refill: `algorithm.filter_groups` (verl's v1 trainer keeps a replay
+  buffer that evicts groups whose rewards have no spread and refills them with new prompts; its V1
+  buffer ignores `max_num_gen_batches`, so the refills are not capped);
 - ICE-POP: `algorithm.rollout_correction` (`rollout_is=token` with the bounds as its threshold:
   token weights exp(old - rollout), zero outside [tis_low, tis_high]; tests/test_verl_algos.py
   checks it equals the harness's `truncated_is_weights` bit for bit);
@@ -18,10 +18,13 @@ Hooks used, all verl's own (nothing of verl is copied or patched):
   chain of verl invocations ("segments") of R steps each (`segment_bounds`); segment k > 0 starts
   verl with `actor_rollout_ref.model.path` = the HF checkpoint segment k-1 saved at its last step
   (verl builds the reference from that path, so the reference is the current policy) and resumes
-  verl's own checkpoint of that step (`trainer.resume_mode=resume_path`: actor weights, optimizer,
-  lr scheduler, dataloader position), to `trainer.total_training_steps` = its last step.
+  verl's newest checkpoint (`trainer.resume_mode=auto`: that step's, or after a failure the
+  segment's own last save; actor weights, optimizer, lr scheduler, dataloader position), to
+  `trainer.total_training_steps` = its last step.
   `train.reset_optimizer_with_ref` loads the weights only (`actor.checkpoint.load_contents=[model]`).
   What each of these rests on in verl 0.9.1's source: docs/verl.md;
+- the budget (`plan_steps`): each arm's steps and `trainer.save_freq` from a comparison's budget;
+  a budget that is not whole steps is enforced by the harness's watcher (harness/backends/verl/watch.py);
 - generation throughput (Table 3): computed from verl's `timing_s/gen` and its sample counts when
   its metrics are read back (harness/backends/verl/metrics.py), never from `perf/throughput`.
 """
