@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--dry-run", action="store_true", help="verl: write the commands, data and translations; run nothing")
         p.add_argument("--address", default=None,
                        help="verl: submit with `ray job submit --address ADDRESS` instead of a local Ray")
+        p.add_argument("--verl-override", action="append", default=[], metavar="KEY=VALUE",
+                       help="verl: a Hydra override of verl's ppo_trainer config, after the compiled ones (repeatable; "
+                       "written to verl/overrides.txt)")
 
     def replicas(p: argparse.ArgumentParser, address: str = "--address"):
         p.add_argument("--replicas", type=int, default=1, metavar="K",
@@ -392,12 +395,13 @@ def _verl_options(args):
     from harness.jobs.train_verl import VerlOptions
 
     if args.backend != "verl":
-        if args.dry_run or args.address or args.nodes != 1 or args.gpus_per_node != 8:
-            raise ConfigError("--nodes, --gpus-per-node, --dry-run and --address are for --backend verl")
+        if args.dry_run or args.address or args.nodes != 1 or args.gpus_per_node != 8 or args.verl_override:
+            raise ConfigError("--nodes, --gpus-per-node, --dry-run, --address and --verl-override are for --backend verl")
         return None
     if args.nodes < 1 or args.gpus_per_node < 1:
         raise ConfigError(f"invalid value for --nodes/--gpus-per-node: {args.nodes}/{args.gpus_per_node}; both must be >= 1")
-    return VerlOptions(nodes=args.nodes, gpus_per_node=args.gpus_per_node, address=args.address, dry_run=args.dry_run)
+    return VerlOptions(nodes=args.nodes, gpus_per_node=args.gpus_per_node, address=args.address, dry_run=args.dry_run,
+                       overrides=tuple(args.verl_override))
 
 
 def _train_verl(args) -> int:
@@ -411,23 +415,26 @@ def _train_verl(args) -> int:
     import datetime
     from pathlib import Path
 
-    from harness.jobs.train_verl import VERL, import_verl_run, prepare, run
+    from harness.jobs.train_verl import VERL, VerlJobError, import_verl_run, prepare, run
 
     out = Path(args.out) if args.out else Path("results/runs") / (
         f"{datetime.datetime.now():%Y%m%d-%H%M%S}-{cfg.profile}-{Path(args.recipe).stem}-verl")
     if out.exists() and any(out.iterdir()) and not (out / VERL).is_dir():
         raise ConfigError(f"--out '{out}' exists and is not a verl run folder; give a new folder")
-    job = prepare(cfg, Path(args.recipe).stem, out, args.nodes, args.gpus_per_node, args.address, log=_log)
+    verl = _verl_options(args)
+    job = prepare(cfg, Path(args.recipe).stem, out, verl, log=_log)
     print((out / VERL / "translation.md").read_text(), end="")
     print(f"\nverl command: {out / VERL / 'command.sh'}\n  {len(job.segments)} x {' '.join(job.command(0)[:3])} ... "
           f"({len(job.overrides)} overrides shared, {len(job.segments[0].overrides)} per segment)")
     if args.dry_run:
         print(f"dry run: nothing ran; files in {out / VERL}")
         return 0
-    code = run(job, out, log=_log)
-    if code != 0:
-        print(f"verl exited with {code}; its metrics so far: harness train --backend verl reads them on the next run", file=sys.stderr)
-        return code
+    try:
+        run(job, out, verl, log=_log)
+    except VerlJobError as exc:
+        print(f"{exc}\nits metrics so far are read back; run the same command again to continue from verl's last save",
+              file=sys.stderr)
+        return 1
     print(f"wrote {import_verl_run(out)}")
     return 0
 

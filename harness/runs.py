@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from harness.config.errors import UserError
+
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write `text` to a temporary file beside `path`, fsync, then rename over `path`."""
@@ -60,6 +62,29 @@ def latest_checkpoint(out: Path) -> Path | None:
         return None
     done = sorted(p for p in folder.glob("step_*") if (p / STATE_FILE).is_file())
     return done[-1] if done else None
+
+
+VERL_DIR = "verl"
+"""A `--backend verl` run folder's subfolder for verl's files (harness/jobs/train_verl.py)."""
+
+
+def verl_hf_checkpoint(checkpoints: Path, step: int) -> Path:
+    """The HF-format actor weights verl saves of `step` in its `trainer.default_local_dir` (its
+    `_save_checkpoint`, with `checkpoint.save_contents` containing hf_model)."""
+    return Path(checkpoints) / f"global_step_{step}" / "actor" / "huggingface"
+
+
+def kept_steps(run: Path) -> set[int]:
+    """The steps of a run folder that have a checkpoint to evaluate: the harness's own
+    (checkpoints/step_NNNNNN/) and, for a verl run, verl's HF checkpoints
+    (verl/checkpoints/global_step_N/actor/huggingface/ with its config.json)."""
+    run = Path(run)
+    steps = {int(p.name.split("_")[1]) for p in (run / CHECKPOINTS).glob("step_*") if p.is_dir()}
+    for folder in (run / VERL_DIR / CHECKPOINTS).glob("global_step_*"):
+        step = int(folder.name.rsplit("_", 1)[1])
+        if (verl_hf_checkpoint(folder.parent, step) / "config.json").is_file():
+            steps.add(step)
+    return steps
 
 
 def read_metrics(path: Path) -> list[dict]:
@@ -116,22 +141,42 @@ def eval_points(fractions) -> list[float]:
     return sorted({float(f) for f in fractions} | {1.0})
 
 
-def point_steps(rows: list[dict], budget: Budget, fractions, kept=None) -> dict[float, int | None]:
+class SpendError(UserError):
+    """A budget point that only the base could stand for although the arm had steps at or under it:
+    no checkpoint was kept there (too few saves). Never answered by evaluating the base instead."""
+
+
+def point_steps(rows: list[dict], budget: Budget, fractions, kept=None, arm: str = "the arm") -> dict[float, int | None]:
     """RL step evaluated for each point of one run, from its metrics: matched spend, the last step
-    whose spend is at or under fraction x budget (`run_training` keeps a checkpoint there), never
-    the step that passed it; 0 (the base itself) when the first step already passed it; None while
-    no step has reached the point yet (the run is unfinished). `kept`: only these steps have
-    checkpoints (a verl run keeps every trainer.save_freq steps), so the last of them at or under
-    the point is taken."""
-    out: dict[float, int | None] = {}
-    for f in eval_points(fractions):
-        mark = budget.point(f)
-        if not any(budget.used(row) >= mark for row in rows):
-            out[f] = None
-            continue
-        out[f] = max((row["step"] for row in rows if budget.used(row) <= mark and (kept is None or row["step"] in kept)),
-                     default=0)
-    return out
+    whose spend is at or under fraction x budget, never the step that passed it; None while no step
+    has reached the point yet (the run is unfinished).
+
+    The base (0) stands for a point only when the run's first step already passed it. `kept`: the
+    steps with a checkpoint (a verl run keeps one every trainer.save_freq steps; `run_training`
+    keeps one at each point): the nearest of them at or under the point is taken, and its actual
+    spend is what the tables show. A point with steps at or under it but none kept would fall to the
+    base for lack of saves: a `SpendError` naming `arm`, the point and the saved steps."""
+    return {f: point_step(rows, budget, f, kept, arm) for f in eval_points(fractions)}
+
+
+def point_step(rows: list[dict], budget: Budget, fraction: float, kept=None, arm: str = "the arm") -> int | None:
+    """`point_steps` of one budget fraction."""
+    mark = budget.point(fraction)
+    if not any(budget.used(row) >= mark for row in rows):
+        return None
+    under = [row["step"] for row in rows if budget.used(row) <= mark]
+    if not under:
+        return 0
+    if kept is None:
+        return max(under)
+    served = [step for step in under if step in kept]
+    if not served:
+        raise SpendError(
+            f"{arm}: budget point {fraction:g} ({mark:g} {budget.kind}) falls after step {max(under)}, but no checkpoint at "
+            f"or under it was kept (saved steps: {sorted(kept) if kept else 'none'}); the base would stand for it. Save "
+            "more often (train.save_every at most the step of the first point; `harness compare` picks such an "
+            "interval when train.save_every is not given)")
+    return max(served)
 
 
 # --- a sweep over N (`harness sweep`) ---------------------------------------------------------------

@@ -73,21 +73,21 @@ def segment_configs(meta: dict) -> list:
 
 
 def check_chain(meta: dict, configs: list, out: Path) -> None:
-    """Each segment as verl reads it: segment 0 from the base, resuming nothing; segment k > 0 from the
-    HF checkpoint of the step before its first (model.path: the reference's weights) and verl's own
-    checkpoint of that step; each to its last step, logging to its own file."""
+    """Each segment as verl reads it: segment 0 from the base, segment k > 0 from the HF checkpoint of
+    the step before its first (model.path: the reference's weights); every one resuming verl's newest
+    checkpoint (resume_mode=auto: its own last save after a failure); each to its last step, logging
+    to its own file."""
     checkpoints = out / "verl" / "checkpoints"
     for seg, cfg in zip(meta["verl"]["segments"], configs):
         trainer, start = cfg.trainer, seg["first_step"] - 1
         assert trainer.total_training_steps == seg["last_step"] and trainer.default_local_dir == str(checkpoints)
         assert cfg.ray_kwargs.ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH == \
             str(out / "verl" / "metrics" / f"segment{seg['index']}.jsonl")
+        assert trainer.resume_mode == "auto"
         if seg["index"] == 0:
-            assert cfg.actor_rollout_ref.model.path == meta["base_checkpoint"] and trainer.resume_mode == "disable"
+            assert cfg.actor_rollout_ref.model.path == meta["base_checkpoint"]
         else:
             assert cfg.actor_rollout_ref.model.path == str(checkpoints / f"global_step_{start}" / "actor" / "huggingface")
-            assert trainer.resume_mode == "resume_path"
-            assert trainer.resume_from_path == str(checkpoints / f"global_step_{start}")
     assert configs[-1].trainer.total_training_steps == meta["config"]["train"]["steps"]
 
 
@@ -126,6 +126,20 @@ def test_paper_batch_composes_and_validates_on_8_by_8(tmp_path, recipe):
     assert (cfg.actor_rollout_ref.rollout.n, cfg.data.train_batch_size) == ((16, 512) if recipe == "prorl" else (512, 128))
     assert cfg.data.max_response_length == 16384
     assert not any("ref_reset_every" in line for line in meta["verl"]["not_expressed"])
+
+
+def test_user_overrides_and_loggers_compose_and_validate(tmp_path):
+    """--verl-override after the compiled overrides (verl.md: the last value wins) and train.loggers as
+    trainer.logger, through verl's own Hydra config and validation."""
+    out, meta = dry_run(tmp_path, "prorl", "smoke", 1, 1, "--verl-override", "trainer.val_before_train=true",
+                        "--verl-override", "actor_rollout_ref.rollout.gpu_memory_utilization=0.3",
+                        "train.loggers=[console,file,tensorboard]")
+    assert (out / "verl" / "overrides.txt").read_text().splitlines()[-2:] == [
+        "trainer.val_before_train=true", "actor_rollout_ref.rollout.gpu_memory_utilization=0.3"]
+    cfg = segment_configs(meta)[0]
+    assert cfg.trainer.val_before_train is True and cfg.actor_rollout_ref.rollout.gpu_memory_utilization == 0.3
+    assert list(cfg.trainer.logger) == ["console", "file", "tensorboard"]
+    assert cfg.ray_kwargs.ray_init.runtime_env.env_vars.TENSORBOARD_DIR == str((out / "tb").resolve())
 
 
 def test_the_v1_reset_loads_the_weights_only(tmp_path):

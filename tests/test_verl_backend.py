@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.backends.verl.compile import compile_arm, segment_bounds
+from harness.backends.verl.compile import compile_arm, plan_steps, segment_bounds
 from harness.backends.verl.data import overlong_prompts
 from harness.backends.verl.metrics import harness_rows, read_segment_logs, read_verl_log
 from harness.config import ConfigError, load_config
@@ -22,17 +22,19 @@ from .conftest import SHARED_DATA, run_cli
 VERL_LOG = Path(__file__).parent / "data" / "verl_file_logger.jsonl"
 
 SEGMENT_KEYS = {"actor_rollout_ref.model.path", "trainer.total_training_steps", "trainer.resume_mode",
-                "trainer.resume_from_path", "actor_rollout_ref.actor.checkpoint.load_contents",
+                "actor_rollout_ref.actor.checkpoint.load_contents",
                 "+ray_kwargs.ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH"}
 """The keys a segment of the chain sets itself (compile._segment_pairs), never the shared overrides."""
 
 
 def job(recipe: str, profile: str = "prorlv2-1.5b", nodes: int = 8, gpus: int = 8, overrides=(), checkpoints="/c",
-        address=None):
+        address=None, budget=False, extra=()):
+    """The compiled job; `budget`: under the comparison's budget (plan_steps), as `harness compare` compiles it."""
     cfg = load_config(profile, list(overrides), recipe=recipe)
     return compile_arm(cfg, recipe, model="M", train_file=Path("/d/train.parquet"), val_file=Path("/d/val.parquet"),
                        reward_module=Path("/h/reward.py"), checkpoints=Path(checkpoints), metrics_dir=Path("/m"),
-                       nodes=nodes, gpus_per_node=gpus, experiment="x", address=address)
+                       nodes=nodes, gpus_per_node=gpus, experiment="x", address=address,
+                       plan=plan_steps(cfg) if budget else None, extra_overrides=tuple(extra), tensorboard_dir=Path("/tb"))
 
 
 def values(j, segment: int = 0) -> dict[str, str]:
@@ -70,11 +72,11 @@ def test_paper_recipes_compile_to_the_paper_batch(recipe, n, prompts, mini, lr):
 
 
 def test_what_verl_cannot_express_is_listed():
-    j = job("brorl")
+    j = job("brorl", budget=True)
     text = " ".join(j.not_expressed)
-    assert "budget_kind=wall_s" in text
+    assert "budget_kind=wall_s" in text and "watcher" in text and "ignores filter_groups.max_num_gen_batches" in text
     assert "ref_reset_every" not in text  # carried by the chain of segments (below)
-    assert any(tr.harness_key == "train.ref_reset_every" and "resume_path" in tr.verl for tr in j.translations)
+    assert any(tr.harness_key == "train.ref_reset_every" and "resumed" in tr.verl for tr in j.translations)
     off = job("prorl", overrides=["train.tis=false", "train.clip_ratio_c=null"])
     assert values(off)["algorithm.rollout_correction.rollout_is"] == "null"
     assert values(off)["actor_rollout_ref.actor.clip_ratio_c"] == "1000000000.0"
@@ -95,20 +97,21 @@ def test_segment_bounds(steps, every, bounds):
 @pytest.mark.parametrize("recipe", ["prorl", "brorl"])
 def test_the_reference_reset_is_a_chain_of_verl_resumes(recipe):
     """prorlv2-1.5b: 1,000 steps, reset every 200. Segment k > 0 starts verl from the HF checkpoint
-    of the step before its first (the reference), resumes verl's checkpoint of that step and stops
-    at its last step; each logs to its own file."""
+    of the step before its first (the reference), resumes verl's newest checkpoint (resume_mode=auto:
+    that step's, or a later save of its own after a failure) and stops at its last step; each logs
+    to its own file."""
     j = job(recipe)
     assert [(s.first_step, s.last_step) for s in j.segments] == segment_bounds(1000, 200)
     assert not SEGMENT_KEYS & {o.split("=", 1)[0] for o in j.overrides}, "a per-segment key among the shared ones"
     first = values(j, 0)
-    assert first["actor_rollout_ref.model.path"] == "M" and first["trainer.resume_mode"] == "disable"
+    assert first["actor_rollout_ref.model.path"] == "M" and first["trainer.resume_mode"] == "auto"
     assert first["trainer.total_training_steps"] == "200" and "trainer.resume_from_path" not in first
     assert first["+ray_kwargs.ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH"] == "/m/segment0.jsonl"
     for seg in j.segments[1:]:
         v = values(j, seg.index)
         start = seg.first_step - 1
         assert v["actor_rollout_ref.model.path"] == f"/c/global_step_{start}/actor/huggingface"
-        assert v["trainer.resume_mode"] == "resume_path" and v["trainer.resume_from_path"] == f"/c/global_step_{start}"
+        assert v["trainer.resume_mode"] == "auto" and "trainer.resume_from_path" not in v
         assert v["trainer.total_training_steps"] == str(seg.last_step)
         assert v["actor_rollout_ref.actor.checkpoint.load_contents"] == "[model,optimizer,extra]"  # ProRLv2 keeps it
         assert v["+ray_kwargs.ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH"] == f"/m/segment{seg.index}.jsonl"
@@ -122,7 +125,7 @@ def test_a_period_that_does_not_divide_the_steps_ends_with_a_short_segment():
     j = job("brorl", overrides=["train.ref_reset_every=300"])
     last = j.segments[-1]
     assert (last.first_step, last.last_step) == (901, 1000)
-    assert values(j, last.index)["trainer.resume_from_path"] == "/c/global_step_900"
+    assert values(j, last.index)["actor_rollout_ref.model.path"] == "/c/global_step_900/actor/huggingface"
 
 
 @pytest.mark.parametrize("every", [0, 1000, 5000])
@@ -131,7 +134,7 @@ def test_no_reset_before_the_end_is_one_verl_run(every):
     assert len(j.segments) == 1
     v = values(j)
     assert (v["actor_rollout_ref.model.path"], v["trainer.total_training_steps"], v["trainer.resume_mode"]) == \
-        ("M", "1000", "disable")
+        ("M", "1000", "auto")
     assert j.script().count("verl.trainer.main_ppo") == 1
 
 
@@ -195,7 +198,7 @@ def test_command_sh_runs_the_segments_in_order_and_a_rerun_skips_the_saved_ones(
     assert code == 0 and len(calls) == 3
     assert [next(a for a in c.split() if a.startswith("trainer.total_training_steps=")) for c in calls] == \
         ["trainer.total_training_steps=2", "trainer.total_training_steps=4", "trainer.total_training_steps=6"]
-    assert "trainer.resume_from_path=" + str(tmp_path / "c" / "global_step_4") in calls[2]
+    assert "actor_rollout_ref.model.path=" + str(tmp_path / "c" / "global_step_4" / "actor" / "huggingface") in calls[2]
     code, calls, _ = run_script(tmp_path, j)
     assert code == 0 and calls == []  # all saved: nothing runs again
 
@@ -233,7 +236,7 @@ def test_segment_logs_are_read_in_step_order(tmp_path):
     rows = harness_rows(records, n=4, prompts_per_step=2)
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
     assert rows[-1]["wall_s"] == pytest.approx(2 * (3.0 + 3.5 + 2.5))
-    assert rows[3]["samples_generated"] == rows[2]["samples_generated"] + 12 and rows[3]["ds_pass_rate"] == rows[0]["ds_pass_rate"]
+    assert rows[3]["samples_generated"] == rows[2]["samples_generated"] + 24 and rows[3]["ds_pass_rate"] == rows[0]["ds_pass_rate"]
 
 
 def test_segment_logs_not_of_one_chain_are_one_clear_error(tmp_path):
@@ -254,7 +257,7 @@ def test_a_prepared_run_folder_imports_its_segments(tmp_path):
 
     cfg = load_config("smoke", ["base.checkpoint=/x/base"], recipe="brorl")
     out = tmp_path / "run"
-    j = train_verl.prepare(cfg, "brorl", out, 1, 1, log=lambda _: None)
+    j = train_verl.prepare(cfg, "brorl", out, train_verl.VerlOptions(nodes=1, gpus_per_node=1), log=lambda _: None)
     assert [(s.first_step, s.last_step) for s in j.segments] == [(1, 3), (4, 6)]
     meta = json.loads((out / "config.json").read_text())
     assert [s["overrides"] for s in meta["verl"]["segments"]] == [s.overrides for s in j.segments]
@@ -279,10 +282,12 @@ def test_verl_log_becomes_harness_rows():
     rows = harness_rows(records, n=4, prompts_per_step=2)
     assert [r["step"] for r in rows] == [1, 2, 3]
     first = rows[0]
-    assert first["ds_pass_rate"] == pytest.approx(8 / (8 + 4))  # 8 kept, 4 evicted
-    assert first["gen_samples_per_s"] == pytest.approx(12 / 2.0)
-    assert first["samples_generated"] == 12 and rows[-1]["wall_s"] == pytest.approx(3.0 + 3.5 + 2.5)
-    assert rows[1]["ds_pass_rate"] == pytest.approx((8 + 2) / (8 + 2 + 0))  # surplus groups passed too
+    # verl counts the evicted and surplus "samples" in groups (prompt uids): 2 kept + 4 evicted groups of n=4
+    assert first["ds_pass_rate"] == pytest.approx(2 / (2 + 4))
+    assert first["gen_samples_per_s"] == pytest.approx(24 / 2.0)
+    assert first["samples_generated"] == 24 and rows[-1]["wall_s"] == pytest.approx(3.0 + 3.5 + 2.5)
+    assert rows[1]["ds_pass_rate"] == pytest.approx((2 + 2) / (2 + 2 + 0))  # surplus groups passed too
+    assert rows[1]["samples_generated"] == 24 + 16 and rows[2]["samples_generated"] == 24 + 16 + 8
     assert first["reward_mean"] == 0.5 and first["kl"] == 0.001
 
 
@@ -381,7 +386,7 @@ def test_a_comparison_made_from_verl_metrics_renders_like_a_local_one(smoke_base
     ran = []
     recorded = read_verl_log(VERL_LOG)
 
-    def replay(job, out, log=print):
+    def replay(job, out, verl=None, log=print, timeout_s=None):
         ran.append(job.arm)
         assert [(s.first_step, s.last_step) for s in job.segments] == [(1, 3), (4, 6)]
         folder = out / train_verl.VERL

@@ -484,7 +484,20 @@ class TrainConfig:
     """Training prompts drawn from each suite's train split (its tasks in equal shares), cycled
     in seeded epochs."""
     save_every: NonNegInt = 0
-    """Save a resumable checkpoint every this many steps (0: only at the end)."""
+    """Save a resumable checkpoint every this many steps (0: only at the end). Under `--backend
+    verl` it is verl's `trainer.save_freq`, honoured as given, and the checkpoints it keeps are the
+    ones matched spend can evaluate; 0 there lets `harness compare` choose an interval that gives
+    every budget point a checkpoint within one interval at or under it (translation.md says which)."""
+    loggers: list[Literal["console", "file", "tensorboard", "wandb", "mlflow"]] = field(
+        default_factory=lambda: ["console", "file"])
+    """Where a run's metrics stream: `console` (the progress bar; verl's console logger), `file`
+    (metrics.jsonl; verl's file logger, which the harness reads back, so a verl run always keeps
+    it), `tensorboard` (the run's tb/ folder; the harness's own trainer writes it always), `wandb`
+    (Weights & Biases: WANDB_MODE=offline works without a network) and `mlflow` (MLflow: its
+    tracking URI from MLFLOW_TRACKING_URI, e.g. file:./mlruns). Under verl this is
+    `trainer.logger`; the harness's own trainer writes the same metric names to the same trackers.
+    wandb and mlflow are optional packages (`pip install wandb` / `mlflow`); a run that names one
+    that is not installed is refused in one line before it starts."""
     probe_every: NonNegInt = 0
     """Measure the policy's probability mass on known-correct responses (the paper's Q_pos, on the
     language model) before and after the update of every this-many-th step; 0: off. The probe set
@@ -514,6 +527,13 @@ class CompareConfig:
     """How much of it each arm gets."""
     eval_points: list[Annotated[float, Range(min=0.01, max=1.0)]] = field(default_factory=lambda: [0.5, 1.0])
     """Fractions of the budget at which each arm is checkpointed and evaluated (1.0 = the end)."""
+    expected_samples_per_s: NonNegFloat = 0.0
+    """Under `--backend verl` with a wall-clock budget: the cluster's expected pace in generated
+    samples per second of a whole RL step (generation, scoring and update), used only to plan each
+    arm's step count (budget x pace / the arm's samples per step) and from it the default checkpoint
+    interval; the watcher stops the job at the budget whatever the pace was. Give an upper bound:
+    more planned steps means a shorter save interval, never a point without a checkpoint. 0:
+    unknown (each arm runs to train.steps unless the watcher stops it; give train.save_every)."""
 
 
 @dataclass

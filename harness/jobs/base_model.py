@@ -95,10 +95,11 @@ def cache_key(cfg: Config) -> str:
         "bootstrap": _bootstrap_key(cfg),
         "suites": _suites_key(cfg),
         # logit_chunk_tokens and gradient_checkpointing trade memory for compute, same numbers; the
-        # probe (probe_every, probe_items) measures and changes no number of the training
+        # probe (probe_every, probe_items) measures and changes no number of the training; loggers only
+        # say where the metrics stream
         "train": {k: v for k, v in asdict(cfg.train).items()
                   if k not in ("trainer", "seed", "steps", "save_every", "rollout_scaling", "logit_chunk_tokens",
-                               "gradient_checkpointing", "probe_every", "probe_items")},
+                               "gradient_checkpointing", "probe_every", "probe_items", "loggers")},
         "eval": {k: getattr(cfg.eval, k) for k in ("temperature", "top_p", "max_new_tokens")},
     }
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]

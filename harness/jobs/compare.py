@@ -43,6 +43,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harness import provenance
+from harness.backends.verl.compile import plan_steps
 from harness.checkpoint import CheckpointError, check_checkpoint
 from harness.config import Config, ConfigError, available_recipes, load_config, to_dict
 from harness.jobs import train_verl as verl_job
@@ -59,14 +60,17 @@ from harness.runs import (
     EVALS,
     METRICS_FILE,
     SPEND_RULE,
+    VERL_DIR,
     Budget,
     checkpoint_name,
     describe_folder,
     folder_kind,
+    kept_steps,
     point_steps,
     read_metrics,
     read_record,
     run_dir,
+    verl_hf_checkpoint,
     write_json_atomic,
 )
 from trainers.registry import available
@@ -85,15 +89,21 @@ def resolve_arm(name: str) -> tuple[str, list[str]]:
     )
 
 
-def arm_configs(profile: str, arms: list[str], overrides: list[str], seed: int | None = None) -> dict[str, Config]:
-    """Each arm's config; with `seed`, its `train.seed` is that value (one run of `--seeds`)."""
+def arm_configs(profile: str, arms: list[str], overrides: list[str], seed: int | None = None,
+                verl: bool = False) -> dict[str, Config]:
+    """Each arm's config; with `seed`, its `train.seed` is that value (one run of `--seeds`). The
+    harness's own trainer keeps a checkpoint at every budget point by itself, so its periodic
+    resume checkpoints are off (train.save_every=0); under verl (`verl`) train.save_every is
+    honoured as given: verl's saves are the only checkpoints matched spend can evaluate
+    (`plan_steps` chooses one for 0)."""
     if len(arms) != 2 or arms[0] == arms[1]:
         raise ConfigError(f"compare needs two different arms, got {' '.join(arms) or 'none'}")
     out = {}
     for arm in arms:
         recipe, extra = resolve_arm(arm)
         pinned = [] if seed is None else [f"train.seed={seed}"]
-        out[arm] = load_config(profile, overrides + extra + ["train.save_every=0"] + pinned, recipe=recipe)
+        own = [] if verl else ["train.save_every=0"]
+        out[arm] = load_config(profile, overrides + extra + own + pinned, recipe=recipe)
     return out
 
 
@@ -130,7 +140,7 @@ def base_info(base: Path) -> dict:
 _NO_DEFAULT = object()
 
 RUNTIME_KEYS = {"torch_threads", "cache_dir", "rollout.device", "rollout.max_batch_sequences", "eval.prompts_per_call",
-                "scoring.workers", "train.micro_batch_tokens"}
+                "scoring.workers", "train.micro_batch_tokens", "train.loggers"}
 """Config keys that may change on --resume: where and how fast it runs, not what it computes."""
 
 
@@ -240,12 +250,16 @@ def run_compare(profile: str, arms: list[str], out: Path, overrides: list[str], 
     stored = read_comparison(out) if resume else None
     if seeds is None:
         seeds = len(stored["seeds"]) if stored and isinstance(stored.get("seeds"), list) else 1
-    run_seed_values = run_seeds(arm_configs(profile, arms, overrides), seeds)
+    on_verl = verl is not None
+    run_seed_values = run_seeds(arm_configs(profile, arms, overrides, verl=on_verl), seeds)
     base_cfg = load_config(profile, overrides)
     if verl is not None and verl.dry_run:
         for seed in run_seed_values:
-            for arm, cfg in arm_configs(profile, arms, overrides, seed=seed).items():
-                verl_job.prepare(cfg, arm, run_dir(out, arm, seed), verl.nodes, verl.gpus_per_node, verl.address, log=log)
+            for arm, cfg in arm_configs(profile, arms, overrides, seed=seed, verl=True).items():
+                plan = plan_steps(cfg)
+                log(f"{arm} (train.seed={seed}): {plan.steps} steps ({plan.basis}); budget points at steps {plan.point_steps}; "
+                    f"a checkpoint every {plan.save_every} steps ({plan.save_basis})")
+                verl_job.prepare(cfg, arm, run_dir(out, arm, seed), verl, plan=plan, log=log)
         return out
     if verl is None or verl.address is None:  # a verl job on a remote cluster needs no GPU here, its evaluation does
         check_requirements(base_cfg)
@@ -259,7 +273,7 @@ def run_compare(profile: str, arms: list[str], out: Path, overrides: list[str], 
         "base_key": (f"{base_cfg.base.checkpoint}@{base_cfg.base.revision or 'default'}" if base_cfg.base.checkpoint
                      else checkpoint_dir(base_cfg).name),
     }
-    configs = arm_configs(profile, arms, overrides, seed=run_seed_values[0])
+    configs = arm_configs(profile, arms, overrides, seed=run_seed_values[0], verl=on_verl)
     if stored is not None:
         _check_resume(out, stored, {**identity, "configs": {arm: to_dict(cfg) for arm, cfg in configs.items()}})
     if base_cfg.base.checkpoint:  # an existing checkpoint (the ProRLv2 one): nothing is bootstrapped
@@ -300,7 +314,7 @@ def run_compare(profile: str, arms: list[str], out: Path, overrides: list[str], 
         evaluate(f"baseline-rl{rl_step}", base_cfg, checkpoint,
                  {"method": "baseline", "step": rl_step, "rl_step": rl_step, "base": role})
     for seed in run_seed_values:  # seed-major: an interrupted comparison has whole pairs of runs
-        configs = arm_configs(profile, arms, overrides, seed=seed)
+        configs = arm_configs(profile, arms, overrides, seed=seed, verl=on_verl)
         for arm, cfg in configs.items():
             folder = run_dir(out, arm, seed)
             if verl is not None:
@@ -314,26 +328,36 @@ def run_compare(profile: str, arms: list[str], out: Path, overrides: list[str], 
                 run_training(cfg, arm, folder, resume=(folder / METRICS_FILE).exists(), base=base["checkpoint"],
                              progress=progress, log=log, budget=budget, checkpoint_fractions=tuple(c.eval_points))
                 rows = read_metrics(folder / METRICS_FILE)
-            for step, checkpoint in matched_checkpoints(folder, rows, budget, c.eval_points, base["checkpoint"]).items():
-                if checkpoint is None:
-                    log(f"WARNING: no checkpoint {folder / CHECKPOINTS / checkpoint_name(step)} for an evaluation point "
-                        f"of {arm} seed {seed}; skipped")
-                    continue
-                evaluate(f"{arm}-seed{seed}-{checkpoint_name(step)}", cfg, checkpoint,
-                         {"method": arm, "seed": seed, "step": step})
+            evaluate_points(folder, rows, budget, c.eval_points, arm, seed, cfg, evaluate, log)
     return out
 
 
-def matched_checkpoints(folder: Path, rows: list[dict], budget: Budget, fractions, base: str) -> dict[int, str | None]:
-    """The checkpoint each evaluated step of one `run_training` run stands for, by step, ascending:
-    the steps of matched spend (`point_steps`) of the run in `folder`; step 0 (the run's first step
-    passed the point) is the base itself; None where the checkpoint folder is missing."""
-    steps = sorted({s for s in point_steps(rows, budget, fractions).values() if s is not None})
-    out: dict[int, str | None] = {}
-    for step in steps:
-        checkpoint = folder / CHECKPOINTS / checkpoint_name(step)
-        out[step] = base if step == 0 else (str(checkpoint) if checkpoint.is_dir() else None)
-    return out
+def matched_checkpoints(folder: Path, rows: list[dict], budget: Budget, fractions, arm: str = "the arm") -> dict[int, Path | None]:
+    """The checkpoint each evaluated step of the run in `folder` stands for, by step, ascending: the
+    steps of matched spend (`point_steps`, among the kept checkpoints: `kept_steps`); step 0 (the
+    run's first step passed the point) maps to None: the base stands there, and it is evaluated as
+    the base (the baseline row), never under the arm's name. A point with steps at or under it but
+    no kept checkpoint is a `SpendError`."""
+    steps = sorted({s for s in point_steps(rows, budget, fractions, kept=kept_steps(folder), arm=arm).values() if s is not None})
+    return {step: (checkpoint_path(folder, step) if step else None) for step in steps}
+
+
+def checkpoint_path(folder: Path, step: int) -> Path:
+    """The evaluable checkpoint of `step` in a run folder: the harness's own, else verl's HF one."""
+    own = folder / CHECKPOINTS / checkpoint_name(step)
+    return own if own.is_dir() else verl_hf_checkpoint(folder / VERL_DIR / CHECKPOINTS, step)
+
+
+def evaluate_points(folder: Path, rows: list[dict], budget: Budget, fractions, arm: str, seed: int, cfg: Config,
+                    evaluate, log, extra: dict | None = None) -> None:
+    """Evaluate the run's checkpoints at matched spend, each once; a point the base stands for is
+    logged and left to the baseline row."""
+    for step, checkpoint in matched_checkpoints(folder, rows, budget, fractions, arm=f"{arm} seed {seed}").items():
+        if checkpoint is None:
+            log(f"{arm} (train.seed={seed}): its first step passed a budget point; the base stands for it (baseline row)")
+            continue
+        evaluate(f"{arm}-seed{seed}-{checkpoint_name(step)}", cfg, str(checkpoint),
+                 {"method": arm, "seed": seed, "step": step, **(extra or {})})
 
 
 def write_evaluation(target: Path, cfg: Config, checkpoint: str, extra: dict, progress: bool = True,
@@ -347,19 +371,13 @@ def write_evaluation(target: Path, cfg: Config, checkpoint: str, extra: dict, pr
 
 def _run_verl(cfg: Config, arm: str, seed: int, folder: Path, verl: VerlOptions, base: str, budget: Budget,
               fractions, evaluate, log) -> None:
-    """One run of a comparison as a verl job: run it unless it finished, read its metrics back, and
-    evaluate its HF checkpoints at matched spend."""
-    rows = read_metrics(folder / METRICS_FILE)
-    if not rows or rows[-1]["step"] < cfg.train.steps:
-        job = verl_job.prepare(cfg, arm, folder, verl.nodes, verl.gpus_per_node, verl.address, log=log)
+    """One run of a comparison as a verl job: run it unless it finished (attaching to its Ray job
+    when one still runs), read its metrics back, and evaluate its HF checkpoints at matched spend.
+    Its steps and checkpoint interval come from the budget (`plan_steps`)."""
+    if not verl_job.finished(folder):
+        job = verl_job.prepare(cfg, arm, folder, verl, plan=plan_steps(cfg), log=log)
         log(f"training {arm} (train.seed={cfg.train.seed}) on verl: {verl.nodes} x {verl.gpus_per_node} GPUs")
-        code = verl_job.run(job, folder, log=log)
-        if code != 0:
-            raise RuntimeError(f"verl exited with {code} for {arm} seed {seed}; its files: {folder / verl_job.VERL}")
-        verl_job.import_verl_run(folder)
-        rows = read_metrics(folder / METRICS_FILE)
-    checkpoints = verl_job.hf_checkpoints(folder)
-    steps = point_steps(rows, budget, fractions, kept=set(checkpoints))
-    for step in sorted({s for s in steps.values() if s is not None}):
-        evaluate(f"{arm}-seed{seed}-{checkpoint_name(step)}", cfg, str(checkpoints[step]) if step else base,
-                 {"method": arm, "seed": seed, "step": step, "backend": "verl"})
+        verl_job.run(job, folder, verl, log=log)
+    verl_job.import_verl_run(folder)
+    rows = read_metrics(folder / METRICS_FILE)
+    evaluate_points(folder, rows, budget, fractions, arm, seed, cfg, evaluate, log, extra={"backend": "verl"})

@@ -19,7 +19,8 @@ import math
 from dataclasses import asdict
 from pathlib import Path
 
-from harness.config import Config, ModelShape, load_config
+from harness.backends.verl.compile import plan_steps
+from harness.config import Config, ConfigError, ModelShape, load_config
 from suites.reasoning_gym_tasks import PRORL_TASKS, TOO_FEW_QUESTIONS
 from trainers.registry import arm_settings
 
@@ -136,6 +137,23 @@ def step_plan(cfg: Config) -> list[dict]:
     return out
 
 
+def budget_plan(cfg: Config) -> list[str]:
+    """Each arm's steps and checkpoint interval under the profile's comparison budget on verl
+    (`plan_steps`, what `harness compare --backend verl` compiles), as lines."""
+    c = cfg.compare
+    lines = [f"the comparison's budget on verl: {c.budget:g} {c.budget_kind}, evaluated at "
+             + ", ".join(f"{f:g}" for f in c.eval_points) + " of it (harness compare --backend verl)"]
+    for recipe in ("prorl", "brorl"):
+        try:
+            plan = plan_steps(load_config(cfg.profile, recipe=recipe))
+        except ConfigError as exc:
+            lines.append(f"  {recipe:<6} cannot be planned: {exc}")
+            continue
+        lines.append(f"  {recipe:<6} {plan.steps} steps: {plan.basis}")
+        lines.append(f"         points at steps {plan.point_steps}; checkpoints every {plan.save_every} steps ({plan.save_basis})")
+    return lines
+
+
 def render_plan(profile: str, gpu_gib: float = 80.0, gpu_tokens: int | None = None, replicas: list[int] | None = None,
                 decode_tokens_per_s: float = DECODE_TOKENS_PER_S) -> str:
     """The plan as text (what `harness plan` prints)."""
@@ -159,6 +177,7 @@ def render_plan(profile: str, gpu_gib: float = 80.0, gpu_tokens: int | None = No
         lines.append(f"         at {budget} tokens per GPU micro-batch: <= {micro:,} micro-batches per step, "
                      f"{math.ceil(micro / PAPER_GPUS):,} per GPU on the paper's {PAPER_GPUS} GPUs; one micro-batch per GPU "
                      f"per mini-batch would take {math.ceil(row['tokens_per_mini_batch'] / budget):,} GPUs")
+    lines += ["", *budget_plan(cfg)]
     lines += ["", f"memory of one GPU ({gpu_gib:g} GiB), the harness's own trainer with the engine colocated"]
     rows = memory_plan(cfg, shape, gpu_gib)
     for name, gib, how in rows:

@@ -130,9 +130,9 @@ def run_sweep(profile: str, ns: list[int], out: Path, overrides: list[str], seed
                 f"train.seed={seed}): {budget.amount:g} {budget.kind}")
             run_training(cfg, f"{RECIPE}-n{n}", folder, base=base, progress=progress, log=log, budget=budget)
             rows = read_metrics(folder / METRICS_FILE)
-            for step, checkpoint in matched_checkpoints(folder, rows, budget, [1.0], base).items():
-                if checkpoint is None:  # run_training keeps the checkpoint at the budget's end
-                    raise RuntimeError(f"no checkpoint of step {step} in {folder} for the budget's end")
+            for step, kept in matched_checkpoints(folder, rows, budget, [1.0], arm=f"N={n} seed {seed}").items():
+                # step 0 (the first step passed the budget): this N's row is the base itself, labelled by its N
+                checkpoint = str(kept) if kept is not None else base
                 target = sweep_eval_path(out, n, seed)
                 if checkpoint in done:  # the same protocol and seeds: the same scores
                     write_json_atomic(target, {**read_record(done[checkpoint]), "n": n, "seed": seed, "step": step})

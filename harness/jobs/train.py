@@ -38,6 +38,7 @@ from harness import provenance
 from harness.checkpoint import CheckpointError, check_checkpoint, load_policy
 from harness.config import Config, ConfigError, to_dict
 from harness.jobs.base_model import base_checkpoint
+from harness.jobs.trackers import Trackers, check_trackers
 from harness.runs import (
     CHECKPOINTS,
     METRICS_FILE,
@@ -109,6 +110,7 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
     (`train.probe_every`, its `probe_s`) are left out, so
     an arm with more (shorter) steps is not charged more for them under a wall-clock budget."""
     check_requirements(cfg)
+    check_trackers(cfg)  # before anything is written
     budget = budget or Budget("steps", cfg.train.steps)
     try:
         builder = get_builder(cfg.train.trainer)
@@ -154,6 +156,7 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
     from torch.utils.tensorboard import SummaryWriter  # lazy: tensorboard takes a second to import; only training writes it
 
     writer = SummaryWriter(str(out / "tb"), purge_step=trainer.step_count + 1)
+    trackers = Trackers(cfg, out, f"{cfg.profile}-{recipe}")
     marks = sorted({budget.point(f) for f in checkpoint_fractions if 0 < f < 1} | {budget.amount})
     spent = budget.used(kept[-1] if kept else None)
     if last is not None and spent >= budget.amount:
@@ -183,6 +186,7 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
                 for key, value in row.items():
                     if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "step":
                         writer.add_scalar(key, value, row["step"])
+                trackers.log(row)
                 before, spent = spent, budget.used(row)
                 bar.update(min(spent, budget.amount) - min(before, budget.amount))
                 bar.set_postfix(step=row["step"], reward=f"{row['reward_mean']:.3f}", ds=f"{row['ds_pass_rate']:.2f}")
@@ -201,6 +205,7 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
     finally:
         bar.close()
         writer.close()
+        trackers.close()
     return final if final is not None else save_checkpoint(out, trainer, tokenizer, wall_before)
 
 

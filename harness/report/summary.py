@@ -27,9 +27,11 @@ from harness.runs import (
     COMPARISON_KEYS,
     SPEND_RULE,
     Budget,
+    SpendError,
     describe_folder,
     eval_points,
-    point_steps,
+    kept_steps,
+    point_step,
     read_metrics,
     read_record,
     run_dir,
@@ -153,6 +155,11 @@ def build_summary(out: Path) -> dict:
         evals.append(ev)
     baseline_evals = sorted((e for e in evals if e["method"] == "baseline"), key=lambda e: e.get("rl_step", e["step"]))
     by_run = {(e["method"], e["seed"], e["step"]): e for e in evals if e["method"] in arms}
+    # step 0 of an arm: its first step passed the point, and the base stands there as itself (the
+    # baseline evaluation of the final base), never re-evaluated under the arm's name
+    final_base = next((e for e in baseline_evals if e.get("rl_step", e["step"]) == base_rl), None)
+    if final_base is not None:
+        by_run.update({(arm, seed, 0): final_base for arm in arms for seed in seeds})
 
     runs: dict[tuple[str, int], dict] = {}
     settings: dict[str, dict | None] = {}
@@ -161,7 +168,8 @@ def build_summary(out: Path) -> dict:
             folder = run_dir(out, arm, seed)
             record = _read(folder / "config.json") if (folder / "config.json").is_file() else None
             rows = read_metrics(folder / "metrics.jsonl")
-            runs[arm, seed] = {"metrics": {r["step"]: r for r in rows}, "points": point_steps(rows, budget, points)}
+            evaluated = {e["step"] for e in evals if e["method"] == arm and e.get("seed") == seed}
+            runs[arm, seed] = {"metrics": {r["step"]: r for r in rows}, "points": _points(rows, budget, points, folder, evaluated)}
             if record is not None and settings.get(arm) is None:
                 settings[arm] = record.get("arm")
         settings.setdefault(arm, None)
@@ -291,6 +299,20 @@ def build_summary(out: Path) -> dict:
         "complete": complete,
         "provenance": meta["provenance"],
     }
+
+
+def _points(rows: list[dict], budget: Budget, points: list[float], folder: Path, evaluated: set[int]) -> dict[float, int | None]:
+    """The matched-spend step of each point of one run among its kept checkpoints (`point_steps`):
+    those on disk and those evaluated (checkpoints may be deleted once evaluated); a point no kept
+    checkpoint serves (the compare refuses it) is left out (None): the table is partial."""
+    kept = kept_steps(folder) | evaluated
+    out: dict[float, int | None] = {}
+    for f in points:
+        try:
+            out[f] = point_step(rows, budget, f, kept=kept)
+        except SpendError:
+            out[f] = None
+    return out
 
 
 def _vs_base(baseline_evals: list[dict], base_rl: int, finals: dict[str, list], suites: list[str]) -> dict:

@@ -7,9 +7,9 @@ declares (tests/test_verl.py composes them with verl's Hydra config and runs its
 misspelt key fails there, not on a cluster.
 
 Hooks used, all verl's own (nothing of verl is copied or patched):
-- dynamic sampling with refill and cap: `algorithm.filter_groups` (verl's v1 trainer keeps a
-  replay buffer that evicts groups whose rewards have no spread and refills them with new prompts;
-  `max_num_gen_batches` caps the refills);
+- dynamic sampling with refill: `algorithm.filter_groups` (verl's v1 trainer keeps a replay
+  buffer that evicts groups whose rewards have no spread and refills them with new prompts; its V1
+  buffer ignores `max_num_gen_batches`, so the refills are not capped);
 - ICE-POP: `algorithm.rollout_correction` (`rollout_is=token` with the bounds as its threshold:
   token weights exp(old - rollout), zero outside [tis_low, tis_high]; tests/test_verl_algos.py
   checks it equals the harness's `truncated_is_weights` bit for bit);
@@ -20,22 +20,27 @@ Hooks used, all verl's own (nothing of verl is copied or patched):
   chain of verl invocations ("segments") of R steps each (`segment_bounds`); segment k > 0 starts
   verl with `actor_rollout_ref.model.path` = the HF checkpoint segment k-1 saved at its last step
   (verl builds the reference from that path, so the reference is the current policy) and resumes
-  verl's own checkpoint of that step (`trainer.resume_mode=resume_path`: actor weights, optimizer,
-  lr scheduler, dataloader position), to `trainer.total_training_steps` = its last step.
+  verl's newest checkpoint (`trainer.resume_mode=auto`: that step's, or after a failure the
+  segment's own last save; actor weights, optimizer, lr scheduler, dataloader position), to
+  `trainer.total_training_steps` = its last step.
   `train.reset_optimizer_with_ref` loads the weights only (`actor.checkpoint.load_contents=[model]`).
   What each of these rests on in verl 0.9.1's source: docs/verl.md;
+- the budget (`plan_steps`): each arm's steps and `trainer.save_freq` from a comparison's budget;
+  a budget that is not whole steps is enforced by the harness's watcher (harness/backends/verl/watch.py);
 - generation throughput (Table 3): computed from verl's `timing_s/gen` and its sample counts when
   its metrics are read back (harness/backends/verl/metrics.py), never from `perf/throughput`.
 """
 
 from __future__ import annotations
 
+import math
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.backends.verl import reward as verl_reward
 from harness.config import Config, ConfigError
+from harness.runs import verl_hf_checkpoint
 from trainers.registry import arm_settings as registry_arm_settings
 
 MAX_PROMPT_TOKENS = 1024
@@ -47,11 +52,17 @@ paper's mix under Qwen's tokenizer is UNCONFIRMED: that tokenizer cannot be read
 REWARD_FUNCTION = "compute_score"
 """The function verl calls in harness/backends/verl/reward.py."""
 
-METRICS_ENV = "ray_kwargs.ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH"
+ENV_VARS = "ray_kwargs.ray_init.runtime_env.env_vars"
+"""verl's runtime env of `ray.init` (its `run_ppo`): env vars given there reach its actors."""
+
+METRICS_ENV = f"{ENV_VARS}.VERL_FILE_LOGGER_PATH"
 """Where a segment's file-logger path is given to verl: an env var of the runtime env verl's
 `run_ppo` passes to `ray.init`, so it reaches the TaskRunner actor that opens the file wherever Ray
 places it (a shell `export` would not cross `ray job submit`). Added with `+` (verl declares no
 `env_vars` there)."""
+
+VERL_MAIN = ("python3", "-m", "verl.trainer.main_ppo")
+"""verl's entry point: what each segment runs."""
 
 CHECKPOINT_TRACKER = "latest_checkpointed_iteration.txt"
 """The file verl's `_save_checkpoint` writes in `trainer.default_local_dir` after every save: the
@@ -76,7 +87,7 @@ def checkpoint_folder(checkpoints: Path, step: int) -> Path:
 
 def hf_checkpoint(checkpoints: Path, step: int) -> Path:
     """The HF-format actor weights verl saves with `checkpoint.save_contents` containing hf_model."""
-    return checkpoint_folder(checkpoints, step) / "actor" / "huggingface"
+    return verl_hf_checkpoint(checkpoints, step)
 
 
 def segment_metrics(metrics_dir: Path, index: int) -> Path:
@@ -106,6 +117,8 @@ class Segment:
     """Its `trainer.total_training_steps`: verl stops after this step and saves its checkpoint there."""
     overrides: list[str]
     """Its own overrides, after `VerlJob.overrides`: model path, last step, resume, metrics file."""
+    metrics_file: str = ""
+    """Its file-logger file (`segment_metrics`)."""
 
 
 @dataclass
@@ -126,6 +139,8 @@ class VerlJob:
     """verl's `trainer.default_local_dir`, shared by all segments."""
     address: str | None = None
     notes: list[str] = field(default_factory=list)
+    entrypoint: list[str] = field(default_factory=lambda: list(VERL_MAIN))
+    """The program each segment runs, before its overrides: verl's `main_ppo`."""
 
     def segment_overrides(self, index: int) -> list[str]:
         """Every override of segment `index`: the shared ones, then its own."""
@@ -134,10 +149,14 @@ class VerlJob:
     def command(self, index: int) -> list[str]:
         """Segment `index`: `python3 -m verl.trainer.main_ppo OVERRIDES`, or under `ray job submit`
         with --address (which waits for the job and exits 1 when it failed)."""
-        main = ["python3", "-m", "verl.trainer.main_ppo", *self.segment_overrides(index)]
+        main = self.main_command(index)
         if self.address:
             return ["ray", "job", "submit", f"--address={self.address}", "--", *main]
         return main
+
+    def main_command(self, index: int) -> list[str]:
+        """Segment `index` without `ray job submit`: the entry point and its overrides."""
+        return [*self.entrypoint, *self.segment_overrides(index)]
 
     def script(self) -> str:
         """command.sh: the segments in order. A segment whose last step verl's checkpoint tracker
@@ -150,7 +169,10 @@ class VerlJob:
                  "set -eu",
                  f"TRACKER={shlex.quote(str(tracker))}",
                  "# true when verl's last saved checkpoint is at step $1 or later",
-                 'saved_through() { [ "$(cat "$TRACKER" 2>/dev/null || echo 0)" -ge "$1" ]; }']
+                 'saved_through() { [ "$(cat "$TRACKER" 2>/dev/null || echo 0)" -ge "$1" ]; }',
+                 "# keep an earlier attempt's metrics file (verl opens it with \"wb\") as <name>.attempt<j>.jsonl",
+                 'keep_attempt() { [ -s "$1" ] || { rm -f "$1"; return 0; }; j=1; '
+                 'while [ -e "${1%.jsonl}.attempt$j.jsonl" ]; do j=$((j+1)); done; mv "$1" "${1%.jsonl}.attempt$j.jsonl"; }']
         for seg in self.segments:
             reference = "the base" if seg.index == 0 else f"the policy at step {seg.first_step - 1}"
             parts = [shlex.quote(part) for part in self.command(seg.index)]
@@ -158,6 +180,7 @@ class VerlJob:
             command = " \\\n        ".join([" ".join(parts[:head]), *parts[head:]])
             lines += ["", f"# segment {seg.index}: steps {seg.first_step}-{seg.last_step}; reference: {reference}",
                       f"if ! saved_through {seg.last_step}; then",
+                      f"    keep_attempt {shlex.quote(seg.metrics_file)}",
                       f"    {command}",
                       f"    saved_through {seg.last_step} || {{ echo \"segment {seg.index} ended without verl's checkpoint "
                       f"of step {seg.last_step}\" >&2; exit 1; }}",
@@ -188,6 +211,94 @@ def reward_sizing(node_cpus: int, nodes: int, gpus_per_node: int) -> tuple[str, 
                                          ("+reward.custom_reward_function.reward_kwargs", kwargs)])
 
 
+@dataclass(frozen=True)
+class StepPlan:
+    """An arm's steps and checkpoint interval under a comparison's budget (`plan_steps`)."""
+
+    steps: int
+    """trainer.total_training_steps of the arm's last segment: the most steps the budget allows,
+    capped by train.steps."""
+    basis: str
+    """How `steps` follows from the budget, in words (translation.md, `harness plan`)."""
+    point_steps: list[int]
+    """The planned step of each evaluation point (ascending; the last is `steps`)."""
+    save_every: int
+    """verl's trainer.save_freq."""
+    save_basis: str
+    """Why that interval, in words."""
+    watched: bool
+    """True when the budget is not whole steps: a watcher stops the job at the budget
+    (harness/jobs/train_verl.py), `steps` is only the cap."""
+
+
+def plan_steps(cfg: Config) -> StepPlan:
+    """The arm's own step count from `compare.budget` and its recipe, and a checkpoint interval that
+    serves every budget point. Samples per step: the arm's n x prompts_per_step kept samples, the
+    least a step generates; dynamic sampling adds n for every group verl evicts or discards (verl
+    0.9.1's `training/filter_groups/evicted_samples` and `.../discarded_surplus_samples` count
+    groups, prompt uids, whatever their names say), so a samples budget allows at most
+    budget / (n x prompts) steps and the watcher stops the job where the refills spent it earlier.
+    A tokens budget has no step count known in advance (responses vary): train.steps caps it and the
+    watcher stops it. A wall-clock budget: budget x compare.expected_samples_per_s / (n x prompts)
+    when that pace is given (an upper bound if the pace is), else train.steps.
+
+    The interval: train.save_every when given (> 0), refused when the budget fixes the steps and its
+    first point comes before the first save (that point would fall to the base); 0 chooses the
+    greatest common divisor of the points' steps when that is at least a quarter of the first point's
+    step (every point then has its own checkpoint), else a quarter of it (at least 1): every point
+    then has a kept checkpoint at or under it within one interval."""
+    t, c = cfg.train, cfg.compare
+    s = arm_settings(cfg)
+    per_step = s.n * s.prompts_per_step
+    watched = c.budget_kind != "steps"
+    if c.budget_kind == "steps":
+        allowed, basis = int(c.budget), f"compare.budget = {c.budget:g} steps"
+    elif c.budget_kind == "samples":
+        allowed = int(c.budget // per_step)
+        basis = (f"at most {c.budget:g} samples / {per_step:,} per step (n {s.n} x {s.prompts_per_step} prompts, before "
+                 "refills; each refilled group adds n more)")
+    elif c.budget_kind == "wall_s" and c.expected_samples_per_s > 0:
+        allowed = int(c.budget * c.expected_samples_per_s // per_step)
+        basis = (f"at most {c.budget:g} s x {c.expected_samples_per_s:g} samples/s (compare.expected_samples_per_s) / "
+                 f"{per_step:,} samples per step = {c.budget * c.expected_samples_per_s / per_step:,.1f} steps")
+    else:
+        allowed = None
+        basis = (f"not known in advance ({c.budget_kind} budget"
+                 + (" without compare.expected_samples_per_s" if c.budget_kind == "wall_s" else "") +
+                 "): train.steps caps it")
+    steps = t.steps if allowed is None else min(t.steps, allowed)
+    if steps < 1:
+        raise ConfigError(f"invalid value for 'compare.budget': {c.budget:g} {c.budget_kind} does not pay for one step of "
+                          f"the arm ({per_step:,} samples per step); give a budget of at least one step")
+    if allowed is not None and allowed > t.steps:
+        basis += f", capped by train.steps = {t.steps}"
+    if watched:
+        basis += "; the watcher stops the job at the budget"
+    points = sorted({max(1, int(round(f * steps, 9))) for f in c.eval_points} | {steps})
+    first = points[0]
+    if t.save_every > 0:
+        every = t.save_every
+        if every > first and not watched:
+            raise ConfigError(
+                f"invalid value for 'train.save_every': {every}; the first budget point of this arm is step {first} "
+                f"(points at steps {points}), so it would have no checkpoint at or under it; give at most {first}, or "
+                "0 to let the comparison choose")
+        save_basis = f"train.save_every = {every}, as given"
+        if every > first:
+            save_basis += (f" (WARNING: the planned first point, step {first}, comes before the first save; a point "
+                           "without a checkpoint at or under it is refused when the run is read)")
+    else:
+        divisor = math.gcd(*points)
+        if divisor * 4 >= first:
+            every, save_basis = divisor, (f"chosen: {divisor}, the greatest common divisor of the points' planned steps "
+                                          f"{points}: a checkpoint at every point")
+        else:
+            every = max(1, first // 4)
+            save_basis = (f"chosen: {every}, a quarter of the first point's planned step {first} (points at {points}): "
+                          "every point has a checkpoint at or under it within one interval")
+    return StepPlan(steps=steps, basis=basis, point_steps=points, save_every=every, save_basis=save_basis, watched=watched)
+
+
 def arm_settings(cfg: Config):
     """The arm's resolved n, prompts per step and learning rate (the trainers' own rule)."""
     return registry_arm_settings(cfg.train, "--backend verl")
@@ -195,10 +306,15 @@ def arm_settings(cfg: Config):
 
 def compile_arm(cfg: Config, arm: str, *, model: str, train_file: Path, val_file: Path, reward_module: Path,
                 checkpoints: Path, metrics_dir: Path, nodes: int, gpus_per_node: int, experiment: str,
-                address: str | None = None) -> VerlJob:
+                address: str | None = None, plan: StepPlan | None = None, extra_overrides: tuple[str, ...] = (),
+                tensorboard_dir: Path | None = None) -> VerlJob:
     """The verl job of one arm. `model`: the checkpoint both arms start from (hub id or folder);
     `checkpoints`: verl's checkpoint folder; `metrics_dir`: where each segment's file-logger file
-    goes (`segment_metrics`). All paths as every node sees them."""
+    goes (`segment_metrics`). All paths as every node sees them. `plan`: the steps and checkpoint
+    interval a comparison's budget gives the arm (`plan_steps`); without it train.steps and
+    train.save_every (0: the end only). `extra_overrides`: the user's `--verl-override key=value`,
+    after every compiled one (Hydra: the last value of a key wins). `tensorboard_dir`: where verl's
+    tensorboard logger writes (TENSORBOARD_DIR), when train.loggers names it."""
     if nodes < 1 or gpus_per_node < 1:
         raise ConfigError(f"invalid value for --nodes/--gpus-per-node: {nodes}/{gpus_per_node}; both must be >= 1")
     t, r, v = cfg.train, cfg.rollout, cfg.rollout.vllm
@@ -208,7 +324,12 @@ def compile_arm(cfg: Config, arm: str, *, model: str, train_file: Path, val_file
                           f"prompts, so it must divide the arm's {s.prompts_per_step} prompts per step")
     mini_prompts = s.prompts_per_step // t.mini_batches
     token_budget = max(t.micro_batch_tokens, MAX_PROMPT_TOKENS + t.max_new_tokens)
-    bounds = segment_bounds(t.steps, t.ref_reset_every)
+    steps = plan.steps if plan is not None else t.steps
+    save_freq = plan.save_every if plan is not None else (t.save_every or steps)
+    loggers = ["console" if "console" in t.loggers else None, "file",
+               *(name for name in ("tensorboard", "wandb", "mlflow") if name in t.loggers)]
+    loggers = [name for name in loggers if name]
+    bounds = segment_bounds(steps, t.ref_reset_every)
     rows: list[tuple[str, object, list[tuple[str, object]]]] = [
         ("train.n", s.n, [("actor_rollout_ref.rollout.n", s.n)]),
         ("train.prompts_per_step", s.prompts_per_step, [("data.train_batch_size", s.prompts_per_step)]),
@@ -249,8 +370,10 @@ def compile_arm(cfg: Config, arm: str, *, model: str, train_file: Path, val_file
         # the harness cycles its prompts in epochs without a limit; verl's total_epochs must not stop the run
         ("epochs", "no limit", [("trainer.total_epochs", 1000)]),
         # verl saves every save_freq steps and at each invocation's last step (its fit(): is_last_step),
-        # but only with save_freq > 0; save_every=0 ("at the end only") is save_freq=steps.
-        ("train.save_every", t.save_every, [("trainer.save_freq", t.save_every or t.steps),
+        # but only with save_freq > 0; save_every=0 ("at the end only") is save_freq=steps; under a
+        # comparison's budget the interval of `plan_steps`
+        ("train.save_every", plan.save_basis if plan is not None else t.save_every, [("trainer.save_freq", save_freq),
+                                            ("trainer.max_actor_ckpt_to_keep", None),
                                             ("actor_rollout_ref.actor.checkpoint.save_contents",
                                              "[model,optimizer,extra,hf_model]")]),
         ("train.seed", t.seed, [("data.seed", t.seed), ("actor_rollout_ref.rollout.seed", t.seed)]),
@@ -281,7 +404,7 @@ def compile_arm(cfg: Config, arm: str, *, model: str, train_file: Path, val_file
         reward_sizing(cfg.scoring.node_cpus, nodes, gpus_per_node),
         ("cluster", f"{nodes} x {gpus_per_node}", [("trainer.nnodes", nodes), ("trainer.n_gpus_per_node", gpus_per_node)]),
         ("run", experiment, [("trainer.project_name", "harness"), ("trainer.experiment_name", experiment),
-                             ("trainer.logger", "[console,file]"), ("trainer.default_local_dir", str(checkpoints)),
+                             ("trainer.logger", "[" + ",".join(loggers) + "]"), ("trainer.default_local_dir", str(checkpoints)),
                              ("trainer.val_before_train", False), ("trainer.test_freq", -1)]),
     ]
     # ICE-POP: token-level importance weights exp(old - rollout), zero outside [tis_low, tis_high], the
@@ -295,13 +418,23 @@ def compile_arm(cfg: Config, arm: str, *, model: str, train_file: Path, val_file
         ("algorithm.rollout_correction.rollout_rs", None),
         ("algorithm.rollout_correction.rollout_is_batch_normalize", False),
         ("algorithm.rollout_correction.bypass_mode", False)]))
+    if tensorboard_dir is not None and "tensorboard" in loggers:
+        rows.append(("train.loggers", ", ".join(loggers), [(f"+{ENV_VARS}.TENSORBOARD_DIR", str(tensorboard_dir))]))
     overrides = [f"{key}={_hydra(value)}" for _, _, pairs in rows for key, value in pairs]
+    for item in extra_overrides:
+        if "=" not in item or not item.split("=", 1)[0].strip():
+            raise ConfigError(f"invalid value for --verl-override: {item!r}; expected key=value (a Hydra override of "
+                              "verl's ppo_trainer config, e.g. trainer.val_before_train=true)")
+    overrides += list(extra_overrides)
     translations = [Translation(name, value, ", ".join(f"{k}={_hydra(val)}" for k, val in pairs)) for name, value, pairs in rows]
     segments = [Segment(index, first, last, [f"{key}={_hydra(value)}" for key, value in _segment_pairs(
                     index, first, model=model, last=last, checkpoints=checkpoints, metrics_dir=metrics_dir,
-                    reset_optimizer=t.reset_optimizer_with_ref)])
+                    reset_optimizer=t.reset_optimizer_with_ref)], str(segment_metrics(metrics_dir, index)))
                 for index, (first, last) in enumerate(bounds)]
-    translations[:0] = _chain_translations(t, model, checkpoints, metrics_dir, bounds)
+    translations[:0] = _chain_translations(t, model, checkpoints, metrics_dir, bounds, steps, plan)
+    if extra_overrides:
+        translations.append(Translation("--verl-override", len(extra_overrides),
+                                        ", ".join(extra_overrides) + " (after the compiled overrides: they win)"))
     not_expressed = []
     if t.log_ratio_clamp != 20.0:
         not_expressed.append(f"train.log_ratio_clamp={t.log_ratio_clamp}: verl clamps the log-ratio at 20, fixed")
@@ -317,12 +450,14 @@ def compile_arm(cfg: Config, arm: str, *, model: str, train_file: Path, val_file
     if t.adv_normalise != "tokens":
         not_expressed.append(f"train.adv_normalise={t.adv_normalise}: verl whitens over tokens only")
     not_expressed.append(
-        f"train.max_gen_rounds={t.max_gen_rounds} as a number of whole generation rounds: verl refills evicted "
-        "groups prompt by prompt and caps the refills with filter_groups.max_num_gen_batches (same cap, finer grain)")
-    if cfg.compare.budget_kind != "steps":
+        f"train.max_gen_rounds={t.max_gen_rounds}: verl refills evicted groups prompt by prompt, and verl 0.9.1's V1 "
+        "replay buffer ignores filter_groups.max_num_gen_batches (it logs a warning): the refills are not capped. "
+        "The refills are counted in the samples (n per evicted or discarded group) when the metrics are read back")
+    if plan is not None and plan.watched:
         not_expressed.append(
-            f"compare.budget_kind={cfg.compare.budget_kind}: verl stops at trainer.total_training_steps; the "
-            "budget picks checkpoints at matched spend when the metrics are read back")
+            f"compare.budget_kind={cfg.compare.budget_kind}: verl stops at trainer.total_training_steps only; the "
+            "harness's watcher reads the metrics as verl writes them and stops the Ray job (`ray job stop`) once the "
+            "next step would pass the budget, after the checkpoint at or under it exists")
     notes = [f"prompts longer than {MAX_PROMPT_TOKENS} tokens after the chat template are dropped by verl "
              "(data.filter_overlong_prompts)",
              f"micro-batch token budget {token_budget} = max(train.micro_batch_tokens, prompt bound + max_new_tokens): "
@@ -332,7 +467,12 @@ def compile_arm(cfg: Config, arm: str, *, model: str, train_file: Path, val_file
                      f"starts Ray, the workers and vLLM anew; timing_s/step, hence wall_s, does not count that start-up. "
                      f"All must run on the same {nodes} x {gpus_per_node} GPUs (verl's sharded checkpoints are per "
                      "world size) and see the run folder at the same path")
+    if plan is not None:
+        notes.append(f"budget: {steps} steps at most ({plan.basis}); evaluation points planned at steps "
+                     f"{plan.point_steps}; checkpoints: {plan.save_basis}")
     if t.reset_optimizer_with_ref and len(segments) > 1:
+        notes.append("train.reset_optimizer_with_ref with resume_mode=auto: a segment k > 0 resumed after a failure "
+                     "past its first step also loads the weights only, so its optimizer starts afresh there a second time")
         notes.append("train.reset_optimizer_with_ref: load_contents=[model] also leaves out verl's 'extra' state, "
                      "which holds the lr scheduler and the RNG states together: the segment starts a fresh AdamW and "
                      "lr schedule (as the harness's reset) and the workers' RNG from its seed")
@@ -343,52 +483,59 @@ def compile_arm(cfg: Config, arm: str, *, model: str, train_file: Path, val_file
 
 def _segment_pairs(index: int, first: int, *, last: int, model: str, checkpoints: Path, metrics_dir: Path,
                    reset_optimizer: bool) -> list[tuple[str, object]]:
-    """Segment `index`'s own (key, value) overrides. Segment 0 starts from the base and resumes
-    nothing: a rerun runs a failed segment whole, since resuming inside it would reopen (erase) its
-    metrics file. Segment k > 0 loads the policy at step first-1 twice over: as HF weights from
-    model.path (what verl builds the reference, the rollout and the actor's initial weights from)
-    and as verl's checkpoint of that step (actor weights again, optimizer, lr scheduler, dataloader)."""
+    """Segment `index`'s own (key, value) overrides. Every segment resumes with
+    `trainer.resume_mode=auto`: verl loads the newest checkpoint its tracker records in the shared
+    checkpoint folder, so a segment that dies restarts at its own last save (train.save_every), not
+    at its first step. Segment 0 then starts from the base when nothing was saved yet. Segment k > 0
+    loads the policy at step first-1 as HF weights from model.path (what verl builds the reference,
+    the rollout and the actor's initial weights from) and, through auto, verl's checkpoint of that
+    step or of a later save of its own (actor weights again, optimizer, lr scheduler, dataloader)."""
     pairs: list[tuple[str, object]]
     if index == 0:
-        pairs = [("actor_rollout_ref.model.path", model), ("trainer.resume_mode", "disable")]
+        pairs = [("actor_rollout_ref.model.path", model), ("trainer.resume_mode", "auto")]
     else:
         start = first - 1
         pairs = [("actor_rollout_ref.model.path", str(hf_checkpoint(checkpoints, start))),
-                 ("trainer.resume_mode", "resume_path"),
-                 ("trainer.resume_from_path", str(checkpoint_folder(checkpoints, start))),
+                 ("trainer.resume_mode", "auto"),
                  ("actor_rollout_ref.actor.checkpoint.load_contents",
                   "[model]" if reset_optimizer else "[model,optimizer,extra]")]
     return [*pairs, ("trainer.total_training_steps", last), (f"+{METRICS_ENV}", str(segment_metrics(metrics_dir, index)))]
 
 
-def _chain_translations(t, model: str, checkpoints: Path, metrics_dir: Path,
-                        bounds: list[tuple[int, int]]) -> list[Translation]:
+def _chain_translations(t, model: str, checkpoints: Path, metrics_dir: Path, bounds: list[tuple[int, int]], steps: int,
+                        plan: StepPlan | None) -> list[Translation]:
     """The rows of the values carried per segment: the base, the steps, the reference reset (and with
-    it the optimizer reset), the metrics files."""
+    it the optimizer reset), the resume, the metrics files."""
+    steps_value = f"{steps} ({plan.basis})" if plan is not None else t.steps
+    resume = Translation("resume", "from the last save",
+                         "trainer.resume_mode=auto in every segment: verl resumes from the newest checkpoint in "
+                         f"{checkpoints} (a failed segment restarts at its last save, train.save_every)")
     if len(bounds) == 1:
         return [
             Translation("base", model, f"actor_rollout_ref.model.path={model}"),
-            Translation("train.steps", t.steps, f"trainer.total_training_steps={t.steps}"),
-            Translation("train.ref_reset_every", t.ref_reset_every,
-                        "no reset before the run's last step: one verl run, trainer.resume_mode=disable"),
+            Translation("train.steps", steps_value, f"trainer.total_training_steps={steps}"),
+            Translation("train.ref_reset_every", t.ref_reset_every, "no reset before the run's last step: one verl run"),
+            resume,
             Translation("metrics", "verl's file logger", f"+{METRICS_ENV}={segment_metrics(metrics_dir, 0)}"),
         ]
     resumed = f"{checkpoints}/global_step_S"
     return [
-        Translation("base", model, f"segment 0: actor_rollout_ref.model.path={model}, trainer.resume_mode=disable"),
-        Translation("train.steps", t.steps, "trainer.total_training_steps=" + ", ".join(str(b) for _, b in bounds) +
+        Translation("base", model, f"segment 0: actor_rollout_ref.model.path={model}"),
+        Translation("train.steps", steps_value, "trainer.total_training_steps=" + ", ".join(str(b) for _, b in bounds) +
                     " (segment by segment)"),
         Translation("train.ref_reset_every", t.ref_reset_every,
                     f"{len(bounds)} verl runs (steps " + ", ".join(f"{a}-{b}" for a, b in bounds) + ") chained by "
                     f"verl's resume; segment k > 0, S = the step before its first: "
                     f"actor_rollout_ref.model.path={resumed}/actor/huggingface (verl builds the reference from it: the "
-                    f"policy at step S), trainer.resume_mode=resume_path, trainer.resume_from_path={resumed}"),
+                    "policy at step S), and verl's checkpoint of S (or of a later save of the segment) resumed"),
         Translation("train.reset_optimizer_with_ref", t.reset_optimizer_with_ref,
                     "segment k > 0: actor_rollout_ref.actor.checkpoint.load_contents=" +
                     ("[model] (the weights only: a fresh AdamW and lr schedule)" if t.reset_optimizer_with_ref
                      else "[model,optimizer,extra] (the optimizer, lr scheduler and RNG continue)")),
+        resume,
         Translation("metrics", "verl's file logger, one file per segment",
-                    f"+{METRICS_ENV}={segment_metrics(metrics_dir, 0)} (segment k: segment<k>.jsonl)"),
+                    f"+{METRICS_ENV}={segment_metrics(metrics_dir, 0)} (segment k: segment<k>.jsonl; an earlier "
+                    "attempt's file is kept as segment<k>.attempt<j>.jsonl before a rerun)"),
     ]
 
 
