@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 LAYERS: list[list[str]] = [
     ["harness.config"],
-    ["harness.stats", "harness.runs", "harness.provenance", "harness.checkpoint"],
+    ["harness.stats", "harness.runs", "harness.provenance", "harness.checkpoint", "harness.codec"],
     ["harness.execution"],
     ["harness.rollout", "suites"],
     ["trainers"],
