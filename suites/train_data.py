@@ -373,6 +373,8 @@ class TrainingData:
         """Training rows dropped as copies of each benchmark's eval problems (after loading)."""
         self.skipped: dict[str, int] = {}
         """Rows left out by reason: `other ability`, `call-based tests` (after loading)."""
+        self.summary = ""
+        """The line logged when the data loads: rows, skips, eval copies dropped, split sizes (after loading)."""
 
     @property
     def dedup(self) -> int:
@@ -415,12 +417,15 @@ class TrainingData:
 
     def _dump(self, splits: dict[str, list[Item]]) -> dict:
         return {"splits": {k: items_to_plain(v) for k, v in splits.items()},
-                "dedup_by_benchmark": self.dedup_by_benchmark, "skipped": self.skipped}
+                "dedup_by_benchmark": self.dedup_by_benchmark, "skipped": self.skipped, "summary": self.summary}
 
     def _restore(self, payload: dict) -> dict[str, list[Item]]:
+        splits = {k: items_from_plain(v) for k, v in payload["splits"].items()}
         self.dedup_by_benchmark = dict(payload["dedup_by_benchmark"])
         self.skipped = dict(payload["skipped"])
-        return {k: items_from_plain(v) for k, v in payload["splits"].items()}
+        self.summary = payload["summary"]
+        logger.warning(f"{self.summary} (from the item cache)")
+        return splits
 
     def _build(self) -> dict[str, list[Item]]:
         rows, skipped = read_rows(self.domain, self.source)
@@ -459,7 +464,8 @@ class TrainingData:
         }
         per = ", ".join(f"{b} {c}" for b, c in self.dedup_by_benchmark.items() if c)
         skips = "".join(f", skipped {c} ({why})" for why, c in sorted(skipped.items()))
-        logger.warning(f"{self.domain} training data {self.source}: {len(rows)} rows{skips}; dropped {sum(dropped.values())} "
-                       f"as copies of eval problems{f' ({per})' if per else ''}; {len(splits['validation'])} problems for "
-                       f"validation, {len(splits['train'])} rows for training")
+        self.summary = (f"{self.domain} training data {self.source}: {len(rows)} rows{skips}; dropped {sum(dropped.values())} "
+                        f"as copies of eval problems{f' ({per})' if per else ''}; {len(splits['validation'])} problems for "
+                        f"validation, {len(splits['train'])} rows for training")
+        logger.warning(self.summary)
         return splits

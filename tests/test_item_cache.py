@@ -160,12 +160,15 @@ def test_training_data_is_cached_and_rebuilt_when_its_file_changes(tmp_path, cap
 
     fresh = suite(cached=False)
     splits = {s: fresh.items(s, 0) for s in ("train", "validation")}
+    caplog.clear()
     built, hit = suite(), suite()
     assert {s: built.items(s, 0) for s in splits} == splits
     assert {s: hit.items(s, 0) for s in splits} == splits
     assert hit.training.dedup_by_benchmark == fresh.training.dedup_by_benchmark == {"aime24": 1}
-    log = lines(caplog)
-    assert "math training data: built 30 items" in log[0] and "math training data: cache hit, 30 items" in log[1], log
+    log = [r.getMessage() for r in caplog.records if r.name in (LOGGER, "suites.train_data")]
+    caplog.clear()
+    assert "math training data: built 30 items" in log[1] and log[2] == f"{log[0]} (from the item cache)", log
+    assert "math training data: cache hit, 30 items" in log[3] and "dropped 1 as copies of eval problems (aime24 1)" in log[0]
     write_jsonl(train, math_rows(31))  # same name, new content
     changed = suite()
     assert len(changed.items("train", 0)) + len(changed.items("validation", 0)) == 31
