@@ -14,7 +14,7 @@ Adding a suite (a new benchmark or domain), in three parts:
    `code.py`); the harness always runs it in the bounded pool, for rewards and for evaluation alike.
 3. Registration: its name in `SUITES` and a branch of `build_suite`; its settings as a section of
    `harness.config.schema.SuitesConfig` (each field documented); task names checked in `check_suites`.
-This package builds on the harness's foundation only (config, execution, run layout): never on trainers or jobs.
+This package builds on the harness's foundation only (config, execution, run layout, codec): never on trainers or jobs.
 """
 
 from __future__ import annotations
