@@ -14,17 +14,20 @@ Adding a suite (a new benchmark or domain), in three parts:
    `code.py`); the harness always runs it in the bounded pool, for rewards and for evaluation alike.
 3. Registration: its name in `SUITES` and a branch of `build_suite`; its settings as a section of
    `harness.config.schema.SuitesConfig` (each field documented); task names checked in `check_suites`.
-This package builds on the harness's foundation only (config, execution, run layout): never on trainers or jobs.
+This package builds on the harness's foundation only (config, execution, run layout, codec): never on trainers or jobs.
 """
 
 from __future__ import annotations
 
 import functools
+from dataclasses import asdict
+from pathlib import Path
 
 from harness.config import ConfigError, SuitesConfig
 from suites import code, math, tiny_code, tiny_math, train_data
 from suites.base import Item, ScoreResult, Suite
 from suites.benchmarks import BenchmarkSuite
+from suites.item_cache import ItemCache
 
 SUITES = ("math", "code", "reasoning_gym")
 """Table 2's domains, in its column order."""
@@ -63,21 +66,28 @@ def check_suites(suites: SuitesConfig, reasoning_gym: bool = True) -> None:
             train_data.check_source(domain, cfg.train_data)
 
 
-def build_suite(name: str, suites: SuitesConfig, seed: int) -> Suite:
+def build_suite(name: str, suites: SuitesConfig, seed: int, cache_dir: str | Path | None = None) -> Suite:
     """The suite `name` as the `suites` section defines it; `seed` (the profile's master seed)
-    fixes its items and their split."""
+    fixes its items and their split. With `cache_dir` (the harness cache, `Config.resolved_cache_dir()`:
+    the jobs pass it) its procedural items and training data are built once and kept there
+    (suites/item_cache.py); without, they are built on every call."""
     check_suites(suites, reasoning_gym=name == "reasoning_gym")
+    cache = ItemCache(cache_dir) if cache_dir else None
     if name == "reasoning_gym":
-        from suites.reasoning_gym import ReasoningGymSuite  # lazy: reasoning_gym takes seconds to import
+        from suites.reasoning_gym import ReasoningGymSuite, generator_versions  # lazy: reasoning_gym takes seconds to import
 
-        return ReasoningGymSuite.from_config(suites.reasoning_gym, seed=seed)
+        suite = ReasoningGymSuite.from_config(suites.reasoning_gym, seed=seed)
+        suite.use_cache(cache, {"section": _shaping(suites.reasoning_gym), "versions": generator_versions()})
+        return suite
     if name == "math":
         cfg = suites.math
         math.load_verifier()
         if cfg.source == "procedural":
-            return tiny_math.TinyMathSuite(
+            suite = tiny_math.TinyMathSuite(
                 [(t.name, tiny_math.task_generator(t.name, t.config)) for t in cfg.tasks], seed, cfg.heldout_fraction)
-        return _benchmark_suite("math", math.score, math.load_benchmark, cfg, seed)
+            suite.use_cache(cache, {"section": _shaping(cfg)})
+            return suite
+        return _benchmark_suite("math", math.score, math.load_benchmark, cfg, seed, cache)
     if name == "code":
         cfg = suites.code
         scorer = functools.partial(code.score, timeout_s=cfg.test_timeout_s, one_process=cfg.tests_in_one_process)
@@ -86,16 +96,28 @@ def build_suite(name: str, suites: SuitesConfig, seed: int) -> Suite:
             suite = tiny_code.TinyCodeSuite(tasks, seed, cfg.heldout_fraction)
             suite.scorer = scorer
             suite.scorer_timeout_s = code.call_timeout_s(tiny_code.max_tests(cfg.tasks), cfg.test_timeout_s)
+            suite.use_cache(cache, {"section": _shaping(cfg)})
             return suite
-        return _benchmark_suite("code", scorer, code.load_benchmark, cfg, seed,
+        return _benchmark_suite("code", scorer, code.load_benchmark, cfg, seed, cache,
                                 bound=functools.partial(_code_bound, cfg.test_timeout_s))
     raise ValueError(f"unknown suite '{name}'; valid: {', '.join(SUITES)}")
 
 
-def _benchmark_suite(name, scorer, load, cfg, seed, bound=None):
+NOT_SHAPING = ("workers", "eval_items", "test_timeout_s", "tests_in_one_process")
+"""Fields of a suite's section that change no item (how many processes make them, how many eval
+items are asked for: `n` is in the key on its own, how responses are scored): left out of the item
+cache's key, so changing them reuses the cached items. Every other field is in the key."""
+
+
+def _shaping(section) -> dict:
+    return {k: v for k, v in asdict(section).items() if k not in NOT_SHAPING}
+
+
+def _benchmark_suite(name, scorer, load, cfg, seed, cache, bound=None):
     path = cfg.data_dir or None
     benchmarks = {b: load(b, path) for b in cfg.benchmarks}
-    training = train_data.TrainingData(name, cfg.train_data, benchmarks, seed, cfg.validation_items) if cfg.train_data else None
+    training = (train_data.TrainingData(name, cfg.train_data, benchmarks, seed, cfg.validation_items, cache=cache)
+                if cfg.train_data else None)
     return BenchmarkSuite(name, scorer, benchmarks, training=training, bound=bound)
 
 

@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterator
 from harness.config import ConfigError
 from harness.execution import lifeline
 from suites.base import SPLITS, Item, ScoreResult, Split
+from suites.item_cache import ItemCache
 
 VALIDATION_SHARE = 0.2
 """Part of the held-out question space given to `validation` (the rest is `eval`)."""
@@ -169,16 +170,35 @@ class ProceduralSuite:
         self.workers = workers
         """Processes that generate the tasks' items (1: in this one; see `generate_items`)."""
         self.scorer_timeout_s = scorer_timeout_s
+        self.cache: ItemCache | None = None
+        """Where built items are kept (`use_cache`); None: built on every call."""
+        self.cache_key: dict = {}
+
+    def use_cache(self, cache: ItemCache | None, identity: dict) -> None:
+        """Keep the items of every `items` call in `cache` (suites/item_cache.py). `identity` is what
+        determines the generators that the suite's own attributes do not name: the item-shaping
+        fields of its config section (the tasks' configs), the generating libraries' versions."""
+        self.cache = cache
+        self.cache_key = {"suite": self.name, "seed": self.seed, "tasks": [name for name, _ in self.tasks],
+                          "heldout_fraction": self.heldout_fraction, "task_heldout": dict(sorted(self.task_heldout.items())),
+                          "small_tasks": sorted(self.small_tasks), **identity}
 
     def items(self, split: Split, n: int, unique: bool | None = None) -> list[Item]:
         """The first `n` items of `split`, tasks interleaved round-robin (fewer where a small task has
-        fewer distinct held-out questions than its share).
+        fewer distinct held-out questions than its share); from the item cache where one is set.
 
         Held-out splits are unique by canonical problem by default; `train` may repeat questions.
         """
         if split not in SPLITS:
             raise ValueError(f"unknown split '{split}'; valid: {', '.join(SPLITS)}")
         unique = split != "train" if unique is None else unique
+        if self.cache is None:
+            return self.fresh_items(split, n, unique)
+        return self.cache.items(f"{self.name} {split} {n}", {**self.cache_key, "split": split, "n": n, "unique": unique},
+                                lambda: self.fresh_items(split, n, unique))
+
+    def fresh_items(self, split: Split, n: int, unique: bool) -> list[Item]:
+        """`items` made by the generators, never from the cache."""
         k = len(self.tasks)
         per_task = [n // k + (1 if i < n % k else 0) for i in range(k)]
         requests = [TaskRequest(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.metadata
 import os
 import random
 import tempfile
@@ -157,6 +158,22 @@ class ReasoningGymSuite(ProceduralSuite):
             return cls([(name, {}) for name in PRORL_TASKS], seed, cfg.heldout_fraction, dict(HELDOUT_FRACTION),
                        small_tasks=frozenset(TOO_FEW_QUESTIONS), workers=workers)
         return cls([(t.name, dict(t.config)) for t in cfg.tasks], seed, cfg.heldout_fraction, workers=workers)
+
+
+GENERATING_LIBRARIES = ("reasoning-gym", "sympy", "numpy")
+"""Distributions whose code makes the items (reasoning-gym's generators compute answers with sympy
+and draw with numpy): their versions are in the item cache's key."""
+
+
+def generator_versions() -> dict[str, str]:
+    """Installed versions of `GENERATING_LIBRARIES` ("" for one not installed)."""
+    out = {}
+    for dist in GENERATING_LIBRARIES:
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[dist] = ""
+    return out
 
 
 def _plain(entry: dict) -> dict:

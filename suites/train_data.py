@@ -60,6 +60,7 @@ from typing import Any, Callable, Iterable
 from harness.config import ConfigError
 from suites import code, math
 from suites.base import Item, Split
+from suites.item_cache import ItemCache, items_from_plain, items_to_plain
 from suites.jsonl import DatasetError, parse_record, read_jsonl
 from suites.procedural import canonical_problem
 
@@ -341,6 +342,14 @@ def _item(domain: str, row: Row, split: str, index: int) -> Item:
     return Item(id=f"{domain}/{row.task}/{split}/{index}", task=row.task, prompt=prompt, reference=row.reference, target=target)
 
 
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _rank(key: str, salt: str = "") -> bytes:
     return hashlib.sha256(f"{salt}{key}".encode("utf-8")).digest()
 
@@ -349,7 +358,11 @@ class TrainingData:
     """The train and validation splits of a benchmark suite, read from `source` on first use,
     without the problems of `benchmarks` (the suite's eval items by benchmark)."""
 
-    def __init__(self, domain: str, source: str, benchmarks: dict[str, list[Item]], seed: int, validation_items: int):
+    def __init__(self, domain: str, source: str, benchmarks: dict[str, list[Item]], seed: int, validation_items: int,
+                 cache: ItemCache | None = None):
+        self.cache = cache
+        """Where the splits are kept once built (a local source only: a hub dataset's content is not
+        known before it is read); None: read and split on every load."""
         self.domain = domain
         self.source = source
         self.benchmarks = benchmarks
@@ -360,6 +373,8 @@ class TrainingData:
         """Training rows dropped as copies of each benchmark's eval problems (after loading)."""
         self.skipped: dict[str, int] = {}
         """Rows left out by reason: `other ability`, `call-based tests` (after loading)."""
+        self.summary = ""
+        """The line logged when the data loads: rows, skips, eval copies dropped, split sizes (after loading)."""
 
     @property
     def dedup(self) -> int:
@@ -378,8 +393,39 @@ class TrainingData:
 
     def load(self) -> dict[str, list[Item]]:
         if self._splits is None:
-            self._splits = self._build()
+            key = self.cache_key() if self.cache is not None else None
+            if key is None:
+                self._splits = self._build()
+            else:
+                self._splits = self.cache.get(f"{self.domain} training data", key, self._build, self._dump, self._restore,
+                                              lambda splits: sum(len(v) for v in splits.values()))
         return self._splits
+
+    def cache_key(self) -> dict | None:
+        """What determines the splits, for the item cache: each file's sha256 (content, not name or
+        time), the eval problems deduplicated against, the seed, the validation size. None for a hub
+        source (not cached)."""
+        files = local_files(self.source)
+        if files is None:
+            return None
+        evals = hashlib.sha256()
+        for benchmark, items in self.benchmarks.items():
+            for it in items:
+                evals.update(f"{benchmark}\0{it.prompt}\0".encode("utf-8"))
+        return {"training_data": self.domain, "source": self.source, "seed": self.seed, "validation_items": self.validation_items,
+                "files": [[path.name, _file_sha256(path)] for path in files], "eval_problems": evals.hexdigest()}
+
+    def _dump(self, splits: dict[str, list[Item]]) -> dict:
+        return {"splits": {k: items_to_plain(v) for k, v in splits.items()},
+                "dedup_by_benchmark": self.dedup_by_benchmark, "skipped": self.skipped, "summary": self.summary}
+
+    def _restore(self, payload: dict) -> dict[str, list[Item]]:
+        splits = {k: items_from_plain(v) for k, v in payload["splits"].items()}
+        self.dedup_by_benchmark = dict(payload["dedup_by_benchmark"])
+        self.skipped = dict(payload["skipped"])
+        self.summary = payload["summary"]
+        logger.warning(f"{self.summary} (from the item cache)")
+        return splits
 
     def _build(self) -> dict[str, list[Item]]:
         rows, skipped = read_rows(self.domain, self.source)
@@ -418,7 +464,8 @@ class TrainingData:
         }
         per = ", ".join(f"{b} {c}" for b, c in self.dedup_by_benchmark.items() if c)
         skips = "".join(f", skipped {c} ({why})" for why, c in sorted(skipped.items()))
-        logger.warning(f"{self.domain} training data {self.source}: {len(rows)} rows{skips}; dropped {sum(dropped.values())} "
-                       f"as copies of eval problems{f' ({per})' if per else ''}; {len(splits['validation'])} problems for "
-                       f"validation, {len(splits['train'])} rows for training")
+        self.summary = (f"{self.domain} training data {self.source}: {len(rows)} rows{skips}; dropped {sum(dropped.values())} "
+                        f"as copies of eval problems{f' ({per})' if per else ''}; {len(splits['validation'])} problems for "
+                        f"validation, {len(splits['train'])} rows for training")
+        logger.warning(self.summary)
         return splits

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 LAYERS: list[list[str]] = [
     ["harness.config"],
-    ["harness.stats", "harness.runs", "harness.provenance", "harness.checkpoint"],
+    ["harness.stats", "harness.runs", "harness.provenance", "harness.checkpoint", "harness.codec"],
     ["harness.execution"],
     ["harness.rollout", "suites"],
     ["trainers"],
@@ -198,7 +198,7 @@ def test_every_code_folder_is_a_package():
     assert sorted(str(f.relative_to(ROOT)) for f in folders if not (f / "__init__.py").is_file()) == []
 
 
-FOUNDATION = ("harness.config", "harness.stats", "harness.runs", "harness.provenance", "harness.checkpoint",
+FOUNDATION = ("harness.config", "harness.stats", "harness.runs", "harness.provenance", "harness.checkpoint", "harness.codec",
               "harness.execution", "harness.rollout")
 """What `suites` and `trainers` may build on: the harness's foundation (docs/architecture.md)."""
 

@@ -545,7 +545,8 @@ class Config:
     seed: int = 0
     """Master seed: data splits, model initialisation, supervised order and sampling derive from it."""
     cache_dir: str = ""
-    """Where bootstrapped checkpoints are cached; empty means $HARNESS_CACHE, else ~/.cache/rollout-scaling-harness."""
+    """Where bootstrapped checkpoints and built items (items/: docs/suites.md) are cached; empty means $HARNESS_CACHE,
+    else ~/.cache/rollout-scaling-harness."""
     torch_threads: NonNegInt = 0
     """CPU threads for torch; 0 keeps torch's default."""
     requires: Literal["cpu", "cuda"] = "cpu"

@@ -167,7 +167,7 @@ def _build(cfg: Config, out: Path, progress: bool, log) -> dict:
     b = cfg.bootstrap
     started = time.perf_counter()
     torch.manual_seed(cfg.seed)
-    suites = [build_suite(name, cfg.suites, cfg.seed) for name in cfg.suites.enabled]
+    suites = [build_suite(name, cfg.suites, cfg.seed, cfg.resolved_cache_dir()) for name in cfg.suites.enabled]
     train_items = [it for s in suites for it in s.items("train", b.train_items_per_task * len(s.tasks))]
     corpus = [f"user\nassistant\n{it.prompt}\n{it.target}" for it in train_items]
     tokenizer = train_tokenizer(corpus, b.model.vocab_size)

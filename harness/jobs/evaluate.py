@@ -207,7 +207,7 @@ def evaluate_checkpoint(cfg, checkpoint: str, suite_names: Sequence[str], progre
     pool = shared_pool(cfg.scoring.workers, cfg.scoring.timeout_s)
     results = {}
     for name in suite_names:
-        suite = build_suite(name, cfg.suites, cfg.seed)
+        suite = build_suite(name, cfg.suites, cfg.seed, cfg.resolved_cache_dir())
         items = suite.items("eval", getattr(cfg.suites, name).eval_items)
         sampling = SamplingParams(
             temperature=cfg.eval.temperature, top_p=cfg.eval.top_p, max_new_tokens=cfg.eval.max_new_tokens,

@@ -126,7 +126,7 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
     start = str(last or base)
     model, tokenizer = load_policy(start, cfg.rollout.device, cfg.train.dtype, revision=revision_of(cfg, start))
 
-    suites = [build_suite(name, cfg.suites, cfg.seed) for name in cfg.suites.enabled]
+    suites = [build_suite(name, cfg.suites, cfg.seed, cfg.resolved_cache_dir()) for name in cfg.suites.enabled]
     trainer = builder(train=cfg.train, rollout=cfg.rollout, scoring=cfg.scoring, seed=cfg.seed, model=model, tokenizer=tokenizer,
                       suites=suites)
     if not isinstance(trainer, Trainer):

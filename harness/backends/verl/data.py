@@ -119,7 +119,7 @@ def write_data(cfg: Config, folder: Path, prompt_limit: int, validation_items: i
                model: str | None = None) -> DataFiles:
     """train.parquet and val.parquet under `folder`; with `model`, how many training prompts exceed
     verl's `prompt_limit` under its tokenizer."""
-    suites = [build_suite(name, cfg.suites, cfg.seed) for name in cfg.suites.enabled]  # loaded once for both splits
+    suites = [build_suite(name, cfg.suites, cfg.seed, cfg.resolved_cache_dir()) for name in cfg.suites.enabled]  # loaded once for both splits
     train = rows(cfg, suites, "train", cfg.train.prompt_pool)
     val = rows(cfg, suites, "validation", validation_items)
     return DataFiles(write_parquet(train, folder / "train.parquet"), write_parquet(val, folder / "val.parquet"),
