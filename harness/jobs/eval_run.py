@@ -52,7 +52,7 @@ def plan_evaluation(cfg: Config, names: Sequence[str]) -> dict[str, Planned]:
     """Every named suite's held-out eval items and engine calls at the profile's protocol."""
     out = {}
     for name in names:
-        suite = build_suite(name, cfg.suites, cfg.seed)
+        suite = build_suite(name, cfg.suites, cfg.seed, cfg.resolved_cache_dir())
         items = suite.items("eval", getattr(cfg.suites, name).eval_items)
         if not items:
             raise ConfigError(f"suite '{name}' has no items to evaluate (suites.{name}.eval_items, its data)")
