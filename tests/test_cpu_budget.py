@@ -189,3 +189,21 @@ def test_machine_load_is_summarised_and_warned_about_only_when_busy(tmp_path):
     warning = load_warning(busy)
     assert warning.startswith("WARNING: the machine was busy") and "\n" not in warning and "samples budget is not moved" in warning
     assert "Machine load while the arms trained: mean 1-minute load average 2.60" in (busy_dir / "tables.md").read_text()
+
+
+def test_a_cpu_s_comparison_names_its_kind_and_shows_hours_beside_it(tmp_path):
+    out = make_comparison(tmp_path / "cpu", {"a": [20, 40, 60, 80, 100], "b": [35, 70, 105]})
+    meta = json.loads((out / "config.json").read_text())
+    meta["budget"]["kind"] = "cpu_s"
+    (out / "config.json").write_text(json.dumps(meta))
+    for run in out.glob("arms/*/seed*"):  # the spends above as CPU seconds, wall-clock twice that
+        rows = [{**r, "cpu_s": float(r["samples_generated"]), "wall_s": 2.0 * r["samples_generated"]}
+                for r in read_metrics(run / METRICS_FILE)]
+        (run / METRICS_FILE).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    summary = render(out)
+    tables = (out / "tables.md").read_text()
+    assert "100 cpu_s (CPU seconds of training (the training process and its scoring workers))" in tables
+    assert "| spent (cpu_s) | hours |" in tables
+    final_a = next(r for r in summary["rows"] if r["method"] == "a" and 1.0 in r["eval_points"])
+    assert final_a["spent"] == 100 and final_a["hours"] == pytest.approx(200 / 3600)
+    assert (out / "figure1.png").stat().st_size > 0

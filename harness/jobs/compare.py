@@ -247,6 +247,9 @@ def run_compare(profile: str, arms: list[str], out: Path, overrides: list[str], 
         check_requirements(base_cfg)
     c = base_cfg.compare
     budget = Budget(c.budget_kind, c.budget)
+    if verl is not None and budget.kind == "cpu_s":
+        raise ConfigError("invalid value for 'compare.budget_kind': 'cpu_s' meters this machine's training process, and a "
+                          "verl run trains elsewhere (Ray workers, GPUs); use wall_s, samples, tokens or steps with --backend verl")
     identity = {
         "profile": base_cfg.profile,
         "arms": list(arms),

@@ -92,7 +92,7 @@ def render_figure(summary: dict, path: Path) -> None:
             _budget_panel(ax, summary, suite, final_base)
     band = f"band: min-max over {k} seeds, faint lines: each seed" if k >= 2 else "error bars: 95% CI over items (1 seed)"
     b = summary["budget"]
-    fig.suptitle(f"Score vs training time, profile {summary['profile']}: eval pass@1 of the arms from the base at 0; "
+    fig.suptitle(f"Score vs training time, profile {summary['profile']}: eval pass@1 of the arms from the base at 0\n"
                  f"budget {b['amount']:g} {kind} ({BUDGET_KINDS.get(kind, kind)})"
                  + ("; lower row: against that budget" if by_budget else "")
                  + f"\n({band}; the base's RL curve: its validation pass@1)", fontsize=9)
