@@ -505,9 +505,10 @@ class CompareConfig:
     """What each arm may spend: `wall_s`, wall-clock seconds of training (the paper compares hours:
     the kind for GPU profiles, which run alone on their machine); `cpu_s`, CPU seconds of training
     (user + system of the training process, all its threads, and of its scoring workers and what
-    they start, read live: harness/execution/cpu.py), which other processes on a shared machine do
-    not move as they move wall-clock (the kind for the `tiny` CPU profile; measured in
-    results/experiments/2026-12-04-cpu-budget-under-load.md); generated samples; generated tokens;
+    they start, read live: harness/execution/cpu.py), which other processes on a shared machine move
+    far less than wall-clock but not nothing (a step's CPU grew ~6x at load 20 on 2 cores, its
+    wall-clock ~30x: results/experiments/2026-12-04-cpu-budget-under-load.md; the kind for the
+    `tiny` CPU profile); generated samples; generated tokens;
     or RL steps. `samples`, `tokens` and `steps` are deterministic (the regression guard needs
     one). Checkpoint writes and the ΔQ_pos probe are charged to neither wall_s nor cpu_s; every
     metrics row records both, and the tables show the budget's unit beside wall-clock hours."""

@@ -10,13 +10,14 @@ their own children that were waited for, e.g. every finished sandbox run).
 `tree_cpu_s()` = RUSAGE_SELF + RUSAGE_CHILDREN (this process and its reaped children) + every live
 descendant's own and reaped children's time. A process is counted once: alive, it is a descendant;
 reaped, it is in its parent's children's time (a zombie not yet reaped still shows its times).
-Nothing outside the tree is counted, so other processes on the machine (another job, a hog) do not
-move it, which is what makes it a budget: the time a scheduler gives to someone else is not ours.
+Nothing outside the tree is counted, so the time a scheduler gives to another process (another
+job, a hog) is not charged to this one.
 
-What load can still move (measured in results/experiments/2026-12-04-cpu-budget-under-load.md):
-threads that spin while they wait for a descheduled sibling (OpenMP barriers), and cache and memory
-bandwidth shared with the neighbours. Read with care: a descendant reaped by its parent while the
-table is being read can be counted twice or not at all (tens of milliseconds: one sandbox run);
+What load still moves, and a lot (results/experiments/2026-12-04-cpu-budget-under-load.md: the same
+smoke step cost 2-3 CPU s at load ~6 and 13-18 at load ~20 on 2 cores): likely threads that spin
+while they wait for a descheduled sibling (OpenMP barriers), and caches shared with neighbours.
+Read with care: a descendant reaped by its parent while the table is being read can be counted
+twice or not at all (tens of milliseconds: one sandbox run);
 `run_training` reads the meter between steps, when no scorer call is in flight.
 
 Where /proc is missing (macOS), `psutil` is used if installed; without either `available()` is

@@ -372,9 +372,9 @@ def load_warning(summary: dict) -> str | None:
         return head + ("a wall_s budget bought less training than on an idle machine, so the arms' steps measure the load "
                        "too; rerun on an idle machine, or with compare.budget_kind=cpu_s")
     if kind == "cpu_s":
-        return head + ("the cpu_s budget charges only this run's CPU, but a step's CPU still moved by ~15% at a load of ~20 "
-                       "on 2 cores (results/experiments/2026-12-04-cpu-budget-under-load.md), so a point near a step's end "
-                       "can land one step either side; the hours column is inflated")
+        return head + ("the cpu_s budget charges only this run's CPU, but the same step cost ~6x more CPU at a load of ~20 "
+                       "on 2 cores than at ~6 (results/experiments/2026-12-04-cpu-budget-under-load.md): fewer steps than "
+                       "on an idle machine; rerun idle, or use compare.budget_kind=samples")
     return head + f"the {kind} budget is not moved by it; only the hours column is inflated"
 
 
