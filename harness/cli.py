@@ -465,10 +465,20 @@ def cmd_compare(args) -> int:
             print(f"{path.parent.parent.parent.name} seed {path.parent.parent.name[4:]}: {path}")
         print("dry run: nothing ran; each run's verl/translation.md says what its recipe became in verl")
         return 0
-    render(out)
+    summary = render(out)
     print((out / "tables.md").read_text())
     print(f"wrote {out / 'summary.json'}, {out / 'tables.md'}, {out / 'figure1.png'}")
+    _warn_load(summary)
     return 0
+
+
+def _warn_load(summary: dict) -> None:
+    """The one-line warning of a comparison trained on a busy machine (harness/report/summary.py `load_warning`)."""
+    from harness.report.summary import load_warning
+
+    warning = load_warning(summary)
+    if warning:
+        _log(warning)
 
 
 def cmd_sweep(args) -> int:
@@ -512,10 +522,11 @@ def cmd_report(args) -> int:
 
     from harness.report import render
 
-    render(Path(args.folder))
+    summary = render(Path(args.folder))
     if not args.quiet:
         print((Path(args.folder) / "tables.md").read_text())
     print(f"wrote {Path(args.folder) / 'tables.md'}")
+    _warn_load(summary)
     return 0
 
 

@@ -52,6 +52,8 @@ def collect(seed: int | None = None, **extra) -> dict:
             "platform": platform.platform(),
             "processor": platform.machine(),
             "cpu_count": os.cpu_count(),
+            # the CPUs this process may run on (affinity; a cgroup quota is not seen): the machine load's yardstick
+            "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         },

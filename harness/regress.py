@@ -92,9 +92,10 @@ def run_regress(profile: str, overrides: list[str], update: bool, out: Path | No
                 fail_fast: bool = False) -> int:
     """0 when within tolerance (or after --update), 1 on a regression."""
     cfg = load_config(profile, overrides)
-    if cfg.compare.budget_kind == "wall_s":
+    if cfg.compare.budget_kind in ("wall_s", "cpu_s"):  # seconds differ between identical runs, so would the steps
         raise ConfigError(
-            "invalid value for 'compare.budget_kind': 'wall_s'; regression checks need a deterministic budget: samples, tokens or steps"
+            f"invalid value for 'compare.budget_kind': '{cfg.compare.budget_kind}'; regression checks need a deterministic "
+            "budget: samples, tokens or steps"
         )
     baseline_path = BASELINES / f"{cfg.profile}.json"
     if not update and not baseline_path.is_file():

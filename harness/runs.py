@@ -46,9 +46,10 @@ CHECKPOINTS = "checkpoints"
 STATE_FILE = "trainer_state.pt"
 METRICS_FILE = "metrics.jsonl"
 
-TIMING_KEYS = ("wall_s", "gen_s", "score_s", "train_s", "step_s", "gen_samples_per_s", "train_tokens_per_s", "weight_sync_s",
-               "old_logprob_s", "ref_logprob_s", "update_s", "probe_s")
-"""Metric fields that measure time: they differ between otherwise identical runs."""
+TIMING_KEYS = ("wall_s", "cpu_s", "gen_s", "score_s", "train_s", "step_s", "gen_samples_per_s", "train_tokens_per_s", "weight_sync_s",
+               "old_logprob_s", "ref_logprob_s", "update_s", "probe_s", "probe_cpu_s", "loadavg_1m")
+"""Metric fields that measure time (or the machine's load while it passed): they differ between
+otherwise identical runs."""
 
 
 def checkpoint_name(step: int) -> str:
@@ -100,19 +101,31 @@ def read_metrics(path: Path) -> list[dict]:
     return rows
 
 
+BUDGET_KINDS = {
+    "steps": "RL steps",
+    "wall_s": "wall-clock seconds of training",
+    "cpu_s": "CPU seconds of training (the training process and its scoring workers)",
+    "samples": "generated samples",
+    "tokens": "generated tokens",
+}
+"""What a budget can count, in words (the tables name the kind with it)."""
+
+BUDGET_FIELDS = {"steps": "step", "wall_s": "wall_s", "cpu_s": "cpu_s", "samples": "samples_generated", "tokens": "tokens_generated"}
+"""The metrics field each budget kind reads (cumulative over the run)."""
+
+
 @dataclass(frozen=True)
 class Budget:
-    """How much an arm may spend: RL steps, wall-clock seconds, generated samples or tokens."""
+    """How much an arm may spend: RL steps, wall-clock or CPU seconds, generated samples or tokens."""
 
-    kind: Literal["steps", "wall_s", "samples", "tokens"]
+    kind: Literal["steps", "wall_s", "cpu_s", "samples", "tokens"]
     amount: float
 
     def used(self, row: dict | None) -> float:
         """Spent so far, read off the newest metrics row."""
         if row is None:
             return 0.0
-        key = {"steps": "step", "wall_s": "wall_s", "samples": "samples_generated", "tokens": "tokens_generated"}[self.kind]
-        return float(row[key])
+        return float(row[BUDGET_FIELDS[self.kind]])
 
     def point(self, fraction: float) -> float:
         """The spend at `fraction` of the budget, rounded so that 0.29 x 100 steps is 29, not 28.99..."""

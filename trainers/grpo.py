@@ -199,12 +199,13 @@ class GRPOTrainer:
             "weight_sync_s": weight_sync_s,
         }
         self.engine.release()  # sleep mode frees the engine's KV cache while the policy updates
-        probe_s = 0.0
+        probe_s = probe_cpu_s = 0.0  # wall and CPU (this process: the probe scores nothing) of the probe
         probing = bool(kept_groups) and t.probe_every > 0 and self.step_count % t.probe_every == 0
         if probing:  # a step without an update has nothing to probe
-            probe_start = time.perf_counter()
+            probe_start, probe_cpu = time.perf_counter(), time.process_time()
             before = self._probe_logp()
             probe_s += time.perf_counter() - probe_start
+            probe_cpu_s += time.process_time() - probe_cpu
         train_start = time.perf_counter()
         if kept_groups:
             metrics.update(self._update(kept_groups))
@@ -213,10 +214,12 @@ class GRPOTrainer:
                             "train_tokens": 0, "old_logprob_s": 0.0, "ref_logprob_s": 0.0, "update_s": 0.0})
         train_s = time.perf_counter() - train_start
         if probing:
-            probe_start = time.perf_counter()
+            probe_start, probe_cpu = time.perf_counter(), time.process_time()
             metrics.update(probe_mass_change(before, self._probe_logp()))
             probe_s += time.perf_counter() - probe_start
+            probe_cpu_s += time.process_time() - probe_cpu
             metrics["probe_s"] = probe_s
+            metrics["probe_cpu_s"] = probe_cpu_s
         metrics["train_s"] = train_s
         metrics["train_tokens_per_s"] = metrics.pop("train_tokens") / train_s if train_s > 0 else 0.0
         metrics["lr"] = self.scheduler.get_last_lr()[0]

@@ -505,10 +505,10 @@ class TrainConfig:
     seed; Q_pos of an item is exp(sum of the response's token logprobs) under the chat-rendered
     prompt at `temperature` (the distribution the policy samples and is trained at; top_p is not
     applied), EOS included. Logs probe_q_pos, probe_delta_q_pos, probe_fell, probe_logp_delta and
-    probe_s (docs/trainers.md). Two no-gradient forward passes over the probe set per probed step
-    (one before, one after its update; a step that kept no group is not probed); the training
-    itself (RNG, weights, every non-timing metric) is unchanged, and probe_s is left out of wall_s
-    and step_s."""
+    probe_s, probe_cpu_s (docs/trainers.md). Two no-gradient forward passes over the probe set per
+    probed step (one before, one after its update; a step that kept no group is not probed); the
+    training itself (RNG, weights, every non-timing metric) is unchanged, and probe_s is left out of
+    wall_s and step_s, probe_cpu_s out of cpu_s."""
     probe_items: PosInt = 32
     """Size of the probe set of `probe_every`: the first this-many items with a non-empty target in
     a fixed seeded order of the training pool (fewer if the pool has fewer)."""
@@ -520,11 +520,19 @@ class TrainConfig:
 class CompareConfig:
     """The equal-budget comparison of `harness compare`."""
 
-    budget_kind: Literal["wall_s", "samples", "tokens", "steps"] = "wall_s"
-    """What each arm may spend: wall-clock seconds of training (the paper compares hours),
-    generated samples, generated tokens, or RL steps. `samples` and `tokens` are deterministic."""
+    budget_kind: Literal["wall_s", "cpu_s", "samples", "tokens", "steps"] = "wall_s"
+    """What each arm may spend: `wall_s`, wall-clock seconds of training (the paper compares hours:
+    the kind for GPU profiles, which run alone on their machine); `cpu_s`, CPU seconds of training
+    (user + system of the training process, all its threads, and of its scoring workers and what
+    they start, read live: harness/execution/cpu.py), which other processes on a shared machine move
+    far less than wall-clock but not nothing (a step's CPU grew ~6x at load 20 on 2 cores, its
+    wall-clock ~30x: results/experiments/2026-12-04-cpu-budget-under-load.md; the kind for the
+    `tiny` CPU profile); generated samples; generated tokens;
+    or RL steps. `samples`, `tokens` and `steps` are deterministic (the regression guard needs
+    one). Checkpoint writes and the ΔQ_pos probe are charged to neither wall_s nor cpu_s; every
+    metrics row records both, and the tables show the budget's unit beside wall-clock hours."""
     budget: PosFloat = 240.0
-    """How much of it each arm gets."""
+    """How much of it each arm gets (in the unit of budget_kind: seconds for wall_s and cpu_s)."""
     eval_points: list[Annotated[float, Range(min=0.01, max=1.0)]] = field(default_factory=lambda: [0.5, 1.0])
     """Fractions of the budget at which each arm is checkpointed and evaluated (1.0 = the end)."""
     expected_samples_per_s: NonNegFloat = 0.0

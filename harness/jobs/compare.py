@@ -9,7 +9,8 @@
    configured `train.seed`, 0 by default): the arm's own RL randomness (prompt order, sampling,
    mini-batch shuffles). The master `seed` fixes the base and the data splits, so every run is
    evaluated on the same items. Each run spends `compare.budget` (wall-clock training seconds by
-   default, as the paper compares hours; or generated samples, tokens, steps). At each of
+   default, as the paper compares hours; CPU seconds of training, which a busy machine moves far
+   less than wall-clock, the `tiny` profile's kind; or generated samples, tokens, steps). At each of
    `compare.eval_points` x budget it is evaluated at matched spend: the last checkpoint whose spend
    is at or under that point (run_training keeps one there), never the step that passed it, so an
    arm with long steps (rollout scaling) gets no extra training from its last step's overshoot.
@@ -265,6 +266,9 @@ def run_compare(profile: str, arms: list[str], out: Path, overrides: list[str], 
         check_requirements(base_cfg)
     c = base_cfg.compare
     budget = Budget(c.budget_kind, c.budget)
+    if verl is not None and budget.kind == "cpu_s":
+        raise ConfigError("invalid value for 'compare.budget_kind': 'cpu_s' meters this machine's training process, and a "
+                          "verl run trains elsewhere (Ray workers, GPUs); use wall_s, samples, tokens or steps with --backend verl")
     identity = {
         "profile": base_cfg.profile,
         "arms": list(arms),

@@ -29,6 +29,7 @@ import shutil
 import signal
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -37,6 +38,7 @@ from tqdm.auto import tqdm
 from harness import provenance
 from harness.checkpoint import CheckpointError, check_checkpoint, load_policy
 from harness.config import Config, ConfigError, to_dict
+from harness.execution import cpu
 from harness.jobs.base_model import base_checkpoint
 from harness.jobs.trackers import Trackers, check_trackers
 from harness.runs import (
@@ -90,6 +92,53 @@ def check_requirements(cfg: Config) -> None:
                           f"`harness plan --profile {cfg.profile}` prints what a run needs")
 
 
+class TrainingClock:
+    """Training time of a run so far, wall-clock and CPU (`harness.execution.cpu.tree_cpu_s`: this
+    process, its scoring workers and what they start), with the sections that are not training left
+    out (`excluded`: checkpoint copies and writes; `exclude`: the ΔQ_pos probe the trainer timed),
+    continued from the values a resumed run had reached. `cpu_before` None: no CPU meter (a run
+    resumed from a checkpoint written before cpu_s was recorded, or a machine without one)."""
+
+    def __init__(self, wall_before: float = 0.0, cpu_before: float | None = 0.0):
+        self.wall_before, self.cpu_before = wall_before, cpu_before
+        self.metered = cpu_before is not None
+        self._wall0, self._cpu0 = time.perf_counter(), cpu.tree_cpu_s() if self.metered else 0.0
+        self._wall_out = self._cpu_out = 0.0
+
+    @contextmanager
+    def excluded(self):
+        """A section that is neither training time nor training CPU."""
+        wall, used = time.perf_counter(), cpu.tree_cpu_s() if self.metered else 0.0
+        try:
+            yield
+        finally:
+            self._wall_out += time.perf_counter() - wall
+            if self.metered:
+                self._cpu_out += cpu.tree_cpu_s() - used
+
+    def exclude(self, wall_s: float, cpu_s: float = 0.0) -> None:
+        """Leave out a section measured elsewhere (the trainer's probe_s, probe_cpu_s)."""
+        self._wall_out += wall_s
+        self._cpu_out += cpu_s
+
+    def wall_s(self) -> float:
+        return self.wall_before + time.perf_counter() - self._wall0 - self._wall_out
+
+    def cpu_s(self) -> float | None:
+        if not self.metered:
+            return None
+        return self.cpu_before + cpu.tree_cpu_s() - self._cpu0 - self._cpu_out
+
+
+def load_average() -> float | None:
+    """The machine's 1-minute load average (runnable and uninterruptible tasks, all processes), if
+    the system has one: recorded beside each step to say how busy the machine was."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
 def revision_of(cfg: Config, checkpoint: str) -> str:
     """The hub revision to load `checkpoint` at: the profile's `base.revision` for its base checkpoint."""
     return cfg.base.revision if checkpoint == cfg.base.checkpoint else ""
@@ -106,12 +155,17 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
     no evaluated checkpoint has more training than its point allows. The step that passes p is
     only known once it has run; the weights from before it are then written from a copy kept in
     memory (weights and tokenizer only: an evaluation checkpoint, not a resume point). The
-    metrics' `wall_s` is training time: those copies, every checkpoint write and the ΔQ_pos probe
-    (`train.probe_every`, its `probe_s`) are left out, so
-    an arm with more (shorter) steps is not charged more for them under a wall-clock budget."""
+    metrics' `wall_s` and `cpu_s` are training time (`TrainingClock`): those copies, every
+    checkpoint write and the ΔQ_pos probe (`train.probe_every`, its `probe_s`) are left out, so
+    an arm with more (shorter) steps is not charged more for them under a wall-clock or CPU budget.
+    Each row also records `loadavg_1m`, the machine's load after the step (`load_average`)."""
     check_requirements(cfg)
     check_trackers(cfg)  # before anything is written
     budget = budget or Budget("steps", cfg.train.steps)
+    if budget.kind == "cpu_s" and not cpu.available():
+        raise ConfigError("invalid value for 'compare.budget_kind': 'cpu_s' needs the CPU time of the scoring workers, which "
+                          "this system does not show (no /proc, psutil not installed); install psutil, or use wall_s, "
+                          "samples, tokens or steps")
     try:
         builder = get_builder(cfg.train.trainer)
     except ValueError as exc:
@@ -133,11 +187,17 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
         missing = [m for m in ("name", "policy", "settings", "step", "state_dict", "load_state_dict") if not hasattr(trainer, m)]
         raise ConfigError(f"invalid value for 'train.trainer': {cfg.train.trainer!r} built a {type(trainer).__name__} without "
                           f"{', '.join(missing)} (trainers.base.Trainer)")
-    wall_before = 0.0
+    wall_before, cpu_before = 0.0, (0.0 if cpu.available() else None)
     if last is not None:
         state = torch.load(last / STATE_FILE, weights_only=False)
         trainer.load_state_dict(state["trainer"])
         wall_before = state["wall_s"]
+        # a checkpoint written before cpu_s was recorded: the resumed steps record none either
+        # (a cpu_s budget cannot have written it: that kind came with the meter)
+        cpu_before = state.get("cpu_s") if cpu_before is not None else None
+        if budget.kind == "cpu_s" and cpu_before is None:
+            raise ConfigError(f"cannot --resume '{out}' under a cpu_s budget: its checkpoint {last.name} records no CPU "
+                              "seconds (written by an older harness); continue it with the budget kind it was started with")
         log(f"resuming from {last} (step {trainer.step_count})")
     kept = [row for row in read_metrics(metrics_path) if row["step"] <= trainer.step_count]
     for stale in (out / CHECKPOINTS).glob("step_*") if resume else ():
@@ -163,8 +223,7 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
         log(f"budget already spent ({budget.amount:g} {budget.kind}, {trainer.step_count} steps); nothing to do")
     bar = tqdm(total=budget.amount, initial=min(spent, budget.amount), desc=f"train {recipe}", unit=budget.kind,
                disable=not progress, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} [{elapsed}<{remaining}]")
-    started = time.perf_counter()
-    io_s = 0.0  # checkpoint copies and writes, the ΔQ_pos probe: not training time, not charged to a wall_s budget
+    clock = TrainingClock(wall_before, cpu_before)  # checkpoint copies and writes, the probe: not charged
     # a budget of whole steps lands on each whole-step point exactly: no step ever passes one
     needs_snapshots = not (budget.kind == "steps" and all(float(m).is_integer() for m in marks))
     final = last
@@ -173,13 +232,18 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
             while spent < budget.amount:
                 previous = trainer.step_count
                 # the weights before this step, in case it passes a point and `previous` has no checkpoint
-                snapshot, io_start = None, time.perf_counter()
-                if needs_snapshots and previous > 0 and not (out / CHECKPOINTS / checkpoint_name(previous)).is_dir():
-                    snapshot = weights_snapshot(trainer.policy)
-                io_s += time.perf_counter() - io_start
+                snapshot = None
+                with clock.excluded():
+                    if needs_snapshots and previous > 0 and not (out / CHECKPOINTS / checkpoint_name(previous)).is_dir():
+                        snapshot = weights_snapshot(trainer.policy)
                 row = trainer.step()
-                io_s += row.get("probe_s", 0.0)  # train.probe_every: a measurement, not training
-                row["wall_s"] = wall_before + time.perf_counter() - started - io_s
+                clock.exclude(row.get("probe_s", 0.0), row.get("probe_cpu_s", 0.0))  # train.probe_every: a measurement
+                row["wall_s"] = clock.wall_s()
+                if clock.metered:
+                    row["cpu_s"] = clock.cpu_s()
+                load = load_average()
+                if load is not None:
+                    row["loadavg_1m"] = load
                 sink.write(json.dumps(row) + "\n")
                 sink.flush()
                 os.fsync(sink.fileno())
@@ -191,14 +255,13 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
                 bar.update(min(spent, budget.amount) - min(before, budget.amount))
                 bar.set_postfix(step=row["step"], reward=f"{row['reward_mean']:.3f}", ds=f"{row['ds_pass_rate']:.2f}")
                 step = trainer.step_count
-                io_start = time.perf_counter()
-                if snapshot is not None and any(before <= m < spent for m in marks):
-                    save_weights(out, previous, trainer.policy, snapshot, tokenizer)
-                at_point = any(spent == m for m in marks)  # the last step at or under that point
-                periodic = cfg.train.save_every and step % cfg.train.save_every == 0
-                if spent >= budget.amount or stop.requested or at_point or periodic:
-                    final = save_checkpoint(out, trainer, tokenizer, row["wall_s"])
-                io_s += time.perf_counter() - io_start
+                with clock.excluded():
+                    if snapshot is not None and any(before <= m < spent for m in marks):
+                        save_weights(out, previous, trainer.policy, snapshot, tokenizer)
+                    at_point = any(spent == m for m in marks)  # the last step at or under that point
+                    periodic = cfg.train.save_every and step % cfg.train.save_every == 0
+                    if spent >= budget.amount or stop.requested or at_point or periodic:
+                        final = save_checkpoint(out, trainer, tokenizer, row["wall_s"], row.get("cpu_s"))
                 if stop.requested and spent < budget.amount:
                     log(f"stopped after step {step}: checkpoint {final}; continue with --resume")
                     raise KeyboardInterrupt
@@ -206,7 +269,7 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
         bar.close()
         writer.close()
         trackers.close()
-    return final if final is not None else save_checkpoint(out, trainer, tokenizer, wall_before)
+    return final if final is not None else save_checkpoint(out, trainer, tokenizer, wall_before, cpu_before)
 
 
 def check_out(out: Path, resume: bool, restart: bool = True) -> Path | None:
@@ -305,7 +368,10 @@ def save_weights(out: Path, step: int, model, state_dict: dict[str, torch.Tensor
     return target
 
 
-def save_checkpoint(out: Path, trainer, tokenizer, wall_s: float) -> Path:
-    """A resume point: weights, tokenizer and trainer state (save_weights)."""
-    return save_weights(out, trainer.step_count, trainer.policy, None, tokenizer,
-                        trainer_state={"trainer": trainer.state_dict(), "wall_s": wall_s})
+def save_checkpoint(out: Path, trainer, tokenizer, wall_s: float, cpu_s: float | None = None) -> Path:
+    """A resume point: weights, tokenizer and trainer state (save_weights), with the training wall
+    and CPU seconds reached (`cpu_s` None: not metered, not written)."""
+    state = {"trainer": trainer.state_dict(), "wall_s": wall_s}
+    if cpu_s is not None:
+        state["cpu_s"] = cpu_s
+    return save_weights(out, trainer.step_count, trainer.policy, None, tokenizer, trainer_state=state)

@@ -1,6 +1,8 @@
 """Figure 1 of a comparison (figure1.png), from the summary dict alone: score vs training hours per
-suite, the base's RL curve before 0 and the arms after it. Apart from the tables because it alone
-needs matplotlib, which is imported only when a figure is drawn.
+suite, the base's RL curve before 0 and the arms after it; under a budget that is not wall-clock
+(cpu_s, samples, tokens, steps) a second row shows the same scores against the budget's own unit,
+so the figure shows both what was budgeted and the hours it took. Apart from the tables because it
+alone needs matplotlib, which is imported only when a figure is drawn.
 """
 
 from __future__ import annotations
@@ -9,13 +11,17 @@ import io
 from pathlib import Path
 
 from harness.report.summary import PAPER_SUITES
-from harness.runs import write_bytes_atomic
+from harness.runs import BUDGET_KINDS, write_bytes_atomic
+
+COLORS = ("tab:blue", "tab:red", "tab:green", "tab:purple")
 
 
 def render_figure(summary: dict, path: Path) -> None:
     """Score vs training hours, one panel per measured suite: the base's RL curve at negative hours
     (validation pass@1), the baseline evaluations on it, then each arm's mean over seeds from 0 on,
-    with its min-max band over seeds (K >= 2) or its interval over items (K = 1), and each seed faintly."""
+    with its min-max band over seeds (K >= 2) or its interval over items (K = 1), and each seed faintly.
+    A budget kind other than wall_s adds a row: the arms' scores against their actual spend in that
+    unit (`spent`), from the base at 0 (`_budget_panel`)."""
     import matplotlib  # lazy: matplotlib costs start-up time; only the figure needs it
 
     matplotlib.use("Agg")
@@ -23,7 +29,10 @@ def render_figure(summary: dict, path: Path) -> None:
 
     rows = summary["rows"]
     suites = [s for s in PAPER_SUITES if any(s in r["scores"] for r in rows)]
-    fig, axes = plt.subplots(1, max(1, len(suites)), figsize=(max(7.5, 5.5 * len(suites)), 4.6), squeeze=False)
+    kind = summary["budget"]["kind"]
+    by_budget = kind != "wall_s"  # wall_s: the hours axis is the budget's own
+    fig, axes = plt.subplots(2 if by_budget else 1, max(1, len(suites)),
+                             figsize=(max(7.5, 5.5 * len(suites)), 8.8 if by_budget else 4.6), squeeze=False)
     base = [r for r in rows if r["method"] == "baseline"]
     final_base = next((r for r in base if r["hours"] == 0.0), base[-1] if base else None)
     arms = list(summary["arm_settings"])
@@ -47,7 +56,7 @@ def render_figure(summary: dict, path: Path) -> None:
             ax.errorbar(bx, by, yerr=[blo, bhi], fmt="s", color="black", capsize=3, markersize=5,
                         label=f"baseline eval (RL step {', '.join(names)})", zorder=5)
         start = (0.0, 100 * final_base["scores"][suite]) if final_base and suite in final_base["scores"] else None
-        for arm, color in zip(arms, ("tab:blue", "tab:red", "tab:green", "tab:purple")):
+        for arm, color in zip(arms, COLORS):
             arm_rows = [r for r in rows if r["method"] == arm and suite in r["scores"]]
             if not arm_rows:
                 continue
@@ -78,11 +87,46 @@ def render_figure(summary: dict, path: Path) -> None:
         ax.set_ylabel("pass@1 (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
+    if by_budget:
+        for ax, suite in zip(axes[1], suites):
+            _budget_panel(ax, summary, suite, final_base)
     band = f"band: min-max over {k} seeds, faint lines: each seed" if k >= 2 else "error bars: 95% CI over items (1 seed)"
+    b = summary["budget"]
     fig.suptitle(f"Score vs training time, profile {summary['profile']}: eval pass@1 of the arms from the base at 0\n"
-                 f"({band}; the base's RL curve: its validation pass@1)", fontsize=9)
+                 f"budget {b['amount']:g} {kind} ({BUDGET_KINDS.get(kind, kind)})"
+                 + ("; lower row: against that budget" if by_budget else "")
+                 + f"\n({band}; the base's RL curve: its validation pass@1)", fontsize=9)
     fig.tight_layout()
     save_png(fig, path)
+
+
+def _budget_panel(ax, summary: dict, suite: str, final_base: dict | None) -> None:
+    """One suite's arm scores against their actual spend in the budget's unit (the evaluated
+    checkpoints' `spent`), each from the base's score at 0, with the budget points marked."""
+    b, k, rows = summary["budget"], summary["n_seeds"], summary["rows"]
+    start = ([0.0], [100 * final_base["scores"][suite]]) if final_base and suite in final_base["scores"] else ([], [])
+    for arm, color in zip(summary["arm_settings"], COLORS):
+        arm_rows = [r for r in rows if r["method"] == arm and suite in r["scores"]]
+        if not arm_rows:
+            continue
+        n = (summary["arm_settings"].get(arm) or {}).get("n", "?")
+        for seed in summary["seeds"] if k >= 2 else []:
+            sx, sy = list(start[0]), list(start[1])
+            for r in arm_rows:
+                if seed in r["seeds"]:
+                    i = r["seeds"].index(seed)
+                    sx.append(r["spent_per_seed"][i])
+                    sy.append(100 * r["scores_per_seed"][suite][i])
+            ax.plot(sx, sy, color=color, alpha=0.3, linewidth=0.8, marker=".", markersize=3)
+        ax.plot(start[0] + [r["spent"] for r in arm_rows], start[1] + [100 * r["scores"][suite] for r in arm_rows],
+                color=color, marker="o", linewidth=1.8, label=f"{arm} (N={n})" + (f", mean of {k} seeds" if k >= 2 else ""))
+    for f in b["eval_points"]:
+        ax.axvline(f * b["amount"], color="0.75", linestyle="--", linewidth=0.8)
+    ax.set_title(f"{suite.replace('_', ' ')}: against the budget")
+    ax.set_xlabel(f"spent ({b['kind']}: {BUDGET_KINDS.get(b['kind'], b['kind'])}); dashed: budget points")
+    ax.set_ylabel("pass@1 (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
 
 
 def save_png(fig, path: Path, dpi: int = 120) -> Path:

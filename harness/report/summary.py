@@ -110,7 +110,8 @@ def build_summary(out: Path) -> dict:
     base_curve (the base's RL validation curve, hours <= 0), arm_settings (per arm: trainer, n,
     prompts_per_step, learning_rate, lr_rule), rows, efficiency (per arm: ds_pass_rate, gen_samples_per_s,
     steps, seeds, per_seed, sd; and `probe` (`probe_over_seeds`) when its runs logged the ΔQ_pos probe
-    of train.probe_every), significance, complete, provenance.
+    of train.probe_every), significance, complete, provenance, machine_load (`machine_load`: how busy
+    the machine was while the arms trained; None for folders written before it was recorded).
     A row: method, n, label (`baseline@<RL step>` / `<arm>@<base RL steps>+<arm steps>`), step,
     step_label, base_rl_step, eval_points (budget fractions it serves), seeds, steps_per_seed, hours
     (arm: mean training hours; baseline: position on the base curve, 0 = final), hours_per_seed,
@@ -163,6 +164,7 @@ def build_summary(out: Path) -> dict:
 
     runs: dict[tuple[str, int], dict] = {}
     settings: dict[str, dict | None] = {}
+    cpus = None
     for arm in arms:
         for seed in seeds:
             folder = run_dir(out, arm, seed)
@@ -172,6 +174,9 @@ def build_summary(out: Path) -> dict:
             runs[arm, seed] = {"metrics": {r["step"]: r for r in rows}, "points": _points(rows, budget, points, folder, evaluated)}
             if record is not None and settings.get(arm) is None:
                 settings[arm] = record.get("arm")
+            if record is not None and cpus is None:
+                machine = (record.get("provenance") or {}).get("machine") or {}
+                cpus = machine.get("usable_cpus") or machine.get("cpu_count")
         settings.setdefault(arm, None)
     base_n = meta["configs"][arms[0]]["train"]["n"]
     curve = _base_curve(out)
@@ -285,6 +290,7 @@ def build_summary(out: Path) -> dict:
     return {
         "profile": meta["profile"],
         "budget": b,
+        "machine_load": machine_load({key: list(run["metrics"].values()) for key, run in runs.items()}, cpus),
         "vs_base": _vs_base(baseline_evals, base_rl, finals, suites),
         "seeds": seeds,
         "n_seeds": len(seeds),
@@ -336,6 +342,62 @@ def _vs_base(baseline_evals: list[dict], base_rl: int, finals: dict[str, list], 
                 "conditional_on": "these runs and the base's one evaluation (item scores averaged over the arm's seeds)",
             }
     return out
+
+
+BUSY_MARGIN = 0.5
+"""How far above the usable CPUs the mean 1-minute load average during training must be for the
+machine to count as busy (`machine_load`). A training step keeps at most as many threads runnable as
+there are CPUs (torch's intra-op pool, or the scoring workers while the main thread waits), so a
+load above the CPU count is other work queueing with it; half a CPU more on average means each of
+its threads got ~20% less of a CPU on 2 cores (2 / 2.5): a wall_s budget then buys visibly less
+training than on an idle machine."""
+
+
+def machine_load(runs: dict[tuple[str, int], list[dict]], cpus: int | None) -> dict | None:
+    """How busy the machine was while the runs trained, from their metrics rows: per run the mean
+    and largest 1-minute load average after its steps (`loadavg_1m`) and its CPU / wall ratio (the
+    cores its training used on average: cpu_s / wall_s at its last step); over all runs the mean
+    and largest load, the usable CPUs (from the runs' provenance) and `busy`: mean load > cpus +
+    BUSY_MARGIN. None for folders written before the load was recorded."""
+    per_run = []
+    loads: list[float] = []
+    for (arm, seed), rows in runs.items():
+        got = [r["loadavg_1m"] for r in rows if r.get("loadavg_1m") is not None]
+        if not got:
+            continue
+        loads += got
+        last = rows[-1]
+        ratio = last["cpu_s"] / last["wall_s"] if last.get("cpu_s") is not None and last.get("wall_s") else None
+        per_run.append({"arm": arm, "seed": seed, "steps": len(rows), "loadavg_1m_mean": sum(got) / len(got),
+                        "loadavg_1m_max": max(got), "cpu_per_wall": ratio})
+    if not loads:
+        return None
+    mean = sum(loads) / len(loads)
+    return {"loadavg_1m_mean": mean, "loadavg_1m_max": max(loads), "usable_cpus": cpus,
+            "busy_threshold": None if cpus is None else cpus + BUSY_MARGIN,
+            "busy": cpus is not None and mean > cpus + BUSY_MARGIN, "per_run": per_run,
+            "note": ("1-minute load average of the whole machine after each training step (runnable tasks, this run's "
+                     "own threads included); busy: its mean over the steps above usable_cpus + "
+                     f"{BUSY_MARGIN:g}; cpu_per_wall: the cores a run's training used on average")}
+
+
+def load_warning(summary: dict) -> str | None:
+    """One line when the machine was busy during training (`machine_load`), saying what it moved
+    under this budget kind; None otherwise."""
+    load = summary.get("machine_load")
+    if not load or not load["busy"]:
+        return None
+    kind = summary["budget"]["kind"]
+    head = (f"WARNING: the machine was busy while the arms trained (mean 1-minute load average {load['loadavg_1m_mean']:.2f}, "
+            f"max {load['loadavg_1m_max']:.2f}, on {load['usable_cpus']} usable CPUs; busy above {load['busy_threshold']:g}): ")
+    if kind == "wall_s":
+        return head + ("a wall_s budget bought less training than on an idle machine, so the arms' steps measure the load "
+                       "too; rerun on an idle machine, or with compare.budget_kind=cpu_s")
+    if kind == "cpu_s":
+        return head + ("the cpu_s budget charges only this run's CPU, but the same step cost ~6x more CPU at a load of ~20 "
+                       "on 2 cores than at ~6 (results/experiments/2026-12-04-cpu-budget-under-load.md): fewer steps than "
+                       "on an idle machine; rerun idle, or use compare.budget_kind=samples")
+    return head + f"the {kind} budget is not moved by it; only the hours column is inflated"
 
 
 def run_efficiency(rows: list[dict]) -> dict:

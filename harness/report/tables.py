@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from harness.report.summary import PAPER_SUITES
-from harness.runs import Budget
+from harness.report.summary import PAPER_SUITES, load_warning
+from harness.runs import BUDGET_KINDS, Budget
 from harness.stats import BOOTSTRAP_REPLICATES
 
 PAPER = Path(__file__).resolve().parent / "paper.json"
@@ -109,6 +109,26 @@ def vs_base_table(vs_base: dict, measured: list[str], base_rl: int) -> list[str]
     return lines
 
 
+def _kind_words(kind: str) -> str:
+    """` (what cpu_s counts)` after the budget: the kinds older folders have (wall_s, samples, tokens,
+    steps) render as they did."""
+    return f" ({BUDGET_KINDS[kind]})" if kind == "cpu_s" else ""
+
+
+def load_lines(summary: dict) -> list[str]:
+    """How busy the machine was while the arms trained (summary `machine_load`), as lines of
+    tables.md; none for folders written before it was recorded, so they render as before."""
+    load = summary.get("machine_load")
+    if not load:
+        return []
+    ratios = [f"{r['arm']} seed {r['seed']} {r['cpu_per_wall']:.2f}" for r in load["per_run"] if r["cpu_per_wall"] is not None]
+    line = (f"Machine load while the arms trained: mean 1-minute load average {load['loadavg_1m_mean']:.2f} (max "
+            f"{load['loadavg_1m_max']:.2f}) on {load['usable_cpus']} usable CPUs"
+            + (f"; CPU / wall-clock of training (cores used): {', '.join(ratios)}" if ratios else "") + ".")
+    warning = load_warning(summary)
+    return ["", line] + (["", f"**{warning}**"] if warning else [])
+
+
 def render_tables(summary: dict, paper: dict) -> str:
     rows, suites = summary["rows"], list(PAPER_SUITES)
     measured = [s for s in suites if any(s in r["scores"] for r in rows)]
@@ -128,7 +148,7 @@ def render_tables(summary: dict, paper: dict) -> str:
     lines = [
         f"# BroRL comparison: profile `{summary['profile']}`",
         "",
-        f"Budget per arm and run: {b['amount']:g} {b['kind']}, evaluated at {', '.join(f'{f:g}' for f in b['eval_points'])} "
+        f"Budget per arm and run: {b['amount']:g} {b['kind']}{_kind_words(b['kind'])}, evaluated at {', '.join(f'{f:g}' for f in b['eval_points'])} "
         f"of it (and at its end). Both arms start from the same base: {base.get('rl_steps', 0)} RL steps of step-scaling "
         "RL after supervised warm-up" + (f"; the second baseline row is the same RL curve at step {early}" if early is not None else "")
         + ". Every run is evaluated on the same held-out items.",
@@ -141,6 +161,7 @@ def render_tables(summary: dict, paper: dict) -> str:
          f"Suites measured here: {', '.join(measured)} (a dash: that suite is not in this profile)."),
         "" if summary["complete"] else ("\n**Incomplete run**: some evaluations are missing (an arm or seed has not reached "
                                         "an evaluation point yet); rows average the runs that have."),
+        *load_lines(summary),
         "",
         "## Table 2: scores",
         "",
