@@ -159,7 +159,8 @@ class SpendError(UserError):
     no checkpoint was kept there (too few saves). Never answered by evaluating the base instead."""
 
 
-def point_steps(rows: list[dict], budget: Budget, fractions, kept=None, arm: str = "the arm") -> dict[float, int | None]:
+def point_steps(rows: list[dict], budget: Budget, fractions, kept=None, arm: str = "the arm",
+                stopped_at_budget: bool = False) -> dict[float, int | None]:
     """RL step evaluated for each point of one run, from its metrics: matched spend, the last step
     whose spend is at or under fraction x budget, never the step that passed it; None while no step
     has reached the point yet (the run is unfinished).
@@ -168,14 +169,17 @@ def point_steps(rows: list[dict], budget: Budget, fractions, kept=None, arm: str
     steps with a checkpoint (a verl run keeps one every trainer.save_freq steps; `run_training`
     keeps one at each point): the nearest of them at or under the point is taken, and its actual
     spend is what the tables show. A point with steps at or under it but none kept would fall to the
-    base for lack of saves: a `SpendError` naming `arm`, the point and the saved steps."""
-    return {f: point_step(rows, budget, f, kept, arm) for f in eval_points(fractions)}
+    base for lack of saves: a `SpendError` naming `arm`, the point and the saved steps.
+    `stopped_at_budget`: the run was stopped because its next step would pass the budget (verl's
+    budget watcher), so no row passes the last point and yet every point is reached."""
+    return {f: point_step(rows, budget, f, kept, arm, stopped_at_budget) for f in eval_points(fractions)}
 
 
-def point_step(rows: list[dict], budget: Budget, fraction: float, kept=None, arm: str = "the arm") -> int | None:
+def point_step(rows: list[dict], budget: Budget, fraction: float, kept=None, arm: str = "the arm",
+               stopped_at_budget: bool = False) -> int | None:
     """`point_steps` of one budget fraction."""
     mark = budget.point(fraction)
-    if not any(budget.used(row) >= mark for row in rows):
+    if not stopped_at_budget and not any(budget.used(row) >= mark for row in rows):
         return None
     under = [row["step"] for row in rows if budget.used(row) <= mark]
     if not under:

@@ -140,3 +140,11 @@ def test_a_builder_that_returns_no_trainer_is_refused_in_one_line(tmp_path, base
     cfg = load_config("smoke", ["suites.enabled=[math]", "rollout.device=cpu"])
     with pytest.raises(ConfigError, match=r"built a Half without settings, state_dict, load_state_dict \(trainers.base.Trainer\)"):
         run_training(cfg, "half", tmp_path / "run", base=str(base), progress=False, log=lambda _: None)
+
+
+def test_a_run_stopped_at_its_budget_reaches_its_last_point():
+    """verl's watcher stops a run once its next step would pass the budget: no row passes the last
+    point, yet the point is reached and the last step at or under it serves it (not 'unfinished')."""
+    rows = [{"step": s, "wall_s": 10.0 * s} for s in range(1, 6)]  # 50 s spent, budget 55 s
+    assert point_steps(rows, Budget("wall_s", 55), [0.5]) == {0.5: 2, 1.0: None}
+    assert point_steps(rows, Budget("wall_s", 55), [0.5], kept={2, 4}, stopped_at_budget=True) == {0.5: 2, 1.0: 4}

@@ -336,13 +336,19 @@ def run_compare(profile: str, arms: list[str], out: Path, overrides: list[str], 
     return out
 
 
-def matched_checkpoints(folder: Path, rows: list[dict], budget: Budget, fractions, arm: str = "the arm") -> dict[int, Path | None]:
+def matched_checkpoints(folder: Path, rows: list[dict], budget: Budget, fractions, arm: str = "the arm",
+                        stopped_at_budget: bool | None = None) -> dict[int, Path | None]:
     """The checkpoint each evaluated step of the run in `folder` stands for, by step, ascending: the
     steps of matched spend (`point_steps`, among the kept checkpoints: `kept_steps`); step 0 (the
     run's first step passed the point) maps to None: the base stands there, and it is evaluated as
     the base (the baseline row), never under the arm's name. A point with steps at or under it but
-    no kept checkpoint is a `SpendError`."""
-    steps = sorted({s for s in point_steps(rows, budget, fractions, kept=kept_steps(folder), arm=arm).values() if s is not None})
+    no kept checkpoint is a `SpendError`. `stopped_at_budget` (default: whether verl's budget
+    watcher stopped the run, verl/budget_stop.json): every point is reached although no step passed
+    the last one (the step that would have passed it never ran)."""
+    if stopped_at_budget is None:
+        stopped_at_budget = verl_job.budget_stop(folder) is not None
+    steps = sorted({s for s in point_steps(rows, budget, fractions, kept=kept_steps(folder), arm=arm,
+                                           stopped_at_budget=stopped_at_budget).values() if s is not None})
     return {step: (checkpoint_path(folder, step) if step else None) for step in steps}
 
 

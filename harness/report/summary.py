@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.backends.verl.control import budget_stop
 from harness.config.errors import UserError
 from harness.runs import (
     BASE_RECORD,
@@ -312,10 +313,11 @@ def _points(rows: list[dict], budget: Budget, points: list[float], folder: Path,
     those on disk and those evaluated (checkpoints may be deleted once evaluated); a point no kept
     checkpoint serves (the compare refuses it) is left out (None): the table is partial."""
     kept = kept_steps(folder) | evaluated
+    stopped = budget_stop(folder) is not None  # verl's watcher: the step that would pass the budget never ran
     out: dict[float, int | None] = {}
     for f in points:
         try:
-            out[f] = point_step(rows, budget, f, kept=kept)
+            out[f] = point_step(rows, budget, f, kept=kept, stopped_at_budget=stopped)
         except SpendError:
             out[f] = None
     return out
