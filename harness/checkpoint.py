@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from harness.config.errors import UserError
@@ -39,6 +40,13 @@ def check_checkpoint(path: str) -> None:
         _check_config(path, p / "config.json")
         if not any(p.glob("*.safetensors")) and not any(p.glob("*.bin")):
             raise CheckpointError(f"checkpoint '{path}' has no model weights (*.safetensors or *.bin)")
+        for weights in sorted(p.glob("*.safetensors")):  # headers only: a torn file fails here, before any work
+            try:
+                with safe_open(str(weights), framework="pt"):
+                    pass
+            except Exception as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                raise CheckpointError(f"cannot load checkpoint '{path}': {type(exc).__name__}: {first}") from None
         return
     if p.exists() or not HUB_ID.match(path):
         raise CheckpointError(

@@ -133,7 +133,7 @@ def check_a_new_run_scores(base: Path, cache: Path, tmpdir: str, out: Path) -> N
                            "--out", str(out), "--quiet", "eval.k=4"],
                           env=harness_env(cache, tmpdir), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    code = json.loads(out.read_text())["suites"]["code"]
+    code = json.loads((out / "eval.json").read_text())["suites"]["code"]
     assert sum(code["statuses"].values()) == 4 * code["n_items"] > 0
     assert set(code["statuses"]) <= {"correct", "partial", "wrong", "no_answer"}, code["statuses"]
 
@@ -143,7 +143,7 @@ def test_a_killed_train_leaves_nothing_and_the_next_run_scores(smoke_base, slot_
     recorded = kill_while_scoring(["train", "prorl", "--profile", "smoke", "--out", str(tmp_path / "killed"), "--quiet"],
                                   cache, slot_dir)
     check_nothing_left(recorded, slot_dir)
-    check_a_new_run_scores(base, cache, slot_dir, tmp_path / "next.json")
+    check_a_new_run_scores(base, cache, slot_dir, tmp_path / "next")
 
 
 def test_a_killed_compare_leaves_nothing_and_the_next_run_scores(smoke_base, slot_dir, tmp_path):
@@ -151,4 +151,4 @@ def test_a_killed_compare_leaves_nothing_and_the_next_run_scores(smoke_base, slo
     recorded = kill_while_scoring(["compare", "prorl", "brorl", "--profile", "smoke", "--out", str(tmp_path / "killed"),
                                    "--quiet"], cache, slot_dir)
     check_nothing_left(recorded, slot_dir)
-    check_a_new_run_scores(base, cache, slot_dir, tmp_path / "next.json")
+    check_a_new_run_scores(base, cache, slot_dir, tmp_path / "next")
