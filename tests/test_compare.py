@@ -142,8 +142,8 @@ def test_report_rerenders_identically_from_files(comparison, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "Incomplete run" in (copy / "tables.md").read_text()
     summary = json.loads((copy / "summary.json").read_text())
-    assert {tuple(r["seeds"]) for r in summary["rows"] if r["method"] == "brorl"} == {(0,)}
-    assert all(r["ci_kind"] == "items" for r in summary["rows"] if r["method"] == "brorl")
+    assert {tuple(r["seeds"]) for r in summary["rows"] if r["method"] == "prorl"} == {(0,)}
+    assert all(r["ci_kind"] == "items" for r in summary["rows"] if r["method"] == "prorl")
     assert summary["significance"]["reasoning_gym"]["welch_seeds"] is None
     done = run_cli(["report", str(tmp_path)], cache)
     assert done.returncode == 2 and "not a comparison folder" in done.stderr
