@@ -120,3 +120,15 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def one_process_evaluation(smoke_base, tmp_path_factory):
+    """An uninterrupted one-process evaluation of the smoke base: (its folder, the checkpoint, the
+    cache); the reference the replica and resume tests compare against."""
+    from tests.conftest import run_cli
+
+    path, cache = smoke_base
+    out = tmp_path_factory.mktemp("eval") / "F"
+    done = run_cli(eval_args(path, out, "--quiet"), cache, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return out, path, cache

@@ -13,7 +13,7 @@ import signal
 import pytest
 
 from tests.conftest import run_cli
-from tests.evalcheck import Command, assert_same_evaluation, descendants, end_processes, eval_args
+from tests.evalcheck import Command, assert_same_evaluation, descendants, end_processes, eval_args, one_process_evaluation
 
 pytest.importorskip("ray")
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
@@ -22,11 +22,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.ray]
 @pytest.fixture(scope="module")
 def reference(smoke_base, tmp_path_factory):
     """A one-process evaluation: (its folder, the checkpoint, the cache)."""
-    path, cache = smoke_base
-    out = tmp_path_factory.mktemp("eval") / "F"
-    done = run_cli(eval_args(path, out, "--quiet"), cache, timeout=600)
-    assert done.returncode == 0, done.stderr
-    return out, path, cache
+    return one_process_evaluation(smoke_base, tmp_path_factory)
 
 
 def test_two_replicas_give_the_one_process_result(reference, tmp_path):

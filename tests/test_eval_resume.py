@@ -14,7 +14,7 @@ import pytest
 
 from harness.jobs import eval_store as store
 from tests.conftest import run_cli
-from tests.evalcheck import Command, assert_same_evaluation, eval_args, result
+from tests.evalcheck import Command, assert_same_evaluation, eval_args, one_process_evaluation, result
 
 pytestmark = pytest.mark.slow
 
@@ -22,11 +22,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def reference(smoke_base, tmp_path_factory):
     """An uninterrupted one-process evaluation: (its folder, the checkpoint, the cache)."""
-    path, cache = smoke_base
-    out = tmp_path_factory.mktemp("eval") / "F"
-    done = run_cli(eval_args(path, out, "--quiet"), cache, timeout=600)
-    assert done.returncode == 0, done.stderr
-    return out, path, cache
+    return one_process_evaluation(smoke_base, tmp_path_factory)
 
 
 def test_a_killed_evaluation_resumes_to_the_same_result(reference, tmp_path):
