@@ -171,10 +171,10 @@ def _cli(*args, timeout=900):
 def test_eval_with_vllm_scores_within_the_hf_engines_interval(base, tmp_path):
     scores = {}
     for name in ("hf", "vllm"):
-        out = tmp_path / f"{name}.json"
+        out = tmp_path / name  # the evaluation's folder: its result is out/eval.json
         done = _cli("eval", "base", "--profile", "smoke", "--quiet", "--out", str(out), *VLLM_SMOKE, f"rollout.engine={name}")
         assert done.returncode == 0, done.stderr[-2000:]
-        scores[name] = json.loads(out.read_text())["suites"]
+        scores[name] = json.loads((out / "eval.json").read_text())["suites"]
     for suite, hf in scores["hf"].items():
         ours = scores["vllm"][suite]
         margin = 1.96 * math.hypot(hf["stderr"], ours["stderr"])
