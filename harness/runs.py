@@ -211,6 +211,12 @@ def sweep_eval_path(out: Path, n: int, seed: int) -> Path:
     return out / EVALS / f"n{n}-seed{seed}.json"
 
 
+def sweep_base_eval_path(out: Path) -> Path:
+    """The base's evaluation in a sweep: written only when a run's first step passed the budget (that
+    run then has no step within it, and the base is shown as its own row, never under an N)."""
+    return out / EVALS / "base.json"
+
+
 # --- a base checkpoint (`harness bootstrap`) ---------------------------------------------------
 
 EARLY = "early"

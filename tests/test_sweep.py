@@ -8,7 +8,7 @@ import pytest
 from harness.config import ConfigError
 from harness.jobs.sweep import DEFAULT_NS, run_sweep, samples_per_step, sweep_configs
 from harness.report.sweep import build_sweep, render_sweep, render_sweep_figure, render_sweep_table
-from harness.runs import SPEND_RULE, folder_kind, sweep_eval_path, sweep_run_dir
+from harness.runs import SPEND_RULE, folder_kind, sweep_base_eval_path, sweep_eval_path, sweep_run_dir
 from tests.conftest import run_cli
 from tests.test_stats import item_ids, suite_json
 from trainers import rollout_scaling
@@ -83,9 +83,14 @@ def make_sweep(out, ns=(4, 16, 512), seeds=(0, 1)):
             _write(run / "config.json", {"recipe": f"brorl-n{n}", "arm": {"trainer": "rollout_scaling", "n": n,
                                                                            "prompts_per_step": 1024 // n, "learning_rate": 2e-4}})
             scores = {item: min(1.0, 0.1 * (i + 1) + 0.02 * seed + 0.01 * (j % 3)) for j, item in enumerate(ids)}
-            _write(sweep_eval_path(out, n, seed), {"checkpoint": "base" if n == 4 else f"{run}/checkpoints/step_000002",
-                                                   "n": n, "seed": seed, "step": 0 if n == 4 else 2,
-                                                   "suites": {"math": suite_json(scores)}})
+            if n == 4:  # the first step passed the budget: the base's row stands for this run
+                _write(sweep_eval_path(out, n, seed), {"checkpoint": "base", "n": n, "seed": seed, "step": 0, "base_stands": True})
+            else:
+                _write(sweep_eval_path(out, n, seed), {"checkpoint": f"{run}/checkpoints/step_000002", "n": n, "seed": seed,
+                                                       "step": 2, "suites": {"math": suite_json(scores)}})
+    base_scores = {item: 0.05 + 0.01 * (j % 3) for j, item in enumerate(ids)}
+    _write(sweep_base_eval_path(out), {"checkpoint": "base", "method": "baseline", "step": 0,
+                                       "suites": {"math": suite_json(base_scores)}})
     return out
 
 
@@ -100,13 +105,16 @@ def test_sweep_json_table_and_figure_from_a_synthetic_folder(tmp_path):
     assert small["gen_samples_per_s"]["mean"] == pytest.approx(2048 / 20.0)
     assert small["probe_fall_rate"]["mean"] == 1.0 and large["probe_fall_rate"]["mean"] == 0.0
     assert small["eval_steps"] == [0, 0] and large["ci_kind"] == "seeds"
-    assert large["scores"]["math"] > small["scores"]["math"]
+    assert small["scores"] == {} and 0.05 < sweep["base"]["scores"]["math"] < 0.07  # the base under its own name only
+    assert large["scores"]["math"] > sweep["base"]["scores"]["math"]
     lo, hi = large["ci95"]["math"]
     assert lo < large["scores"]["math"] < hi  # the t-interval over the two seeds
 
     table = render_sweep_table(sweep)
     assert "| N | prompts/step | RL steps | dynamic-sampling pass rate (%) | generation samples/s | ΔQ_pos fall rate (%) | math pass@1 (%) |" in table
-    assert "| 4 | 256 | 2 (evaluated: 0) | 20 [" in table and "| 512 | 2 | 2 | 61 [" in table
+    assert "| base | — | 0 | — | — | — | 6.0 [5.6, 6.3] |" in table
+    assert "| 4 | 256 | 2 (evaluated: 0) | 20 [" in table and "| the base (no step within budget) |" in table
+    assert "| 512 | 2 | 2 | 61 [" in table
     assert "K=2 runs per N" in table and "Incomplete" not in table
     png = render_sweep_figure(sweep)
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000

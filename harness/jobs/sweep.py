@@ -16,15 +16,19 @@ What is held fixed and what varies (docs/sweep.md):
   `harness compare --seeds`);
 - the ΔQ_pos probe is on at every step (`train.probe_every=1`): what the sweep asks is whether the
   policy's mass on known-correct responses falls less often at large N;
-- each run's checkpoint at the budget's end, at matched spend (the last step at or under it; the
-  base when the first step passed it), is evaluated on every suite, with the profile's protocol.
+- each run's checkpoint at the budget's end, at matched spend (the last step at or under it), is
+  evaluated on every suite, with the profile's protocol. A run whose first step passed the budget
+  has no step within it: the base is evaluated once, as its own row (evals/base.json), and that
+  run's record says so (`base_stands`) with no scores, so the base is never shown under an N.
 
 Layout of DIR (what harness/report/sweep.py reads; nothing there re-runs):
 
     config.json                   profile, recipe, ns, seeds, samples_per_step, budget, suites, base,
                                   each N's resolved config (of its first seed), provenance
     runs/n<N>/seed<k>/            that run's `harness train` folder (metrics.jsonl, config.json, ...)
-    evals/n<N>-seed<k>.json       the evaluation of that run at the budget's end
+    evals/n<N>-seed<k>.json       the evaluation of that run at the budget's end ({"base_stands": true}
+                                  and no scores when its first step passed the budget)
+    evals/base.json               the base's evaluation, only when some run's first step passed the budget
     sweep.json, sweep.md, sweep.png   written by the caller (`harness sweep`) with harness/report/sweep.py
 
 A sweep starts in a new or empty folder (there is no --resume).
@@ -44,7 +48,7 @@ from harness.runs import (
     Budget,
     describe_folder,
     read_metrics,
-    read_record,
+    sweep_base_eval_path,
     sweep_eval_path,
     sweep_run_dir,
     write_json_atomic,
@@ -122,7 +126,6 @@ def run_sweep(profile: str, ns: list[int], out: Path, overrides: list[str], seed
         "configs_note": f"resolved config of each N's first run; run k differs only in train.seed = {seed_values}",
         "provenance": provenance.collect(seed=base_cfg.seed, base_checkpoint=base),
     })
-    done: dict[str, Path] = {}  # checkpoint -> its evaluation (the base serves every run whose first step passed the budget)
     for seed in seed_values:  # seed-major: an interrupted sweep has every N of its first seeds
         for n, cfg in sweep_configs(profile, ns, overrides, seed=seed).items():
             folder = sweep_run_dir(out, n, seed)
@@ -131,13 +134,15 @@ def run_sweep(profile: str, ns: list[int], out: Path, overrides: list[str], seed
             run_training(cfg, f"{RECIPE}-n{n}", folder, base=base, progress=progress, log=log, budget=budget)
             rows = read_metrics(folder / METRICS_FILE)
             for step, kept in matched_checkpoints(folder, rows, budget, [1.0], arm=f"N={n} seed {seed}").items():
-                # step 0 (the first step passed the budget): this N's row is the base itself, labelled by its N
-                checkpoint = str(kept) if kept is not None else base
                 target = sweep_eval_path(out, n, seed)
-                if checkpoint in done:  # the same protocol and seeds: the same scores
-                    write_json_atomic(target, {**read_record(done[checkpoint]), "n": n, "seed": seed, "step": step})
+                if kept is None:  # the first step passed the budget: no RL step of this N is within it
+                    if not sweep_base_eval_path(out).exists():
+                        log("evaluating the base (a run's first step passed the budget)")
+                        write_evaluation(sweep_base_eval_path(out), base_cfg, base, {"method": "baseline", "step": 0},
+                                         progress=progress)
+                    log(f"N={n} seed {seed}: its first step passed the budget; the base row stands for it")
+                    write_json_atomic(target, {"checkpoint": base, "n": n, "seed": seed, "step": 0, "base_stands": True})
                     continue
                 log(f"evaluating N={n} seed {seed} at step {step}")
-                write_evaluation(target, cfg, checkpoint, {"n": n, "seed": seed, "step": step}, progress=progress)
-                done[checkpoint] = target
+                write_evaluation(target, cfg, str(kept), {"n": n, "seed": seed, "step": step}, progress=progress)
     return out

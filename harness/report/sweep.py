@@ -30,6 +30,7 @@ from harness.runs import (
     describe_folder,
     read_metrics,
     read_record,
+    sweep_base_eval_path,
     sweep_eval_path,
     sweep_run_dir,
     write_bytes_atomic,
@@ -44,7 +45,8 @@ SWEEP_JSON, SWEEP_MD, SWEEP_PNG = "sweep.json", "sweep.md", "sweep.png"
 def build_sweep(out: Path) -> dict:
     """The sweep.json content of a sweep folder.
 
-    Keys: profile, recipe, samples_per_step, budget, seeds, n_seeds, suites, base_checkpoint,
+    Keys: profile, recipe, base (the base's scores, when a run's first step passed the budget and the
+    base stands for it; else None), samples_per_step, budget, seeds, n_seeds, suites, base_checkpoint,
     points, complete, ci_note, provenance. A point (one per N, ascending): n, prompts_per_step,
     learning_rate, seeds (the runs that have metrics), steps_per_seed, ds_pass_rate,
     gen_samples_per_s, probe_fall_rate (each {mean, sd, ci95, per_seed}), probe (probe_over_seeds,
@@ -71,6 +73,9 @@ def build_sweep(out: Path) -> dict:
                     per_seed[key].append(value)
                 probes.append(probe_summary(rows))
             ev = read_record(sweep_eval_path(out, n, seed))
+            if ev is not None and ev.get("base_stands"):  # no step within the budget: the base row, not this N
+                eval_steps.append(0)
+                continue
             if ev is None or "suites" not in ev:
                 complete = False
                 continue
@@ -96,9 +101,11 @@ def build_sweep(out: Path) -> dict:
         else:
             point.update({"scores": {}, "ci95": {}, "ci_kind": None})
         points.append(point)
+    base_ev = read_record(sweep_base_eval_path(out))
     return {
         "profile": meta["profile"],
         "recipe": meta.get("recipe"),
+        "base": aggregate_evaluations([base_ev], suites) if base_ev is not None and "suites" in base_ev else None,
         "samples_per_step": meta["samples_per_step"],
         "budget": meta["budget"],
         "seeds": seeds,
@@ -156,6 +163,11 @@ def render_sweep_table(sweep: dict) -> str:
         + " | ".join(f"{s.replace('_', ' ')} pass@1 (%)" for s in suites) + " |",
         "|---|---|---|---|---|---|" + "---|" * len(suites),
     ]
+    if sweep.get("base"):
+        scores, ci = sweep["base"]["scores"], sweep["base"]["ci95"]
+        cells = [("—" if s not in scores else
+                  f"{_pct(scores[s])} [{_pct(ci[s][0])}, {_pct(ci[s][1])}]" if ci.get(s) else _pct(scores[s])) for s in suites]
+        lines.append("| base | — | 0 | — | — | — | " + " | ".join(cells) + " |")
     for p in sweep["points"]:
         steps = p["steps_per_seed"]
         step_text = "—" if not steps else (str(steps[0]) if min(steps) == max(steps) else f"{min(steps)}..{max(steps)}")
@@ -165,7 +177,7 @@ def render_sweep_table(sweep: dict) -> str:
         cells = []
         for s in suites:
             if s not in p["scores"]:
-                cells.append("—")
+                cells.append("the base (no step within budget)" if 0 in p.get("eval_steps", []) else "—")
                 continue
             ci = p["ci95"].get(s)
             mark = "*" if k >= 2 and p["ci_kind"] == "items" else ""
@@ -179,7 +191,8 @@ def render_sweep_table(sweep: dict) -> str:
                    "to a fixed set of training prompts was lower than before (docs/sweep.md); pass@1: held-out, "
                    "k samples per item, at the budget's end. RL steps: the steps each run took until its budget was "
                    "spent (the last one may pass it); the evaluated step, when it differs, is the last one at or "
-                   "under the budget (0: the base)."), ""]
+                   "under the budget; 0: the first step passed the budget, so no step of that N is within it "
+                   "and the base's own row stands for it (never its scores under an N)."), ""]
     return "\n".join(lines)
 
 
