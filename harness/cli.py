@@ -5,7 +5,8 @@
                 [--gpus-per-replica G]] [key=value ...]
     harness rescore EVAL_DIR
     harness train prorl|brorl --profile tiny [--out DIR] [--resume] [--base CHECKPOINT] [key=value ...]
-    harness compare prorl brorl --profile tiny [--seeds K] [--out DIR] [--resume] [--replicas K [--eval-address ADDR]] [key=value ...]
+    harness compare prorl brorl --profile tiny [--seeds K] [--out DIR] [--resume] [--replicas K [--eval-address ADDR]
+                [--evals-at-once E]] [key=value ...]
     harness sweep --profile smoke [--n 4,16,64,256,512] [--seeds K] [--out DIR] [key=value ...]
     harness report DIR
     harness regress --profile smoke [--update] [--fail-fast]
@@ -118,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "train.seed); tables show means over seeds with 95%% intervals over seeds (default: 1, or on "
                    "--resume the K the comparison was started with; a different K is refused)")
     replicas(p, address="--eval-address")
+    p.add_argument("--evals-at-once", type=int, default=None, metavar="E",
+                   help="with --eval-address: evaluate up to E checkpoints at once on that cluster, beside the training "
+                   "(the baseline while the first arm trains; default: 4); without it, or under a cpu_s budget, one at a "
+                   "time between trainings")
     backend(p)
     common(p)
     p.set_defaults(func=cmd_compare)
@@ -459,7 +464,7 @@ def cmd_compare(args) -> int:
     replicas = Replicas(count=args.replicas, address=args.ray_address, gpus_per_replica=args.gpus_per_replica)
     check_replicas(replicas)
     run_compare(args.profile, args.arms, out, args.overrides, resume=args.resume, progress=not args.quiet, log=_log,
-                seeds=args.seeds, verl=verl, replicas=replicas)
+                seeds=args.seeds, verl=verl, replicas=replicas, evals_at_once_asked=args.evals_at_once)
     if verl is not None and verl.dry_run:
         for path in sorted(out.glob("arms/*/seed*/verl/command.sh")):
             print(f"{path.parent.parent.parent.name} seed {path.parent.parent.name[4:]}: {path}")

@@ -130,8 +130,12 @@ def train(out, base, monkeypatch, pool, budget: Budget, resume=False, fractions=
 
 
 def test_training_stops_at_the_cpu_budget_with_the_workers_cpu_charged(tmp_path, base, monkeypatch):
+    threads = torch.get_num_threads()
     with ScorerPool(workers=1, timeout_s=30) as pool:
         rows = train(tmp_path / "run", base, monkeypatch, pool, Budget("cpu_s", 0.9))
+    # one torch thread while metered (no spinning at barriers), torch's own setting back afterwards
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["torch_threads"] == 1
+    assert torch.get_num_threads() == threads
     spent = [r["cpu_s"] for r in rows]
     assert spent[-1] >= 0.9 and spent[-2] < 0.9  # the step that reached the budget was the last
     steps = [b - a for a, b in zip([0.0] + spent, spent)]
@@ -207,3 +211,18 @@ def test_a_cpu_s_comparison_names_its_kind_and_shows_hours_beside_it(tmp_path):
     final_a = next(r for r in summary["rows"] if r["method"] == "a" and 1.0 in r["eval_points"])
     assert final_a["spent"] == 100 and final_a["hours"] == pytest.approx(200 / 3600)
     assert (out / "figure1.png").stat().st_size > 0
+
+
+def test_only_a_cpu_budget_changes_the_threads_and_a_users_setting_stands_with_a_warning():
+    from harness.jobs.train import training_threads
+
+    before, said = torch.get_num_threads(), []
+    with training_threads(load_config("smoke"), Budget("samples", 10), said.append) as threads:
+        assert threads == before == torch.get_num_threads()
+    with training_threads(load_config("smoke"), Budget("cpu_s", 10), said.append) as threads:
+        assert threads == 1 == torch.get_num_threads()
+    assert not said and torch.get_num_threads() == before
+    with training_threads(load_config("smoke", ["torch_threads=2"]), Budget("cpu_s", 10), said.append) as threads:
+        assert threads == 2 == torch.get_num_threads()
+    assert len(said) == 1 and said[0].startswith("warning: torch_threads=2 under a cpu_s budget")
+    assert torch.get_num_threads() == before

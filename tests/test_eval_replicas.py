@@ -13,7 +13,7 @@ import signal
 import pytest
 
 from tests.conftest import run_cli
-from tests.evalcheck import Command, assert_same_evaluation, descendants, end_processes, eval_args, one_process_evaluation
+from tests.evalcheck import SMALL, Command, assert_same_evaluation, descendants, end_processes, eval_args, one_process_evaluation
 
 pytest.importorskip("ray")
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
@@ -68,3 +68,39 @@ def test_a_driver_killed_with_9_resumes_to_the_same_result(reference, tmp_path):
     assert done.returncode == 0, done.stderr
     assert re.search(r"[1-9] of 10 engine calls already done, skipped", done.stderr), done.stderr
     assert_same_evaluation(ref, out)
+
+
+@pytest.fixture
+def eval_cluster(tmp_path, monkeypatch, reference):
+    """A Ray cluster for evaluation replicas, started here (2 CPUs, no GPU); its address, as a
+    comparison's --eval-address joins it. Its workers see this test's harness cache."""
+    import ray
+
+    monkeypatch.setenv("HARNESS_CACHE", str(reference[2]))
+    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, _temp_dir=str(tmp_path / "ray"), configure_logging=False,
+             log_to_driver=False)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+
+
+def test_a_comparison_evaluates_on_its_cluster_beside_its_training(reference, eval_cluster, tmp_path):
+    """--replicas 1 --eval-address: the baseline is evaluated while prorl trains, the arms' points at
+    once (two CPUs: two replicas at a time), and the baseline's result is the one-process one."""
+    ref, path, cache = reference
+    out = tmp_path / "C"
+    done = run_cli(["compare", "prorl", "brorl", "--profile", "smoke", "--out", str(out), "--quiet", "--replicas", "1",
+                    "--eval-address", eval_cluster, *SMALL, "compare.budget=1024", "compare.eval_points=[1.0]"],
+                   cache, timeout=900)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+
+    def at(text):
+        return next(k for k, line in enumerate(lines) if text in line)
+
+    assert at("evaluating baseline-rl4") < at("training prorl") < at("evaluated baseline-rl4"), done.stderr
+    assert_same_evaluation(ref, out / "evals" / "baseline-rl4")
+    evals = sorted(p.name for p in (out / "evals").glob("*.json"))
+    assert "baseline-rl4.json" in evals and any(name.startswith("prorl-seed0-") for name in evals), evals
+    assert (out / "summary.json").is_file()

@@ -556,7 +556,9 @@ class Config:
     """Where bootstrapped checkpoints and built items (items/: docs/suites.md) are cached; empty means $HARNESS_CACHE,
     else ~/.cache/rollout-scaling-harness."""
     torch_threads: NonNegInt = 0
-    """CPU threads for torch; 0 keeps torch's default."""
+    """CPU threads for torch; 0 keeps torch's default, except while training under a `cpu_s` budget,
+    which runs on one thread (threads that wait for each other spin, and a busy machine would charge
+    that to the run: harness.jobs.train.CPU_BUDGET_THREADS)."""
     requires: Literal["cpu", "cuda"] = "cpu"
     """What training with this profile needs: `cuda` profiles (the 1.5B run) are refused in one line
     by `harness train` and `harness compare` on a machine without a CUDA GPU, before anything is

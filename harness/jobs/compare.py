@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 from harness import provenance
@@ -49,6 +50,7 @@ from harness.checkpoint import CheckpointError, check_checkpoint
 from harness.config import Config, ConfigError, available_recipes, load_config, to_dict
 from harness.jobs import train_verl as verl_job
 from harness.jobs.base_model import base_checkpoint, bootstrap, checkpoint_dir
+from harness.jobs.eval_queue import EvalQueue
 from harness.jobs.eval_replica import Replicas
 from harness.jobs.eval_run import evaluate_beside
 from harness.jobs.train import check_requirements, run_training
@@ -231,7 +233,7 @@ def _check_resume(out: Path, stored: dict, now: dict) -> None:
 def run_compare(profile: str, arms: list[str], out: Path, overrides: list[str], resume: bool = False,
                 progress: bool = True, log=print, seeds: int | None = None,
                 after_eval: Callable[[Path], None] | None = None, verl: VerlOptions | None = None,
-                replicas: Replicas | None = None) -> Path:
+                replicas: Replicas | None = None, evals_at_once_asked: int | None = None) -> Path:
     """Run (or continue) a comparison in `out` with K = `seeds` runs per arm (default: 1, or on resume
     the K it was started with); returns `out`. `after_eval(out)` runs after each new evaluation is
     written (`harness regress --fail-fast` checks the rows so far there and may raise to stop).
@@ -242,7 +244,9 @@ def run_compare(profile: str, arms: list[str], out: Path, overrides: list[str], 
     are written (arms/<arm>/seed<k>/verl/), no comparison, nothing run or evaluated.
 
     `replicas`: each evaluation's engine calls spread over Ray replicas (`harness eval --replicas`);
-    each evaluation keeps its responses in evals/<label>/ and resumes there."""
+    each evaluation keeps its responses in evals/<label>/ and resumes there. With the replicas on a
+    cluster of their own (`replicas.address`), up to `evals_at_once_asked` (`evals_at_once`)
+    evaluations run at once beside the training (harness/jobs/eval_queue.py)."""
     kind = folder_kind(out)
     if kind == "comparison" and not resume:
         raise ConfigError(f"output folder '{out}' already holds a comparison; pass --resume to continue it, or choose another --out")
@@ -269,6 +273,7 @@ def run_compare(profile: str, arms: list[str], out: Path, overrides: list[str], 
     if verl is not None and budget.kind == "cpu_s":
         raise ConfigError("invalid value for 'compare.budget_kind': 'cpu_s' meters this machine's training process, and a "
                           "verl run trains elsewhere (Ray workers, GPUs); use wall_s, samples, tokens or steps with --backend verl")
+    at_once = evals_at_once(replicas, budget, evals_at_once_asked, log)  # before anything is written: it checks the value
     identity = {
         "profile": base_cfg.profile,
         "arms": list(arms),
@@ -302,14 +307,60 @@ def run_compare(profile: str, arms: list[str], out: Path, overrides: list[str], 
     if (base_path / BASE_RECORD).is_file():
         write_json_atomic(out / BASE_RECORD, json.loads((base_path / BASE_RECORD).read_text()))
 
+    with ExitStack() as stack:
+        if at_once > 1:  # one Ray connection for every evaluation in flight
+            from harness.jobs.eval_ray import connected  # lazy: Ray is an optional dependency
+
+            stack.enter_context(connected(base_cfg, replicas))
+        queue = stack.enter_context(EvalQueue(at_once, after=(lambda: after_eval(out)) if after_eval else None))
+        _run_arms(out, profile, arms, overrides, run_seed_values, base, base_cfg, budget, c.eval_points, verl, on_verl,
+                  queue, replicas, progress, log)
+        queue.wait()
+    return out
+
+
+def evals_at_once(replicas: Replicas | None, budget: Budget, asked: int | None, log=print) -> int:
+    """How many evaluations a comparison runs at once (`--evals-at-once`): with its replicas on a Ray
+    cluster of their own (`--eval-address`), `asked` (default `EVALS_AT_ONCE`), beside the training;
+    else 1, between trainings: a local cluster's replicas share this machine's cores with the
+    training, and a `cpu_s` budget meters this process, whose threads would do the bookkeeping."""
+    if asked is not None and asked < 1:
+        raise ConfigError(f"invalid value for --evals-at-once: {asked}; expected a positive integer")
+    if replicas is None or replicas.address is None:
+        if asked not in (None, 1):
+            log(f"--evals-at-once {asked}: evaluations run one at a time without --eval-address (a local cluster's replicas "
+                "share this machine with the training)")
+        return 1
+    if budget.kind == "cpu_s":
+        if asked not in (None, 1):
+            log(f"--evals-at-once {asked}: evaluations run one at a time under a cpu_s budget (it meters this process)")
+        return 1
+    return asked or EVALS_AT_ONCE
+
+
+EVALS_AT_ONCE = 4
+"""Evaluations in flight at once on an evaluation cluster, each with its own replicas; more wait in
+Ray's queue for free GPUs anyway, and four keep a cluster busy while a comparison's arms train."""
+
+
+def _run_arms(out: Path, profile: str, arms: list[str], overrides: list[str], run_seed_values: list[int], base: dict,
+              base_cfg: Config, budget: Budget, fractions, verl: VerlOptions | None, on_verl: bool, queue: EvalQueue,
+              replicas: Replicas | None, progress: bool, log) -> None:
+    """The baseline's evaluations and every run of every arm, each run's checkpoints evaluated at
+    matched spend through `queue` (at once, or beside what trains next)."""
+
     def evaluate(label: str, cfg: Config, checkpoint: str, extra: dict) -> None:
         target = out / EVALS / f"{label}.json"
         if target.exists():
             return
-        log(f"evaluating {label}")
-        write_evaluation(target, cfg, checkpoint, extra, progress=progress, replicas=replicas)
-        if after_eval is not None:
-            after_eval(out)
+
+        def run() -> None:
+            log(f"evaluating {label}")
+            write_evaluation(target, cfg, checkpoint, extra, progress=progress and not queue.concurrent, replicas=replicas)
+            if queue.concurrent:
+                log(f"evaluated {label}")
+
+        queue.submit(label, run)
 
     baselines = [(base["rl_steps"], base["checkpoint"], "final")]
     if base["early_checkpoint"] is not None and base["early_rl_step"] != base["rl_steps"]:
@@ -320,9 +371,10 @@ def run_compare(profile: str, arms: list[str], out: Path, overrides: list[str], 
     for seed in run_seed_values:  # seed-major: an interrupted comparison has whole pairs of runs
         configs = arm_configs(profile, arms, overrides, seed=seed, verl=on_verl)
         for arm, cfg in configs.items():
+            queue.check()  # an evaluation that failed meanwhile stops the comparison before more training
             folder = run_dir(out, arm, seed)
             if verl is not None:
-                _run_verl(cfg, arm, seed, folder, verl, base["checkpoint"], budget, c.eval_points, evaluate, log)
+                _run_verl(cfg, arm, seed, folder, verl, base["checkpoint"], budget, fractions, evaluate, log)
                 continue
             rows = read_metrics(folder / METRICS_FILE)
             if rows and budget.used(rows[-1]) >= budget.amount and (folder / CHECKPOINTS / checkpoint_name(rows[-1]["step"])).is_dir():
@@ -330,10 +382,11 @@ def run_compare(profile: str, arms: list[str], out: Path, overrides: list[str], 
             else:
                 log(f"training {arm} (train.seed={seed}): {budget.amount:g} {budget.kind}")
                 run_training(cfg, arm, folder, resume=(folder / METRICS_FILE).exists(), base=base["checkpoint"],
-                             progress=progress, log=log, budget=budget, checkpoint_fractions=tuple(c.eval_points))
+                             progress=progress, log=log, budget=budget, checkpoint_fractions=tuple(fractions))
                 rows = read_metrics(folder / METRICS_FILE)
-            evaluate_points(folder, rows, budget, c.eval_points, arm, seed, cfg, evaluate, log)
-    return out
+            evaluate_points(folder, rows, budget, fractions, arm, seed, cfg, evaluate, log)
+    if queue.running():
+        log(f"waiting for {len(queue.running())} evaluations: {', '.join(queue.running())}")
 
 
 def matched_checkpoints(folder: Path, rows: list[dict], budget: Budget, fractions, arm: str = "the arm",

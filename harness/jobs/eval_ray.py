@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -64,17 +65,34 @@ def replica_resources(cfg: Config, replicas: Replicas, cluster: dict) -> dict:
     return {"num_cpus": 1}
 
 
-def run_on_ray(cfg: Config, checkpoint: str, shards: list[list[Batch]], paths: list[Path], bars: list[ShardProgress],
-               replicas: Replicas, log: Callable[[str], None]) -> None:
-    """Run each shard's calls on its own replica actor; their records go to `paths[shard]`."""
-    started_here = replicas.address is None
-    if started_here:
+@contextmanager
+def connected(cfg: Config, replicas: Replicas):
+    """Ray for an evaluation's replicas. A connection this process already holds is used and left
+    open (a comparison that evaluates several checkpoints at once holds one for all of them:
+    `harness.jobs.compare`); else the cluster at `replicas.address` is joined, or a local one
+    started with exactly the replicas' CPUs, and left at the end."""
+    if ray.is_initialized():
+        yield
+        return
+    if replicas.address is None:
         local_gpu = cfg.rollout.engine == "vllm" or cfg.rollout.device.startswith("cuda") or cfg.rollout.device == "auto"
         ray.init(address="local", num_cpus=replicas.count, include_dashboard=False,
                  **({} if local_gpu else {"num_gpus": 0}))
     else:
         ray.init(address=replicas.address)
     try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def run_on_ray(cfg: Config, checkpoint: str, shards: list[list[Batch]], paths: list[Path], bars: list[ShardProgress],
+               replicas: Replicas, log: Callable[[str], None]) -> None:
+    """Run each shard's calls on its own replica actor; their records go to `paths[shard]`. Several
+    evaluations may run at once in one process (threads of `compare`), each with its own stop flag."""
+    started_here = replicas.address is None
+    stop = threading.Event()  # set when one shard failed: the others stop taking records
+    with connected(cfg, replicas):
         cluster = ray.cluster_resources()
         resources = replica_resources(cfg, replicas, cluster)
         for key, name in (("num_gpus", "GPU"), ("num_cpus", "CPU")):
@@ -87,29 +105,22 @@ def run_on_ray(cfg: Config, checkpoint: str, shards: list[list[Batch]], paths: l
         run_cfg = replica_config(cfg, replicas)
         log(f"{replicas.count} replicas on Ray ({'local cluster' if started_here else replicas.address}), each {resources}")
         with ThreadPoolExecutor(max_workers=replicas.count, thread_name_prefix="shard") as pool:
-            futures = [pool.submit(_drive_shard, r, actor_class, run_cfg, checkpoint, threads, shards[r], paths[r], bars[r], log)
-                       for r in range(replicas.count) if shards[r]]
+            futures = [pool.submit(_drive_shard, r, actor_class, run_cfg, checkpoint, threads, shards[r], paths[r], bars[r], log,
+                                   stop) for r in range(replicas.count) if shards[r]]
             finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
             for future in finished:
                 if future.exception() is not None:
-                    _STOP.set()
+                    stop.set()
                     raise future.exception()
-    finally:
-        _STOP.clear()
-        ray.shutdown()
-
-
-_STOP = threading.Event()
-"""Set when one shard failed: the others stop taking records."""
 
 
 def _drive_shard(shard: int, actor_class, cfg: Config, checkpoint: str, threads: int, batches: list[Batch], path: Path,
-                 bar: ShardProgress, log: Callable[[str], None]) -> None:
+                 bar: ShardProgress, log: Callable[[str], None], stop: threading.Event) -> None:
     """One shard: start its replica, write what it streams back, start it again if it dies."""
     left = list(batches)
     deaths = 0
     with store.RecordWriter(path) as writer:
-        while left and not _STOP.is_set():
+        while left and not stop.is_set():
             actor = actor_class.remote(cfg, checkpoint, threads)
             try:
                 pid, node = ray.get(actor.where.remote())
@@ -119,7 +130,7 @@ def _drive_shard(shard: int, actor_class, cfg: Config, checkpoint: str, threads:
                     writer.write_batch(records)
                     left = [b for b in left if (b.suite, b.start) != (suite, start)]
                     bar.update(len(records))
-                    if _STOP.is_set():
+                    if stop.is_set():
                         break
             except ray.exceptions.RayActorError as exc:
                 if exc.actor_init_failed:  # it raised while loading (a checkpoint a node cannot read...): not a death

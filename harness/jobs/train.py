@@ -130,6 +130,34 @@ class TrainingClock:
         return self.cpu_before + cpu.tree_cpu_s() - self._cpu0 - self._cpu_out
 
 
+CPU_BUDGET_THREADS = 1
+"""torch's intra-op threads while a `cpu_s` budget meters training, unless `torch_threads` is set.
+Several threads wait for each other at every parallel region's end, spinning on a core; on a busy
+machine a sibling waits for a core, and the spinning is charged to the run: the same smoke step cost
+6.2-8.0 CPU s beside one CPU hog against 1.8-2.3 alone with 2 threads, and 1.4-1.7 both ways with
+one (results/experiments/2026-12-06-cpu-budget-one-thread.md). One thread meets no barrier."""
+
+
+@contextmanager
+def training_threads(cfg: Config, budget: Budget, log=print):
+    """Run the body with `CPU_BUDGET_THREADS` torch threads under a `cpu_s` budget (a user's
+    `torch_threads` stands, with a warning when it is above one), torch's setting restored after;
+    other budget kinds leave the threads alone. Yields the thread count training ran with."""
+    before = torch.get_num_threads()
+    if budget.kind != "cpu_s":
+        yield before
+        return
+    if cfg.torch_threads > 1:
+        log(f"warning: torch_threads={cfg.torch_threads} under a cpu_s budget: threads that wait for each other spin, "
+            "so a busy machine charges the run more CPU per step (torch_threads=0 trains on one thread)")
+    threads = cfg.torch_threads or CPU_BUDGET_THREADS
+    torch.set_num_threads(threads)
+    try:
+        yield threads
+    finally:
+        torch.set_num_threads(before)
+
+
 def load_average() -> float | None:
     """The machine's 1-minute load average (runnable and uninterruptible tasks, all processes), if
     the system has one: recorded beside each step to say how busy the machine was."""
@@ -170,9 +198,16 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
         builder = get_builder(cfg.train.trainer)
     except ValueError as exc:
         raise ConfigError(f"invalid value for 'train.trainer': {exc}") from None
-    metrics_path = out / METRICS_FILE
     last = check_out(out, resume, restart)
     out.mkdir(parents=True, exist_ok=True)
+    with training_threads(cfg, budget, log) as threads:
+        return _train(cfg, builder, recipe, out, last, resume, base, progress, log, budget, checkpoint_fractions, threads)
+
+
+def _train(cfg: Config, builder, recipe: str, out: Path, last: Path | None, resume: bool, base: str | None, progress: bool, log,
+           budget: Budget, checkpoint_fractions: tuple[float, ...], threads: int) -> Path:
+    """The body of `run_training`, its arguments checked; `threads`: torch's threads meanwhile (recorded)."""
+    metrics_path = out / METRICS_FILE
 
     if base is None:
         base = base_checkpoint(cfg, progress=progress, log=log)
@@ -209,6 +244,7 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
         "base_checkpoint": base,
         "arm": trainer.settings(),
         "budget": {"kind": budget.kind, "amount": budget.amount},
+        "torch_threads": threads,
         "config": to_dict(cfg),
         "provenance": provenance.collect(seed=cfg.seed),
     })
