@@ -212,3 +212,37 @@ def test_a_head_size_the_cpu_build_cannot_run_is_refused_in_one_line(tmp_path):
     errors = [line for line in done.stderr.splitlines() if line.startswith("harness: error:")]  # vLLM's import prints a line too
     assert done.returncode == 2 and len(errors) == 1, done.stderr[-2000:]
     assert "attention head size is 16" in errors[0] and "num_attention_heads=2" in errors[0]
+
+
+SMALL_EVAL = ["eval.k=2", "eval.prompts_per_call=4", "suites.math.eval_items=8", "suites.code.eval_items=4",
+              "suites.reasoning_gym.eval_items=8"]
+"""A small smoke evaluation (5 engine calls of 4 items x 2 samples) for the replica test."""
+
+
+@needs_vllm
+@pytest.mark.vllm
+def test_one_vllm_replica_through_ray_records_what_the_one_process_evaluation_does(base, tmp_path):
+    """`harness eval --replicas 1 --address ADDR` with the vllm engine (its CPU build, one CPU per
+    replica) on a Ray cluster started here: the same items, fields and samples per item as the
+    one-process vllm evaluation, and the replica really ran on Ray."""
+    ray = pytest.importorskip("ray")
+    args = ["eval", "base", "--profile", "smoke", "--quiet", *VLLM_SMOKE, *SMALL_EVAL, "rollout.engine=vllm"]
+    here = _cli(*args, "--out", str(tmp_path / "here"))
+    assert here.returncode == 0, here.stderr[-2000:]
+    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, _temp_dir=str(tmp_path / "ray"), configure_logging=False,
+             log_to_driver=False)
+    try:
+        done = _cli(*args, "--out", str(tmp_path / "ray-eval"), "--replicas", "1", "--address",
+                    ray.get_runtime_context().gcs_address)
+    finally:
+        ray.shutdown()
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "1 replicas on Ray" in done.stderr and "'num_cpus': 1" in done.stderr, done.stderr[-2000:]
+    ours, theirs = (json.loads((tmp_path / name / "eval.json").read_text())["suites"] for name in ("ray-eval", "here"))
+    assert set(ours) == set(theirs) == {"math", "code", "reasoning_gym"}
+    for suite, score in ours.items():
+        assert set(score) == set(theirs[suite]), suite
+        assert set(score["item_scores"]) == set(theirs[suite]["item_scores"]), suite
+        assert all(0.0 <= v <= 1.0 for v in score["item_scores"].values())
+        same = score["item_scores"] == theirs[suite]["item_scores"]
+        print(f"{suite}: pass@1 {score['pass_at_1']:.3f} on Ray, {theirs[suite]['pass_at_1']:.3f} here; item scores equal: {same}")

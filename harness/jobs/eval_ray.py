@@ -55,10 +55,11 @@ class ReplicaActor:
 
 
 def replica_resources(cfg: Config, replicas: Replicas, cluster: dict) -> dict:
-    """The Ray resources of one replica: GPUs for vllm (its tensor-parallel size) and for hf on a
-    CUDA device (or `auto` on a cluster with GPUs); else one CPU."""
+    """The Ray resources of one replica: GPUs for vllm (its tensor-parallel size; vLLM's CPU build,
+    rollout.device=cpu, takes one CPU) and for hf on a CUDA device (or `auto` on a cluster with
+    GPUs); else one CPU."""
     device = cfg.rollout.device
-    if cfg.rollout.engine == "vllm":
+    if cfg.rollout.engine == "vllm" and device != "cpu":
         return {"num_gpus": replicas.gpus_per_replica or cfg.rollout.vllm.tensor_parallel_size, "num_cpus": 1}
     if device.startswith("cuda") or (device == "auto" and cluster.get("GPU", 0) >= 1):
         return {"num_gpus": 1, "num_cpus": 1}

@@ -6,7 +6,10 @@ console and file are the run's progress bar and metrics.jsonl, tensorboard its t
 written: the folder layout has it). wandb and mlflow are optional packages: a run that names one
 that is not installed is refused in one line before anything is written (`check_trackers`).
 W&B runs offline with WANDB_MODE=offline; MLflow writes where MLFLOW_TRACKING_URI says, by default
-a file store in the run folder (mlruns/).
+a file store in the run folder (mlruns/; MLflow 3 refuses a file store unless MLFLOW_ALLOW_FILE_STORE
+is set, which the harness sets for that default only: it needs no database package, and
+`mlflow migrate-filestore` moves it into a database store later). Tested for real, offline, in
+`tox -e trackers` (tests/test_trackers.py).
 """
 
 from __future__ import annotations
@@ -44,7 +47,11 @@ class Trackers:
         if "mlflow" in cfg.train.loggers:
             import mlflow  # lazy: an optional package, imported only when train.loggers names it
 
-            mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", (out / "mlruns").resolve().as_uri()))
+            if "MLFLOW_TRACKING_URI" in os.environ:
+                mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+            else:  # the run folder's own file store: MLflow 3 refuses one unless told it is wanted
+                os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+                mlflow.set_tracking_uri((out / "mlruns").resolve().as_uri())
             mlflow.set_experiment("harness")
             self.mlflow = mlflow
             mlflow.start_run(run_name=name)
