@@ -18,7 +18,7 @@ from harness.execution import cpu
 from harness.execution.bounded import ScoreResult, ScorerPool
 from harness.jobs.train import run_training
 from harness.report import render
-from harness.report.summary import BUSY_MARGIN, build_summary, load_warning
+from harness.report.summary import BUSY_MARGIN, build_summary, busy_wait, load_warning
 from harness.runs import CHECKPOINTS, METRICS_FILE, STATE_FILE, Budget, point_steps, read_metrics
 from tests.test_stats import make_comparison
 
@@ -193,6 +193,31 @@ def test_machine_load_is_summarised_and_warned_about_only_when_busy(tmp_path):
     warning = load_warning(busy)
     assert warning.startswith("WARNING: the machine was busy") and "\n" not in warning and "samples budget is not moved" in warning
     assert "Machine load while the arms trained: mean 1-minute load average 2.60" in (busy_dir / "tables.md").read_text()
+
+
+def test_where_waits_are_recorded_they_decide_busy_not_the_load_that_counts_the_run_itself(tmp_path):
+    def with_waits(name, wait_share):
+        out = make_comparison(tmp_path / name, {"a": [20, 40], "b": [35, 70]})
+        for run in out.glob("arms/*/seed*"):
+            rows, before = [], 0.0
+            for r in read_metrics(run / METRICS_FILE):  # the run's own tasks keep the load near 2.7 on 2 CPUs
+                rows.append({**r, "loadavg_1m": 2.7, "cpu_s": 1.3 * r["wall_s"], "cpu_wait_s": wait_share * (r["wall_s"] - before)})
+                before = r["wall_s"]
+            (run / METRICS_FILE).write_text("".join(json.dumps(r) + "\n" for r in rows))
+            meta = json.loads((run / "config.json").read_text())
+            (run / "config.json").write_text(json.dumps({**meta, "provenance": {"machine": {"usable_cpus": 2}}}))
+        return out
+
+    line = busy_wait("samples")  # make_comparison's budget kind
+    assert busy_wait("wall_s") == line < busy_wait("cpu_s")  # one hog already moves wall-clock, not yet CPU
+    idle = build_summary(with_waits("idle", line * 0.7))["machine_load"]
+    assert idle["busy_rule"] == "wait" and not idle["busy"] and idle["wait_per_wall_max"] == pytest.approx(line * 0.7)
+    shared_dir = with_waits("shared", line * 1.5)
+    shared = render(shared_dir)
+    assert shared["machine_load"]["busy"] and shared["machine_load"]["busy_threshold"] == line
+    warning = load_warning(shared)
+    assert warning.startswith(f"WARNING: the machine was busy while the arms trained (on average {line * 1.5:.2f} of a run's")
+    assert "CPU wait / wall-clock (tasks kept waiting for a core): a seed 0 " in (shared_dir / "tables.md").read_text()
 
 
 def test_a_cpu_s_comparison_names_its_kind_and_shows_hours_beside_it(tmp_path):

@@ -20,6 +20,10 @@ Read with care: a descendant reaped by its parent while the table is being read 
 twice or not at all (tens of milliseconds: one sandbox run);
 `run_training` reads the meter between steps, when no scorer call is in flight.
 
+`tree_wait_s()`: how long the same tree's threads waited for a CPU (schedstat's run delay): what
+`harness compare` reports as the machine being busy for this run (harness/report/summary.py
+`machine_load`), since the load average counts the run's own tasks too.
+
 Where /proc is missing (macOS), `psutil` is used if installed; without either `available()` is
 False and a `cpu_s` budget is refused in one line.
 """
@@ -52,10 +56,8 @@ def _stat(pid_dir: Path) -> tuple[int, int] | None:
     return int(fields[1]), sum(int(v) for v in fields[11:15])
 
 
-def descendants_cpu_s(root: int | None = None) -> float:
-    """Seconds used by the live descendants of `root` (default: this process), each with its reaped
-    children; `root` itself is not included. Linux (/proc)."""
-    root = os.getpid() if root is None else root
+def _descendants(root: int) -> dict[int, int]:
+    """{pid: utime + stime + cutime + cstime in clock ticks} of the live descendants of `root`."""
     children: dict[int, list[int]] = {}
     ticks: dict[int, int] = {}
     for entry in PROC.iterdir():
@@ -67,15 +69,50 @@ def descendants_cpu_s(root: int | None = None) -> float:
         pid = int(entry.name)
         children.setdefault(got[0], []).append(pid)
         ticks[pid] = got[1]
-    total, todo, seen = 0, list(children.get(root, [])), set()
+    found, todo = {}, list(children.get(root, []))
     while todo:
         pid = todo.pop()
-        if pid in seen:
+        if pid in found:
             continue
-        seen.add(pid)
-        total += ticks[pid]
+        found[pid] = ticks[pid]
         todo += children.get(pid, [])
-    return total / _TICK
+    return found
+
+
+def descendants_cpu_s(root: int | None = None) -> float:
+    """Seconds used by the live descendants of `root` (default: this process), each with its reaped
+    children; `root` itself is not included. Linux (/proc)."""
+    return sum(_descendants(os.getpid() if root is None else root).values()) / _TICK
+
+
+def _run_delay_ns(pid: int) -> int:
+    """Nanoseconds the threads of `pid` have spent runnable but waiting for a CPU (schedstat's second
+    field, per thread: proc(5)); 0 if it is gone or the kernel keeps no schedstat."""
+    total = 0
+    try:
+        tasks = list((PROC / str(pid) / "task").iterdir())
+    except OSError:
+        return 0
+    for task in tasks:
+        try:
+            total += int((task / "schedstat").read_text().split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+def wait_available() -> bool:
+    """Whether this kernel shows how long a process waited for a CPU (/proc/PID/task/TID/schedstat)."""
+    return (PROC / str(os.getpid()) / "task" / str(os.getpid()) / "schedstat").is_file()
+
+
+def tree_wait_s() -> float:
+    """Seconds the threads of this process and of its live descendants have spent runnable but
+    waiting for a CPU: the CPU they wanted and the machine did not give them. Near 0 on a machine
+    with a core for each of them; grows with every other runnable task. A lower bound: the waits of
+    descendants that have exited are not kept (no counterpart of RUSAGE_CHILDREN). Take differences."""
+    me = os.getpid()
+    return sum(_run_delay_ns(pid) for pid in [me, *_descendants(me)]) / 1e9
 
 
 def _psutil_tree_s() -> float:

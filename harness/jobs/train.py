@@ -186,7 +186,9 @@ def run_training(cfg: Config, recipe: str, out: Path, resume: bool = False, base
     metrics' `wall_s` and `cpu_s` are training time (`TrainingClock`): those copies, every
     checkpoint write and the ΔQ_pos probe (`train.probe_every`, its `probe_s`) are left out, so
     an arm with more (shorter) steps is not charged more for them under a wall-clock or CPU budget.
-    Each row also records `loadavg_1m`, the machine's load after the step (`load_average`)."""
+    Each row also records `loadavg_1m`, the machine's load after the step (`load_average`), and
+    `cpu_wait_s`, the seconds this run's processes waited for a CPU during it (`cpu.tree_wait_s`:
+    other work taking the cores; the load average counts the run's own tasks too)."""
     check_requirements(cfg)
     check_trackers(cfg)  # before anything is written
     budget = budget or Budget("steps", cfg.train.steps)
@@ -260,6 +262,7 @@ def _train(cfg: Config, builder, recipe: str, out: Path, last: Path | None, resu
     bar = tqdm(total=budget.amount, initial=min(spent, budget.amount), desc=f"train {recipe}", unit=budget.kind,
                disable=not progress, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} [{elapsed}<{remaining}]")
     clock = TrainingClock(wall_before, cpu_before)  # checkpoint copies and writes, the probe: not charged
+    waits = cpu.wait_available()  # each step's CPU wait (cpu_wait_s): how busy the machine was for this run
     # a budget of whole steps lands on each whole-step point exactly: no step ever passes one
     needs_snapshots = not (budget.kind == "steps" and all(float(m).is_integer() for m in marks))
     final = last
@@ -272,11 +275,14 @@ def _train(cfg: Config, builder, recipe: str, out: Path, last: Path | None, resu
                 with clock.excluded():
                     if needs_snapshots and previous > 0 and not (out / CHECKPOINTS / checkpoint_name(previous)).is_dir():
                         snapshot = weights_snapshot(trainer.policy)
+                waited = cpu.tree_wait_s() if waits else 0.0
                 row = trainer.step()
                 clock.exclude(row.get("probe_s", 0.0), row.get("probe_cpu_s", 0.0))  # train.probe_every: a measurement
                 row["wall_s"] = clock.wall_s()
                 if clock.metered:
                     row["cpu_s"] = clock.cpu_s()
+                if waits:
+                    row["cpu_wait_s"] = cpu.tree_wait_s() - waited
                 load = load_average()
                 if load is not None:
                     row["loadavg_1m"] = load

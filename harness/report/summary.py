@@ -291,7 +291,7 @@ def build_summary(out: Path) -> dict:
     return {
         "profile": meta["profile"],
         "budget": b,
-        "machine_load": machine_load({key: list(run["metrics"].values()) for key, run in runs.items()}, cpus),
+        "machine_load": machine_load({key: list(run["metrics"].values()) for key, run in runs.items()}, cpus, b["kind"]),
         "vs_base": _vs_base(baseline_evals, base_rl, finals, suites),
         "seeds": seeds,
         "n_seeds": len(seeds),
@@ -347,20 +347,36 @@ def _vs_base(baseline_evals: list[dict], base_rl: int, finals: dict[str, list], 
 
 
 BUSY_MARGIN = 0.5
-"""How far above the usable CPUs the mean 1-minute load average during training must be for the
-machine to count as busy (`machine_load`). A training step keeps at most as many threads runnable as
-there are CPUs (torch's intra-op pool, or the scoring workers while the main thread waits), so a
-load above the CPU count is other work queueing with it; half a CPU more on average means each of
-its threads got ~20% less of a CPU on 2 cores (2 / 2.5): a wall_s budget then buys visibly less
-training than on an idle machine."""
+"""Folders written before `cpu_wait_s` was recorded: how far above the usable CPUs the mean
+1-minute load average during training must be for the machine to count as busy. The load average
+counts the run's own tasks (the trainer, its scorer workers and their programs keep it near 2.7 on
+an idle 2-core machine), so it is only a coarse sign; `BUSY_WAIT` replaces it where waits are known."""
+
+BUSY_WAIT = {"cpu_s": 0.5, "other": 0.3}
+"""How many of a run's tasks, on average over its training, may wait for a CPU (a run's cpu_wait_s /
+wall_s) before the machine counts as busy (`machine_load`), by budget kind. Measured with smoke
+training steps on this project's 2-core machine (results/experiments/2026-12-06-cpu-budget-one-thread.md):
+0.21 alone (the trainer, its two scorer workers and their programs wait for each other), 0.37 beside
+one CPU hog, 0.65 beside two. Under `cpu_s` one hog moved a step's CPU by ~1% and two by ~10%, so
+the line is between them; under the other kinds one hog already made a step 13% longer in
+wall-clock (fewer steps under `wall_s`, more hours under any), so it is between alone and one hog."""
 
 
-def machine_load(runs: dict[tuple[str, int], list[dict]], cpus: int | None) -> dict | None:
+def busy_wait(kind: str) -> float:
+    """`BUSY_WAIT` of a budget kind."""
+    return BUSY_WAIT.get(kind, BUSY_WAIT["other"])
+
+
+def machine_load(runs: dict[tuple[str, int], list[dict]], cpus: int | None, kind: str = "wall_s") -> dict | None:
     """How busy the machine was while the runs trained, from their metrics rows: per run the mean
-    and largest 1-minute load average after its steps (`loadavg_1m`) and its CPU / wall ratio (the
-    cores its training used on average: cpu_s / wall_s at its last step); over all runs the mean
-    and largest load, the usable CPUs (from the runs' provenance) and `busy`: mean load > cpus +
-    BUSY_MARGIN. None for folders written before the load was recorded."""
+    and largest 1-minute load average after its steps (`loadavg_1m`), its CPU / wall ratio (the
+    cores its training used on average: cpu_s / wall_s at its last step) and its wait / wall ratio
+    (how many of its tasks waited for a CPU on average: the sum of the steps' `cpu_wait_s` over its
+    wall_s); over all runs the mean and largest load, the largest wait ratio, the usable CPUs (from
+    the runs' provenance) and `busy`: a run's wait ratio above `busy_wait(kind)` (`kind`: the
+    budget's), or, for folders written
+    before waits were recorded, the mean load above cpus + `BUSY_MARGIN`. None for folders written
+    before the load was recorded."""
     per_run = []
     loads: list[float] = []
     for (arm, seed), rows in runs.items():
@@ -370,17 +386,29 @@ def machine_load(runs: dict[tuple[str, int], list[dict]], cpus: int | None) -> d
         loads += got
         last = rows[-1]
         ratio = last["cpu_s"] / last["wall_s"] if last.get("cpu_s") is not None and last.get("wall_s") else None
+        waited = [r["cpu_wait_s"] for r in rows if r.get("cpu_wait_s") is not None]
+        wait = sum(waited) / last["wall_s"] if waited and len(waited) == len(rows) and last.get("wall_s") else None
         per_run.append({"arm": arm, "seed": seed, "steps": len(rows), "loadavg_1m_mean": sum(got) / len(got),
-                        "loadavg_1m_max": max(got), "cpu_per_wall": ratio})
+                        "loadavg_1m_max": max(got), "cpu_per_wall": ratio, "wait_per_wall": wait})
     if not loads:
         return None
     mean = sum(loads) / len(loads)
+    waits = [r["wait_per_wall"] for r in per_run if r["wait_per_wall"] is not None]
+    if waits and len(waits) == len(per_run):
+        rule, threshold = "wait", busy_wait(kind)
+        busy = max(waits) > threshold
+    else:
+        rule, busy = "load", cpus is not None and mean > cpus + BUSY_MARGIN
+        threshold = None if cpus is None else cpus + BUSY_MARGIN
     return {"loadavg_1m_mean": mean, "loadavg_1m_max": max(loads), "usable_cpus": cpus,
-            "busy_threshold": None if cpus is None else cpus + BUSY_MARGIN,
-            "busy": cpus is not None and mean > cpus + BUSY_MARGIN, "per_run": per_run,
-            "note": ("1-minute load average of the whole machine after each training step (runnable tasks, this run's "
-                     "own threads included); busy: its mean over the steps above usable_cpus + "
-                     f"{BUSY_MARGIN:g}; cpu_per_wall: the cores a run's training used on average")}
+            "wait_per_wall_max": max(waits) if waits else None, "busy_rule": rule,
+            "busy_threshold": threshold, "busy": busy, "per_run": per_run,
+            "note": ("loadavg_1m: the whole machine's 1-minute load average after each training step (runnable tasks, "
+                     "this run's own included); wait_per_wall: the seconds a run's processes waited for a CPU over its "
+                     "training wall-clock (how many of its tasks were kept waiting, on average); cpu_per_wall: the cores "
+                     f"its training used on average; busy ({rule}): "
+                     + (f"a run's wait_per_wall above {threshold:g} (under a {kind} budget)" if rule == "wait" else
+                        f"the mean load above usable_cpus + {BUSY_MARGIN:g} (a folder without waits)"))}
 
 
 def load_warning(summary: dict) -> str | None:
@@ -390,15 +418,20 @@ def load_warning(summary: dict) -> str | None:
     if not load or not load["busy"]:
         return None
     kind = summary["budget"]["kind"]
-    head = (f"WARNING: the machine was busy while the arms trained (mean 1-minute load average {load['loadavg_1m_mean']:.2f}, "
-            f"max {load['loadavg_1m_max']:.2f}, on {load['usable_cpus']} usable CPUs; busy above {load['busy_threshold']:g}): ")
+    if load.get("busy_rule") == "wait":
+        head = (f"WARNING: the machine was busy while the arms trained (on average {load['wait_per_wall_max']:.2f} of a run's "
+                f"tasks waited for a CPU, busy above {load['busy_threshold']:g}; load average {load['loadavg_1m_mean']:.2f} on "
+                f"{load['usable_cpus']} usable CPUs): ")
+    else:
+        head = (f"WARNING: the machine was busy while the arms trained (mean 1-minute load average {load['loadavg_1m_mean']:.2f}, "
+                f"max {load['loadavg_1m_max']:.2f}, on {load['usable_cpus']} usable CPUs; busy above {load['busy_threshold']:g}): ")
     if kind == "wall_s":
         return head + ("a wall_s budget bought less training than on an idle machine, so the arms' steps measure the load "
                        "too; rerun on an idle machine, or with compare.budget_kind=cpu_s")
     if kind == "cpu_s":
-        return head + ("the cpu_s budget charges only this run's CPU, but the same step cost ~6x more CPU at a load of ~20 "
-                       "on 2 cores than at ~6 (results/experiments/2026-12-04-cpu-budget-under-load.md): fewer steps than "
-                       "on an idle machine; rerun idle, or use compare.budget_kind=samples")
+        return head + ("the cpu_s budget charges only this run's CPU, but a step costs more CPU when its tasks share cores "
+                       "(~10% beside two CPU hogs on 2 cores, results/experiments/2026-12-06-cpu-budget-one-thread.md): "
+                       "fewer steps than on an idle machine; rerun idle, or use compare.budget_kind=samples")
     return head + f"the {kind} budget is not moved by it; only the hours column is inflated"
 
 

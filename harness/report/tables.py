@@ -122,9 +122,11 @@ def load_lines(summary: dict) -> list[str]:
     if not load:
         return []
     ratios = [f"{r['arm']} seed {r['seed']} {r['cpu_per_wall']:.2f}" for r in load["per_run"] if r["cpu_per_wall"] is not None]
+    waits = [f"{r['arm']} seed {r['seed']} {r['wait_per_wall']:.2f}" for r in load["per_run"] if r.get("wait_per_wall") is not None]
     line = (f"Machine load while the arms trained: mean 1-minute load average {load['loadavg_1m_mean']:.2f} (max "
             f"{load['loadavg_1m_max']:.2f}) on {load['usable_cpus']} usable CPUs"
-            + (f"; CPU / wall-clock of training (cores used): {', '.join(ratios)}" if ratios else "") + ".")
+            + (f"; CPU / wall-clock of training (cores used): {', '.join(ratios)}" if ratios else "")
+            + (f"; CPU wait / wall-clock (tasks kept waiting for a core): {', '.join(waits)}" if waits else "") + ".")
     warning = load_warning(summary)
     return ["", line] + (["", f"**{warning}**"] if warning else [])
 
