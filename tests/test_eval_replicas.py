@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
+import tempfile
 
 import pytest
 
@@ -77,12 +79,13 @@ def eval_cluster(tmp_path, monkeypatch, reference):
     import ray
 
     monkeypatch.setenv("HARNESS_CACHE", str(reference[2]))
-    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, _temp_dir=str(tmp_path / "ray"), configure_logging=False,
-             log_to_driver=False)
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
+    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, _temp_dir=temp, configure_logging=False, log_to_driver=False)
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_a_comparison_evaluates_on_its_cluster_beside_its_training(reference, eval_cluster, tmp_path):

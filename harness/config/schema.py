@@ -161,6 +161,12 @@ class VLLMConfig:
     one GPU, leave room for the policy, its reference, gradients and AdamW state (NeMo-RL's ProRL
     recipe uses 0.6). On vLLM's CPU build it is the share of the machine's RAM the engine reserves
     (weights + KV cache), checked against what is free when the engine starts."""
+    kv_cache_gib: NonNegFloat = 0.0
+    """KV cache size in GiB, given to vLLM as `kv_cache_memory_bytes` (it then ignores the share
+    above for the cache); 0 lets vLLM size it from gpu_memory_utilization. On vLLM's CPU build the
+    share's cache is what is left of it after the process's own memory, which a process that also
+    imports Ray (an evaluation replica) can exceed at a small share: the CPU tests set this instead.
+    The harness's own vllm engine only: verl sizes its cache from gpu_memory_utilization."""
     max_num_seqs: PosInt = 256
     """Most sequences vLLM decodes at once; at N=512 a large value is what runs out of memory first
     (verl #5003)."""

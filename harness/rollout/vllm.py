@@ -102,6 +102,7 @@ class VLLMRolloutEngine:
             enable_prefix_caching=True,
             logprobs_mode="processed_logprobs",
             gpu_memory_utilization=v.gpu_memory_utilization,
+            **({"kv_cache_memory_bytes": int(v.kv_cache_gib * 2**30)} if v.kv_cache_gib > 0 else {}),
             max_num_seqs=v.max_num_seqs,
             enforce_eager=v.enforce_eager,
             tensor_parallel_size=v.tensor_parallel_size,
