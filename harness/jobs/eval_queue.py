@@ -42,11 +42,15 @@ class EvalQueue:
         """Run `evaluate` (once per label): now, or in the background when concurrent."""
         if label in self._futures:
             return
-        if self._pool is None:
+        if self._pool is None:  # here and now: a failure is raised to the caller at once
             done: Future = Future()
             self._futures[label] = done
-            evaluate()
-            self._finished()
+            try:
+                evaluate()
+                self._finished()
+            except BaseException as exc:
+                done.set_exception(exc)
+                raise
             done.set_result(None)
             return
         self.check()
