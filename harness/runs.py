@@ -47,7 +47,7 @@ STATE_FILE = "trainer_state.pt"
 METRICS_FILE = "metrics.jsonl"
 
 TIMING_KEYS = ("wall_s", "cpu_s", "gen_s", "score_s", "train_s", "step_s", "gen_samples_per_s", "train_tokens_per_s", "weight_sync_s",
-               "old_logprob_s", "ref_logprob_s", "update_s", "probe_s", "probe_cpu_s", "loadavg_1m")
+               "old_logprob_s", "ref_logprob_s", "update_s", "probe_s", "probe_cpu_s", "loadavg_1m", "cpu_wait_s")
 """Metric fields that measure time (or the machine's load while it passed): they differ between
 otherwise identical runs."""
 

@@ -142,8 +142,18 @@ def test_micro_batches_change_accumulation_not_the_result(smoke_base, tmp_path):
         cfg = load_config("smoke", ["train.steps=1", f"train.micro_batch_tokens={budget}"], recipe="prorl")
         final = run_training(cfg, "prorl", tmp_path / str(budget), base=str(base), progress=False, log=lambda _: None)
         weights.append(load_file(final / "model.safetensors"))
+    lr = json.loads((tmp_path / "200" / "config.json").read_text())["arm"]["learning_rate"]
+    # Accumulating in other micro-batches sums the gradient in another order. Adam's first step is
+    # lr * g / (|g| + eps): ~lr whatever |g| where |g| >> eps, so the sums' rounding does not show;
+    # but a gradient that cancels to ~eps moves with it (seen here: 1 element of 1.1M, 4.6e-6 off,
+    # on a machine with AVX-512 kernels). So: equal to 1e-6 almost everywhere, within lr / 10 anywhere.
+    off = total = 0
     for key in weights[0]:
-        assert torch.allclose(weights[0][key], weights[1][key], atol=1e-6), key
+        diff = (weights[0][key] - weights[1][key]).abs()
+        assert diff.max().item() <= lr / 10, key
+        off += int((diff > 1e-6).sum())
+        total += diff.numel()
+    assert off <= total * 1e-5, (off, total)
 
 
 PLUGIN = textwrap.dedent('''
