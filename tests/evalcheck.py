@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from harness.jobs.eval_store import done_batches
@@ -132,3 +135,20 @@ def one_process_evaluation(smoke_base, tmp_path_factory):
     done = run_cli(eval_args(path, out, "--quiet"), cache, timeout=600)
     assert done.returncode == 0, done.stderr
     return out, path, cache
+
+
+@contextmanager
+def ray_cluster(num_cpus: int = 2):
+    """A Ray cluster started in this process (CPUs only), its GCS address yielded for a command's
+    --address / --eval-address; its workers see this process's environment (HARNESS_CACHE). Its
+    temp folder is short: Ray's socket paths must fit in 107 bytes, pytest's tmp_path does not."""
+    import ray  # lazy: only the Ray tiers have it
+
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    ray.init(num_cpus=num_cpus, num_gpus=0, include_dashboard=False, _temp_dir=temp, configure_logging=False,
+             log_to_driver=False)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)

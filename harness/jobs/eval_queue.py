@@ -28,7 +28,6 @@ class EvalQueue:
     def __init__(self, at_once: int = 1, after: Callable[[], None] | None = None):
         if at_once < 1:
             raise ValueError(f"at_once must be >= 1, not {at_once}")
-        self.at_once = at_once
         self._after = after
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="eval") if at_once > 1 else None
@@ -43,14 +42,9 @@ class EvalQueue:
         if label in self._futures:
             return
         if self._pool is None:  # here and now: a failure is raised to the caller at once
-            done: Future = Future()
-            self._futures[label] = done
-            try:
-                evaluate()
-                self._finished()
-            except BaseException as exc:
-                done.set_exception(exc)
-                raise
+            evaluate()
+            self._finished()
+            self._futures[label] = done = Future()
             done.set_result(None)
             return
         self.check()
