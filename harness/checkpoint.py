@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import types
 from pathlib import Path
 
 import torch
@@ -92,7 +93,49 @@ def load_policy(path: str, device: str = "auto", dtype: str = "float32", revisio
         raise CheckpointError(f"cannot load checkpoint '{path}': {type(exc).__name__}: {first}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
+    if dtype == "float64":
+        float64_throughout(model)
     return model.to(target).eval(), tokenizer
+
+
+def float64_throughout(model) -> None:
+    """Make a float64 model compute in float64 where transformers computes in float32 (in place).
+
+    Whatever the model's dtype, transformers' Qwen2 computes RMSNorm (every layer's input and the
+    final norm) and RoPE (the inverse frequencies and each angle's cos/sin) in float32, with the
+    vectorised rsqrt/pow/sin/cos of the kernels the CPU gets, which round one float32 ulp apart
+    between AVX2 and AVX-512. The regression guard's float64 runs (harness/regress.py) must not
+    depend on the machine, so those modules of a float64 model compute in float64 instead (the same
+    formulas). Only the default RoPE (the Qwen2 family's and the tiny base's) is handled; another
+    kind is refused in one line rather than left in float32."""
+    for module in model.modules():
+        if type(module).__name__.endswith("RMSNorm") and hasattr(module, "variance_epsilon"):
+            module.forward = types.MethodType(_rms_norm_forward, module)
+    rotary = getattr(getattr(model, "model", None), "rotary_emb", None)
+    if rotary is None:
+        return
+    if getattr(rotary, "rope_type", "default") != "default":
+        raise CheckpointError(f"float64 runs support the default rotary embedding only, not rope_type '{rotary.rope_type}'")
+    config = rotary.config
+    dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    base = config.rope_parameters["rope_theta"]
+    inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim))
+    rotary.register_buffer("inv_freq", inv_freq.to(rotary.inv_freq.device), persistent=False)
+    rotary.forward = types.MethodType(_rotary_forward, rotary)
+
+
+def _rms_norm_forward(self, hidden: torch.Tensor) -> torch.Tensor:
+    """transformers' RMSNorm, in float32 or in the input's precision when that is higher."""
+    x = hidden.to(torch.promote_types(hidden.dtype, torch.float32))
+    x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.variance_epsilon)
+    return self.weight * x.to(hidden.dtype)
+
+
+def _rotary_forward(self, x: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cos, sin) [batch, positions, head_dim] of each position's angles, in float64, cast to x's dtype."""
+    freqs = position_ids[..., None].to(torch.float64) * self.inv_freq.to(device=x.device, dtype=torch.float64)
+    angles = torch.cat((freqs, freqs), dim=-1)
+    return (angles.cos() * self.attention_scaling).to(x.dtype), (angles.sin() * self.attention_scaling).to(x.dtype)
 
 
 def render_prompts(tokenizer, user_texts: list[str]) -> list[str]:

@@ -9,10 +9,14 @@ Checked: every evaluated row's score and mean output tokens per suite (the mean 
 runs one seed), named by the row's label (`baseline@<RL step>` for the base checkpoints,
 `<arm>@<base RL steps>+<arm steps>` for the arms, as Table 2 writes steps), and each arm's
 dynamic-sampling pass rate and step count. Never timings. The comparison must use a deterministic
-budget (samples, tokens or steps), so the same code on the same kind of machine gives the same
-numbers; the tolerances (stored in the baseline file) absorb floating-point differences between
-machines, not behaviour changes. Any difference beyond them fails, an improvement included:
-a change that moves the science should refresh the baseline deliberately.
+budget (samples, tokens or steps), and it runs in float64 (`MACHINE_INDEPENDENT`), so the same
+code gives the same numbers on any machine. In float32 it did not: the kernels a CPU gets (AVX2 or
+AVX-512, its BLAS path) round differently, some sampled token eventually flips, and from there the
+run takes another path; the guard then failed on a machine other than the one that recorded the
+baseline (results/experiments/2026-12-07-regress-machine-independent.md). The tolerances (stored
+in the baseline file) are for the float64 rounding that is left, not for behaviour changes. Any
+difference beyond them fails, an improvement included: a change that moves the science should
+refresh the baseline deliberately.
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ from harness.runs import write_json_atomic
 
 BASELINES = Path(__file__).resolve().parent / "baselines"
 """The committed regression baselines, one `<profile>.json` each (`--update` rewrites one in a source checkout)."""
+
+MACHINE_INDEPENDENT = ("bootstrap.dtype=float64", "train.dtype=float64", "rollout.dtype=float64")
+"""Overrides every guard run starts from (a user's own come after): the base, the policy and the
+rollouts in float64, so a machine's kernels change no sampled token (see the module's docstring)."""
 
 TOLERANCES = {"score": 0.02, "mean_output_tokens": 0.5, "ds_pass_rate": 0.05, "steps": 1}
 """Absolute tolerances written into a new baseline: pass@1 fraction, tokens, pass-rate fraction, RL steps."""
@@ -91,6 +99,7 @@ class _Stop(Exception):
 def run_regress(profile: str, overrides: list[str], update: bool, out: Path | None, progress: bool, log=print,
                 fail_fast: bool = False) -> int:
     """0 when within tolerance (or after --update), 1 on a regression."""
+    overrides = [*MACHINE_INDEPENDENT, *overrides]
     cfg = load_config(profile, overrides)
     if cfg.compare.budget_kind in ("wall_s", "cpu_s"):  # seconds differ between identical runs, so would the steps
         raise ConfigError(
@@ -121,6 +130,7 @@ def run_regress(profile: str, overrides: list[str], update: bool, out: Path | No
                 "profile": cfg.profile,
                 "refresh_with": f"harness regress --profile {profile} --update",
                 "tolerances": TOLERANCES,
+                "overrides": overrides,
                 "measurements": measurements(summary),
                 "provenance": summary["provenance"],
             })

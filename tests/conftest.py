@@ -50,11 +50,25 @@ def run_cli(args, cache, timeout=900, **kwargs):
 @pytest.fixture(scope="session")
 def smoke_base(tmp_path_factory):
     """The smoke profile's bootstrapped base checkpoint: (path, cache folder). Under tox the cache is
-    tox's own (HARNESS_CACHE), so CI's `harness regress` afterwards reuses the same base."""
+    tox's own (HARNESS_CACHE)."""
     cache = Path(os.environ["HARNESS_CACHE"]) if os.environ.get("HARNESS_CACHE") else tmp_path_factory.mktemp("cache")
     done = run_cli(["bootstrap", "--profile", "smoke", "--quiet"], cache)
     assert done.returncode == 0, done.stderr
     return Path(done.stdout.strip().splitlines()[-1]), cache  # the path is printed last
+
+
+@pytest.fixture(scope="session")
+def guard_base(smoke_base):
+    """The regression guard's base (smoke in float64, harness.regress.MACHINE_INDEPENDENT), built by
+    the unmodified code into the same cache: a test that breaks a scorer and runs the guard must
+    find it there, not build (and cache) a base with the broken scorer. CI's `harness regress`
+    afterwards reuses it. (path, cache folder)"""
+    from harness.regress import MACHINE_INDEPENDENT
+
+    _, cache = smoke_base
+    done = run_cli(["bootstrap", "--profile", "smoke", "--quiet", *MACHINE_INDEPENDENT], cache)
+    assert done.returncode == 0, done.stderr
+    return Path(done.stdout.strip().splitlines()[-1]), cache
 
 
 def random_groups(vocab: int, pad_id: int, prompt_lens, group_sizes, response_lengths: tuple[int, int],

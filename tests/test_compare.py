@@ -237,8 +237,8 @@ BROKEN = {
 
 
 @pytest.mark.parametrize("what", sorted(BROKEN))
-def test_regress_fails_on_a_deliberately_broken_scorer_or_loss(smoke_base, what):
-    _, cache = smoke_base
+def test_regress_fails_on_a_deliberately_broken_scorer_or_loss(guard_base, what):
+    _, cache = guard_base
     script = textwrap.dedent(BROKEN[what]) + textwrap.dedent("""
         import sys
         from harness.cli import main

@@ -159,7 +159,7 @@ def truncated_is_weights(
 
 def token_entropy(logits: torch.Tensor) -> torch.Tensor:
     """Entropy of each position's next-token distribution. [..., vocab] -> [...]."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
+    logp = torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)
     return -(logp.exp() * logp).sum(-1)
 
 

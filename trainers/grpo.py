@@ -101,6 +101,9 @@ class GRPOTrainer:
         # The engine holds what it generates from (the policy itself, or its own copy or server
         # when the precision or the engine differs) and takes the master weights before every step.
         self.engine = make_engine(rollout, model, tokenizer, seed=self.rl_seed)
+        # Rewards and advantages in float32, or float64 for a float64 policy (the regression guard's
+        # machine-independent runs: a float32 batch whitening would round by the machine's kernels).
+        self.reward_dtype = torch.promote_types(model.dtype, torch.float32)
         self.scorer_pool = shared_pool(scoring.workers, scoring.timeout_s)
         self.optimizer = self._new_optimizer()
         self.scheduler = self._new_scheduler()
@@ -172,7 +175,7 @@ class GRPOTrainer:
             for r in scored:
                 if r.status == "timeout" or r.status.startswith("error"):
                     score_failures += 1
-            rewards = torch.tensor([r.reward for r in scored], dtype=torch.float32).view(len(batch), self.arm.n)
+            rewards = torch.tensor([r.reward for r in scored], dtype=self.reward_dtype).view(len(batch), self.arm.n)
             reward_sum += float(rewards.sum())
             flat = zero_spread_groups(rewards)
             for g, group in enumerate(result.groups):
@@ -440,17 +443,17 @@ def _accumulate_gradients(model, seqs: list[ScoredSequence], members: list[int],
             logp, entropy = token_logprobs(model.get_output_embeddings(), hidden, targets, mask, t.temperature,
                                            t.logit_chunk_tokens, entropy=True)
         del hidden  # the graph keeps what the backward needs
-        old = _to_grid([old_logp[i] for i in micro], logp.shape, logp.device)
-        adv = torch.tensor([seqs[i].advantage for i in micro], device=logp.device).unsqueeze(-1).expand_as(logp)
+        old = _to_grid([old_logp[i] for i in micro], logp)
+        adv = torch.tensor([seqs[i].advantage for i in micro], dtype=logp.dtype, device=logp.device).unsqueeze(-1).expand_as(logp)
         pg, clipped = ppo_clip_objective(logp, old, adv, t.eps_low, t.eps_high, t.clip_ratio_c, t.log_ratio_clamp)
         if t.tis:
-            rollout = _to_grid([seqs[i].rollout_logp for i in micro], logp.shape, logp.device)
+            rollout = _to_grid([seqs[i].rollout_logp for i in micro], logp)
             weight, _ = truncated_is_weights(old, rollout, t.tis_low, t.tis_high)
             pg = pg * weight
         per_token = pg
         kl = torch.zeros_like(logp)
         if ref_logp is not None:
-            ref = _to_grid([ref_logp[i] for i in micro], logp.shape, logp.device)
+            ref = _to_grid([ref_logp[i] for i in micro], logp)
             kl = kl_penalty(logp, ref, t.kl_estimator)
             per_token = per_token + t.kl_coef * kl
         loss = masked_token_mean(per_token, mask, num_tokens=mb_tokens)
@@ -479,10 +482,11 @@ def _autocast(model, t):
     return torch.autocast(device_type=model.device.type, dtype=getattr(torch, t.autocast_dtype))
 
 
-def _to_grid(values, shape, device) -> torch.Tensor:
-    """Each row's response-token values from column 0 of a [rows, width] grid (zeros after)."""
-    grid = torch.zeros(shape)
+def _to_grid(values, like: torch.Tensor) -> torch.Tensor:
+    """Each row's response-token values from column 0 of a grid shaped and typed as `like` [rows,
+    width] (zeros after): float32 log-probabilities, float64 in a float64 run."""
+    grid = torch.zeros(like.shape, dtype=like.dtype)
     for row, v in enumerate(values):
-        v = torch.as_tensor(v, dtype=torch.float32)
+        v = torch.as_tensor(v, dtype=like.dtype)
         grid[row, : len(v)] = v
-    return grid.to(device)
+    return grid.to(like.device)

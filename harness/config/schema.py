@@ -149,6 +149,12 @@ class BootstrapConfig:
     """Samples per validation item (evaluation temperature and top_p)."""
     plateau: PlateauConfig = field(default_factory=PlateauConfig)
     """RL phase after the warm-up: step-scaling RL until validation stalls."""
+    dtype: Literal["float32", "float64"] = "float32"
+    """Weights of the base while it is built and as saved. float64 is for the regression guard
+    (harness/regress.py): in float32 the kernels a machine picks (AVX2 or AVX-512, its BLAS) round
+    differently, a sampled token eventually flips and the run takes another path; in float64 the
+    differences stay ~1e-16 and the same base comes out on any machine. The RL phase follows
+    `train.dtype` and `rollout.dtype`, which the guard sets to float64 too."""
 
 
 @dataclass
@@ -197,8 +203,10 @@ class RolloutConfig:
     """Most sequences decoded together in one forward pass; bounds memory at large N."""
     device: str = "auto"
     """Torch device for generation: `auto` (cuda if available, else cpu), `cpu`, `cuda`, `cuda:1`."""
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    """Weights and activations dtype during generation."""
+    dtype: Literal["float32", "bfloat16", "float16", "float64"] = "float32"
+    """Weights and activations dtype during generation. float64 (CPU) is for the regression guard:
+    rounding differences between machines' kernels then stay far below anything that could change
+    a sampled token (harness/regress.py)."""
     vllm: VLLMConfig = field(default_factory=VLLMConfig)
     """Settings of the `vllm` engine (ignored by `hf`)."""
 
@@ -400,9 +408,10 @@ class TrainConfig:
 
     trainer: str = "step_scaling"
     """Registered trainer name: step_scaling (ProRL), rollout_scaling (BroRL), or a plug-in's."""
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    dtype: Literal["float32", "bfloat16", "float16", "float64"] = "float32"
     """Master weights of the policy and the reference, and the optimizer's state: float32 keeps
-    small updates (lr 1e-6) that bf16 storage rounds away. Generation precision is
+    small updates (lr 1e-6) that bf16 storage rounds away; float64 (CPU) makes a run's numbers
+    independent of the machine's kernels, for the regression guard (harness/regress.py). Generation precision is
     `rollout.dtype`: when it differs, the rollout engine holds its own copy of the weights in that
     dtype, refreshed from the master weights before every generation (as vLLM would)."""
     autocast_dtype: Literal["none", "bfloat16"] = "none"

@@ -39,7 +39,7 @@ import torch
 from tqdm.auto import tqdm
 
 from harness import provenance
-from harness.checkpoint import CheckpointError, check_checkpoint, render_prompts
+from harness.checkpoint import CheckpointError, check_checkpoint, float64_throughout, render_prompts
 from harness.config import Config
 from harness.execution.bounded import shared_pool
 from harness.jobs.evaluate import evaluate_suite
@@ -84,6 +84,8 @@ def _bootstrap_key(cfg: Config) -> dict:
     out = asdict(cfg.bootstrap)
     if out["plateau"]["stall_rule"] == "mean":
         del out["plateau"]["stall_rule"]
+    if out["dtype"] == "float32":  # likewise the default precision
+        del out["dtype"]
     return out
 
 
@@ -171,7 +173,7 @@ def _build(cfg: Config, out: Path, progress: bool, log) -> dict:
     train_items = [it for s in suites for it in s.items("train", b.train_items_per_task * len(s.tasks))]
     corpus = [f"user\nassistant\n{it.prompt}\n{it.target}" for it in train_items]
     tokenizer = train_tokenizer(corpus, b.model.vocab_size)
-    model = build_model(b.model, tokenizer, cfg.seed)
+    model = _new_model(cfg, tokenizer)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"tiny Qwen2: {n_params / 1e6:.2f}M parameters, vocabulary {len(tokenizer)}, "
         f"{len(train_items)} training items from {', '.join(s.name for s in suites)}")
@@ -193,7 +195,7 @@ def _build(cfg: Config, out: Path, progress: bool, log) -> dict:
     tokenizer.save_pretrained(out)
     if early is not None:
         step, state = early
-        early_model = build_model(b.model, tokenizer, cfg.seed)
+        early_model = _new_model(cfg, tokenizer)
         early_model.load_state_dict(state)
         early_model.save_pretrained(out / EARLY)
         tokenizer.save_pretrained(out / EARLY)
@@ -217,6 +219,15 @@ def _build(cfg: Config, out: Path, progress: bool, log) -> dict:
         "config": asdict(cfg),
         "provenance": provenance.collect(seed=cfg.seed),
     }
+
+
+def _new_model(cfg: Config, tokenizer):
+    """A freshly built model in `bootstrap.dtype` (float64: drawn in float64 and computing in it
+    throughout, harness.checkpoint.float64_throughout)."""
+    model = build_model(cfg.bootstrap.model, tokenizer, cfg.seed, cfg.bootstrap.dtype)
+    if cfg.bootstrap.dtype == "float64":
+        float64_throughout(model)
+    return model
 
 
 class Validation:
@@ -277,9 +288,7 @@ def _supervised(cfg: Config, model, tokenizer, train_items, validation: Validati
         idx = order[cursor:cursor + b.batch_size]
         cursor += b.batch_size
         width = int(attention[idx].sum(1).max())
-        loss = model(
-            input_ids=input_ids[idx, :width], attention_mask=attention[idx, :width], labels=labels[idx, :width]
-        ).loss
+        loss = _supervised_loss(model, input_ids[idx, :width], attention[idx, :width], labels[idx, :width])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -414,6 +423,17 @@ def _rl_point(rl_step: int, offset: int, val: dict, reward: float | None, starte
         "val_per_suite": {k: v for k, v in val.items() if k != "all"},
         "seconds": time.perf_counter() - started,
     }
+
+
+def _supervised_loss(model, input_ids: torch.Tensor, attention: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy over the labelled positions (-100: not counted), computed as
+    transformers' causal-LM loss computes it (the same numbers in float32) but in the model's
+    precision when that is above float32: transformers casts the logits to float32, which would
+    put float32 rounding back into a float64 base (bootstrap.dtype)."""
+    logits = model(input_ids=input_ids, attention_mask=attention).logits
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    targets = torch.nn.functional.pad(labels, (0, 1), value=-100)[:, 1:]
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
 
 
 def _supervised_tensors(tokenizer, items):

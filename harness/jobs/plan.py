@@ -77,7 +77,7 @@ def memory_plan(cfg: Config, s: ModelShape, gpu_gib: float) -> list[tuple[str, f
     """(item, GiB, how it is computed) for one GPU running the trainer and vLLM side by side."""
     p = parameter_count(s)
     t = cfg.train
-    master = {"float32": 4, "bfloat16": 2, "float16": 2}[t.dtype]
+    master = {"float64": 8, "float32": 4, "bfloat16": 2, "float16": 2}[t.dtype]
     compute = 2 if t.autocast_dtype == "bfloat16" else master
     tokens = t.micro_batch_tokens
     checkpointing = t.gradient_checkpointing
@@ -92,7 +92,7 @@ def memory_plan(cfg: Config, s: ModelShape, gpu_gib: float) -> list[tuple[str, f
     logits = rows_logits * s.vocab_size * 4 * 3
     logits_how = (f"{rows_logits} tokens x {s.vocab_size} vocab x fp32 x 3 (logits, log-softmax, grad)"
                   + ("" if chunk else "; set train.logit_chunk_tokens to bound it"))
-    rollout_bytes = {"float32": 4, "bfloat16": 2, "float16": 2}[cfg.rollout.dtype]
+    rollout_bytes = {"float64": 8, "float32": 4, "bfloat16": 2, "float16": 2}[cfg.rollout.dtype]
     head_dim = s.hidden_size // s.num_attention_heads
     kv_per_token = 2 * s.num_hidden_layers * s.num_key_value_heads * head_dim * rollout_bytes
     context = cfg.rollout.vllm.max_model_len or (t.max_new_tokens + 1024)

@@ -67,8 +67,11 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> Qwen2Tokenizer:
     return tokenizer
 
 
-def build_model(cfg: TinyModelConfig, tokenizer: Qwen2Tokenizer, seed: int) -> Qwen2ForCausalLM:
-    """A freshly initialised Qwen2 model sized by `cfg`, its vocabulary matching `tokenizer`."""
+def build_model(cfg: TinyModelConfig, tokenizer: Qwen2Tokenizer, seed: int, dtype: str = "float32") -> Qwen2ForCausalLM:
+    """A freshly initialised Qwen2 model sized by `cfg`, its vocabulary matching `tokenizer`, its
+    weights drawn in `dtype`. float64 (the regression guard's, harness/regress.py) draws them in
+    float64: torch draws float32 normals with the CPU's vectorised log/cos (AVX2 and AVX-512 give
+    values one float32 ulp apart), float64 ones element by element, the same on every machine."""
     config = Qwen2Config(
         vocab_size=len(tokenizer),
         hidden_size=cfg.hidden_size,
@@ -83,7 +86,12 @@ def build_model(cfg: TinyModelConfig, tokenizer: Qwen2Tokenizer, seed: int) -> Q
         pad_token_id=tokenizer.convert_tokens_to_ids(PAD_TOKEN),
     )
     torch.manual_seed(seed)
-    model = Qwen2ForCausalLM(config)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(getattr(torch, dtype))
+    try:
+        model = Qwen2ForCausalLM(config)
+    finally:
+        torch.set_default_dtype(default)
     model.generation_config = GenerationConfig(
         eos_token_id=config.eos_token_id,
         pad_token_id=config.pad_token_id,

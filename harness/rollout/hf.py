@@ -50,6 +50,7 @@ import torch
 from transformers import AttentionInterface, DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.cache_utils import DynamicLayer
 
+from harness.checkpoint import float64_throughout
 from harness.rollout.base import Group, RolloutResult, Sample, SamplingParams, model_stop_ids
 
 
@@ -143,7 +144,7 @@ class HFRolloutEngine:
             use_cache=True,
             logits_to_keep=1,
         )
-        last_logits = out.logits[:, -1, :].float()
+        last_logits = _at_least_float32(out.logits[:, -1, :])
         last_pos = positions[:, -1]
 
         row_prompt = torch.arange(len(prompt_ids), device=device).repeat_interleave(n)  # prompt-major
@@ -213,7 +214,7 @@ class HFRolloutEngine:
         rows, steps = logits.shape[0], sampling.max_new_tokens
         discard = rows  # the row that masked slots write into
         tokens = torch.zeros((rows + 1, steps), dtype=torch.long, device=device)
-        logps = torch.zeros((rows + 1, steps), dtype=torch.float32, device=device)
+        logps = torch.zeros((rows + 1, steps), dtype=logits.dtype, device=device)
         lengths = torch.zeros(rows + 1, dtype=torch.long, device=device)
         stopped = torch.zeros(rows + 1, dtype=torch.bool, device=device)
         stop = torch.tensor(stop_ids, device=device, dtype=torch.long)
@@ -259,7 +260,7 @@ class HFRolloutEngine:
                     **{_STATE_ARGUMENT: state},
                 )
                 state.check_step()
-                logits = out.logits[:, -1, :].float()
+                logits = _at_least_float32(out.logits[:, -1, :])
         return self._samples(tokens[:rows].tolist(), logps[:rows].tolist(), lengths[:rows].tolist(),
                              stopped[:rows].tolist(), stop_ids)
 
@@ -319,7 +320,7 @@ class HFRolloutEngine:
                 **{cache_argument(self.model): cache},
                 use_cache=True,
             )
-            logits = out.logits[:, -1, :].float()
+            logits = _at_least_float32(out.logits[:, -1, :])
         stop_set = set(stop_ids)
         return [
             Sample(
@@ -470,7 +471,7 @@ def shared_prefix_attention(query: torch.Tensor, prefix_keys: torch.Tensor, pref
     part's exponentials, out = (e^(lse_a-M) out_a + e^(lse_b-M) out_b) / (e^(lse_a-M) + e^(lse_b-M)),
     computed here from the unnormalised parts (e^(lse_a-M) out_a = e^(max_a-M) * unnormalised
     out_a), which spares a division and a log over the score matrices. The softmax and the merge
-    are float32 whatever the model's dtype (as eager attention does).
+    are float32 whatever the model's dtype (as eager attention does), float64 for a float64 model.
     """
     rows, heads, _, dim = query.shape
     prompts, kv_heads, width, _ = prefix_keys.shape
@@ -481,18 +482,19 @@ def shared_prefix_attention(query: torch.Tensor, prefix_keys: torch.Tensor, pref
 
     q = query.reshape(prompts, m, kv_heads, per_kv, dim).transpose(1, 2).reshape(prompts * kv_heads, m * per_kv, dim)
     scores = torch.baddbmm(prefix_bias, q, prefix_keys.reshape(prompts * kv_heads, width, dim).transpose(1, 2),
-                           alpha=scaling).float()
+                           alpha=scaling)
+    scores = _at_least_float32(scores)
     max_a = scores.amax(dim=-1, keepdim=True)
     weights = scores.sub_(max_a).exp_()
     sum_a = weights.sum(dim=-1, keepdim=True)
     out_a = torch.bmm(weights.to(prefix_values.dtype), prefix_values.reshape(prompts * kv_heads, width, dim))
-    out_a, max_a, sum_a = by_row(out_a).float(), by_row(max_a), by_row(sum_a)
+    out_a, max_a, sum_a = _at_least_float32(by_row(out_a)), by_row(max_a), by_row(sum_a)
 
-    scores = torch.matmul(query.reshape(rows, kv_heads, per_kv, dim), suffix_keys.transpose(-1, -2)).float().mul_(scaling)
+    scores = _at_least_float32(torch.matmul(query.reshape(rows, kv_heads, per_kv, dim), suffix_keys.transpose(-1, -2))).mul_(scaling)
     max_b = scores.amax(dim=-1, keepdim=True)
     weights = scores.sub_(max_b).exp_()
     sum_b = weights.sum(dim=-1, keepdim=True)
-    out_b = torch.matmul(weights.to(suffix_values.dtype), suffix_values).float()
+    out_b = _at_least_float32(torch.matmul(weights.to(suffix_values.dtype), suffix_values))
 
     top = torch.maximum(max_a, max_b)
     w_a, w_b = (max_a - top).exp_(), (max_b - top).exp_()
@@ -630,11 +632,20 @@ def _sample(logits: torch.Tensor, sampling: SamplingParams, uniforms: torch.Tens
     return tok, logp.gather(-1, tok.unsqueeze(-1)).squeeze(-1)
 
 
+def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """`x` in float32, or in its own precision when that is higher (a float64 model keeps float64:
+    the regression guard's machine-independent runs, harness/regress.py)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def _generation_copy(model, dtype: torch.dtype):
     """The model in `dtype` for the rollout engine, as `from_pretrained(dtype=...)` would load it:
     weights and persistent buffers cast, non-persistent float buffers (RoPE's inv_freq) kept in
     their precision. `Module.to` would round those too, and `load_state_dict` never refreshes them."""
     out = copy.deepcopy(model).to(dtype).eval().requires_grad_(False)
+    if dtype == torch.float64:  # as load_policy gives a float64 model: float64 throughout
+        float64_throughout(out)
+        return out
     persistent = set(model.state_dict())
     for name, buffer in model.named_buffers():
         if name not in persistent and buffer.is_floating_point():
