@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import types
 from pathlib import Path
 
 import torch
@@ -105,37 +104,49 @@ def float64_throughout(model) -> None:
     final norm) and RoPE (the inverse frequencies and each angle's cos/sin) in float32, with the
     vectorised rsqrt/pow/sin/cos of the kernels the CPU gets, which round one float32 ulp apart
     between AVX2 and AVX-512. The regression guard's float64 runs (harness/regress.py) must not
-    depend on the machine, so those modules of a float64 model compute in float64 instead (the same
-    formulas). Only the default RoPE (the Qwen2 family's and the tiny base's) is handled; another
-    kind is refused in one line rather than left in float32."""
-    for module in model.modules():
-        if type(module).__name__.endswith("RMSNorm") and hasattr(module, "variance_epsilon"):
-            module.forward = types.MethodType(_rms_norm_forward, module)
+    depend on the machine, so forward hooks give those modules' outputs computed in float64 (the
+    same formulas) whenever their input is float64; for any other input they change nothing, so a
+    lower-precision copy of the model computes exactly as transformers does. Hooks, unlike a
+    replaced `forward`, survive deepcopy and pickling. Only the Qwen2 family's modules (the tiny
+    base's and the paper's) and its default RoPE are handled; a model without them is refused in one
+    line rather than left in float32."""
+    norms = [m for m in model.modules() if type(m).__name__.endswith("RMSNorm") and hasattr(m, "variance_epsilon")]
     rotary = getattr(getattr(model, "model", None), "rotary_emb", None)
-    if rotary is None:
-        return
+    if not norms or rotary is None:
+        raise CheckpointError(f"float64 runs support the Qwen2 family (RMSNorm and a rotary embedding), not {type(model).__name__}")
     if getattr(rotary, "rope_type", "default") != "default":
         raise CheckpointError(f"float64 runs support the default rotary embedding only, not rope_type '{rotary.rope_type}'")
-    config = rotary.config
-    dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    base = config.rope_parameters["rope_theta"]
-    inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim))
-    rotary.register_buffer("inv_freq", inv_freq.to(rotary.inv_freq.device), persistent=False)
-    rotary.forward = types.MethodType(_rotary_forward, rotary)
+    for norm in norms:
+        if not getattr(norm, "float64_hook", False):
+            norm.register_forward_hook(_rms_norm_float64)
+            norm.float64_hook = True
+    if not getattr(rotary, "float64_hook", False):
+        config = rotary.config
+        rotary.rope_base = float(config.rope_parameters["rope_theta"])
+        rotary.rope_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        rotary.register_forward_hook(_rotary_float64, with_kwargs=True)
+        rotary.float64_hook = True
 
 
-def _rms_norm_forward(self, hidden: torch.Tensor) -> torch.Tensor:
-    """transformers' RMSNorm, in float32 or in the input's precision when that is higher."""
-    x = hidden.to(torch.promote_types(hidden.dtype, torch.float32))
-    x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.variance_epsilon)
-    return self.weight * x.to(hidden.dtype)
+def _rms_norm_float64(module, args: tuple, output: torch.Tensor) -> torch.Tensor | None:
+    """Forward hook: transformers' RMSNorm computed in float64 for a float64 input; else its own output."""
+    hidden = args[0]
+    if hidden.dtype != torch.float64:
+        return None
+    return module.weight * (hidden * torch.rsqrt(hidden.pow(2).mean(-1, keepdim=True) + module.variance_epsilon))
 
 
-def _rotary_forward(self, x: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(cos, sin) [batch, positions, head_dim] of each position's angles, in float64, cast to x's dtype."""
-    freqs = position_ids[..., None].to(torch.float64) * self.inv_freq.to(device=x.device, dtype=torch.float64)
+def _rotary_float64(module, args: tuple, kwargs: dict, output):
+    """Forward hook: (cos, sin) [batch, positions, head_dim] of each position's angles computed in
+    float64 for a float64 input (inverse frequencies included); else transformers' own output."""
+    x = args[0] if args else kwargs["x"]
+    if x.dtype != torch.float64:
+        return None
+    position_ids = args[1] if len(args) > 1 else kwargs["position_ids"]
+    inv_freq = 1.0 / (module.rope_base ** (torch.arange(0, module.rope_dim, 2, dtype=torch.float64, device=x.device) / module.rope_dim))
+    freqs = position_ids[..., None].to(torch.float64) * inv_freq
     angles = torch.cat((freqs, freqs), dim=-1)
-    return (angles.cos() * self.attention_scaling).to(x.dtype), (angles.sin() * self.attention_scaling).to(x.dtype)
+    return angles.cos() * module.attention_scaling, angles.sin() * module.attention_scaling
 
 
 def render_prompts(tokenizer, user_texts: list[str]) -> list[str]:

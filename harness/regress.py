@@ -111,6 +111,10 @@ def run_regress(profile: str, overrides: list[str], update: bool, out: Path | No
         raise ConfigError(f"no baseline for profile '{cfg.profile}' at {baseline_path}; create it with: harness regress --profile {profile} --update")
     folder = out or Path(tempfile.mkdtemp(prefix=f"regress-{cfg.profile}-"))
     baseline = None if update else json.loads(baseline_path.read_text())
+    if baseline is not None and baseline.get("overrides", overrides) != overrides:
+        raise ConfigError(f"{baseline_path.name} was recorded with the overrides {' '.join(baseline['overrides'])}; this run has "
+                          f"{' '.join(overrides)}: run with the same ones, or refresh the baseline on purpose "
+                          f"(harness regress --profile {profile} --update)")
 
     def check_so_far(folder: Path) -> None:
         rows, ok = diff(baseline, build_summary(folder), partial=True)

@@ -248,3 +248,5 @@ def test_regress_fails_on_a_deliberately_broken_scorer_or_loss(guard_base, what)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=1200)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "REGRESSION" in done.stdout and "stopped early" in done.stdout
+    # the guard's base came from the cache (built by the unmodified code), never from the broken run
+    assert "reusing cached base checkpoint" in done.stderr, done.stderr

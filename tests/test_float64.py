@@ -4,6 +4,8 @@ would put a machine's rounding back), and the float32 path computes exactly what
 
 import copy
 import os
+import pickle
+import re
 import subprocess
 import sys
 import textwrap
@@ -11,8 +13,11 @@ import textwrap
 import pytest
 import torch
 
-from harness.checkpoint import float64_throughout
+import trainers.grpo as grpo
+from harness.checkpoint import CheckpointError, float64_throughout
+from harness.config import ConfigError, load_config
 from harness.jobs.base_model import _supervised_loss
+from harness.regress import MACHINE_INDEPENDENT
 from harness.rollout import SamplingParams
 from harness.rollout.hf import HFRolloutEngine
 from tests.conftest import corpus
@@ -60,12 +65,52 @@ def test_float64_throughout_angles_are_transformers_own_computed_in_float64(mode
     positions = torch.arange(200)[None, :]
     cos32, sin32 = wide.model.rotary_emb(x, positions)  # transformers: float32 angles, cast up
     float64_throughout(wide)
-    cos64, sin64 = wide.model.rotary_emb(x, positions)
+    cos64, sin64 = wide.model.rotary_emb(x, position_ids=positions)  # as Qwen2Model calls it
     assert cos64.dtype == sin64.dtype == torch.float64
     assert torch.allclose(cos64, cos32, atol=1e-4) and torch.allclose(sin64, sin32, atol=1e-4)
     assert not torch.equal(cos64, cos32)  # the float32 rounding is gone
     reference = copy.deepcopy(wide)  # the trainer's reference policy is a deep copy: it keeps the float64 angles
     assert torch.equal(reference.model.rotary_emb(x, positions)[0], cos64)
+    revived = pickle.loads(pickle.dumps(wide))
+    assert torch.equal(revived.model.rotary_emb(x, positions)[1], sin64)
+
+
+def test_float64_rms_norm_is_transformers_formula_in_float64(model):
+    wide = copy.deepcopy(model).double()
+    norm = wide.model.norm
+    hidden = torch.randn(3, 5, norm.weight.shape[0], dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    in_float32 = norm(hidden)  # transformers: the statistics in float32
+    float64_throughout(wide)
+    ours = norm(hidden)
+    expected = norm.weight * (hidden * torch.rsqrt(hidden.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon))
+    assert ours.dtype == torch.float64 and torch.equal(ours, expected)
+    assert torch.allclose(ours, in_float32, atol=1e-5) and not torch.equal(ours, in_float32)
+
+
+def test_the_hooks_change_nothing_below_float64(model, tokenizer):
+    """A float32 copy of a float64 model (or a float32 model given the hooks) computes exactly as
+    transformers does: the hooks act on float64 inputs only."""
+    ids = torch.tensor([tokenizer("What is 3 + 4?", add_special_tokens=False)["input_ids"]])
+    hooked = copy.deepcopy(model)
+    float64_throughout(hooked)
+    with torch.no_grad():
+        assert torch.equal(hooked(input_ids=ids).logits, model(input_ids=ids).logits)
+
+
+def test_float64_throughout_refuses_what_it_cannot_make_float64():
+    with pytest.raises(CheckpointError, match="Qwen2 family"):
+        float64_throughout(torch.nn.Sequential(torch.nn.Linear(2, 2)))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["bootstrap.dtype=float64"], "'train.dtype': 'float32'; with bootstrap.dtype=float64 set train.dtype and rollout.dtype"),
+    (["train.dtype=float64"], "'rollout.dtype': 'float32'; with train.dtype=float64 set rollout.dtype"),
+    (["train.dtype=float64", "rollout.dtype=float64", "rollout.engine=vllm"], "the vllm engine does not run float64"),
+])
+def test_float64_is_all_or_nothing_and_hf_only(overrides, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config("smoke", overrides)
+    assert load_config("smoke", list(MACHINE_INDEPENDENT)).bootstrap.dtype == "float64"
 
 
 def test_float64_generation_returns_float64_logprobs(model, tokenizer):
@@ -80,13 +125,23 @@ def test_float64_generation_returns_float64_logprobs(model, tokenizer):
     assert sample.logprobs[0] == pytest.approx(float(expected), abs=1e-12)  # float32 storage: ~1e-7 off
 
 
-def test_a_float64_update_keeps_the_policy_in_float64(model, tokenizer):
+def test_a_float64_update_computes_in_float64(model, tokenizer, monkeypatch):
     wide = copy.deepcopy(model).double().train()
     float64_throughout(wide)
-    trainer = trainer_for(wide, tokenizer, ["train.dtype=float64", "rollout.dtype=float64", "train.learning_rate=1e-3"])
+    trainer = trainer_for(wide, tokenizer, ["train.dtype=float64", "rollout.dtype=float64"])
     assert trainer.rollout_model is trainer.policy and trainer.reward_dtype == torch.float64
+    seen = []
+
+    def recording(logp, old, adv, *args, **kwargs):  # what the PPO objective is given
+        seen.append((logp.dtype, old.dtype, adv.dtype))
+        return grpo.ppo_clip_objective.__wrapped__(logp, old, adv, *args, **kwargs)
+
+    recording.__wrapped__ = grpo.ppo_clip_objective
+    monkeypatch.setattr(grpo, "ppo_clip_objective", recording)
     before = {k: v.clone() for k, v in wide.state_dict().items()}
-    trainer._update(groups(tokenizer))
+    wide_groups = [(prompt, samples, rewards.to(trainer.reward_dtype)) for prompt, samples, rewards in groups(tokenizer)]
+    trainer._update(wide_groups)
+    assert seen and set(seen) == {(torch.float64, torch.float64, torch.float64)}
     after = wide.state_dict()
     assert all(v.dtype == torch.float64 for v in after.values())
     assert any(not torch.equal(after[k], v) for k, v in before.items())
@@ -94,7 +149,10 @@ def test_a_float64_update_keeps_the_policy_in_float64(model, tokenizer):
 
 KERNEL_RUN = textwrap.dedent("""
     import torch
-    from harness.checkpoint import float64_throughout
+    import trainers.grpo as grpo
+from harness.checkpoint import CheckpointError, float64_throughout
+from harness.config import ConfigError, load_config
+from harness.regress import MACHINE_INDEPENDENT
     from harness.config import TinyModelConfig
     from harness.jobs.tiny_model import build_model, train_tokenizer
     from harness.rollout import SamplingParams

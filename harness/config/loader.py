@@ -233,6 +233,8 @@ def _rng(rng: Range | None) -> str:
 
 def _check_consistency(obj: Any) -> None:
     """Cross-field rules that a single field's type cannot express."""
+    if isinstance(obj, Config):
+        _check_float64(obj)
     if isinstance(obj, TinyModelConfig):
         if obj.hidden_size % obj.num_attention_heads:
             raise ConfigError(
@@ -266,6 +268,24 @@ def _check_consistency(obj: Any) -> None:
             given = ", ".join(f"suites.{name}.heldout_fraction={v:g}" for name, v in procedural.items())
             raise ConfigError(f"procedural suites must share one heldout_fraction (got {given}): the split of a "
                               "problem asked by two suites would otherwise differ between them; set them equal")
+
+
+def _check_float64(cfg: Config) -> None:
+    """float64 is the regression guard's machine-independent precision (harness/regress.py), all or
+    nothing: a float64 base, policy or rollout beside a lower precision would put the rounding of the
+    machine's kernels back, and neither vLLM nor verl runs float64."""
+    given = {"bootstrap.dtype": cfg.bootstrap.dtype, "train.dtype": cfg.train.dtype, "rollout.dtype": cfg.rollout.dtype}
+    wide = [k for k, v in given.items() if v == "float64"]
+    if not wide:
+        return
+    if cfg.rollout.engine != "hf":
+        raise ConfigError(f"invalid value for '{wide[0]}': 'float64'; the {cfg.rollout.engine} engine does not run float64 "
+                          "(use rollout.engine=hf, or float32)")
+    need = ["train.dtype", "rollout.dtype"] + (["bootstrap.dtype"] if cfg.bootstrap.dtype == "float64" else [])
+    narrow = [k for k in need if given[k] != "float64"]
+    if narrow:
+        raise ConfigError(f"invalid value for '{narrow[0]}': '{given[narrow[0]]}'; with {wide[0]}=float64 set "
+                          f"{' and '.join(narrow)} to float64 too (float64 is all or nothing; harness regress sets all three)")
 
 
 def to_dict(cfg: Any) -> dict:

@@ -153,8 +153,9 @@ class BootstrapConfig:
     """Weights of the base while it is built and as saved. float64 is for the regression guard
     (harness/regress.py): in float32 the kernels a machine picks (AVX2 or AVX-512, its BLAS) round
     differently, a sampled token eventually flips and the run takes another path; in float64 the
-    differences stay ~1e-16 and the same base comes out on any machine. The RL phase follows
-    `train.dtype` and `rollout.dtype`, which the guard sets to float64 too."""
+    differences stay ~1e-16 and the same base comes out on any machine. The RL phase trains this
+    model in this dtype; float64 here needs `train.dtype` and `rollout.dtype` float64 too (checked:
+    float64 is all or nothing), as the guard sets them."""
 
 
 @dataclass

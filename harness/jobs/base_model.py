@@ -104,6 +104,8 @@ def cache_key(cfg: Config) -> str:
                                "gradient_checkpointing", "probe_every", "probe_items", "loggers")},
         "eval": {k: getattr(cfg.eval, k) for k in ("temperature", "top_p", "max_new_tokens")},
     }
+    if cfg.rollout.dtype != "float32":  # the validation and RL rollouts' precision; float32 keeps the keys it had
+        shaping["rollout_dtype"] = cfg.rollout.dtype
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
 

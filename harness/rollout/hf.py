@@ -645,7 +645,6 @@ def _generation_copy(model, dtype: torch.dtype):
     out = copy.deepcopy(model).to(dtype).eval().requires_grad_(False)
     if dtype == torch.float64:  # as load_policy gives a float64 model: float64 throughout
         float64_throughout(out)
-        return out
     persistent = set(model.state_dict())
     for name, buffer in model.named_buffers():
         if name not in persistent and buffer.is_floating_point():

@@ -318,6 +318,9 @@ def compile_arm(cfg: Config, arm: str, *, model: str, train_file: Path, val_file
     if nodes < 1 or gpus_per_node < 1:
         raise ConfigError(f"invalid value for --nodes/--gpus-per-node: {nodes}/{gpus_per_node}; both must be >= 1")
     t, r, v = cfg.train, cfg.rollout, cfg.rollout.vllm
+    if t.dtype == "float64":
+        raise ConfigError("invalid value for 'train.dtype': 'float64'; verl trains in float32, bfloat16 or float16 "
+                          "(float64 is the in-process regression guard's)")
     s = arm_settings(cfg)
     if s.prompts_per_step % t.mini_batches:
         raise ConfigError(f"invalid value for 'train.mini_batches': {t.mini_batches}; verl counts mini-batches in "
