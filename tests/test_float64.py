@@ -149,10 +149,7 @@ def test_a_float64_update_computes_in_float64(model, tokenizer, monkeypatch):
 
 KERNEL_RUN = textwrap.dedent("""
     import torch
-    import trainers.grpo as grpo
-from harness.checkpoint import CheckpointError, float64_throughout
-from harness.config import ConfigError, load_config
-from harness.regress import MACHINE_INDEPENDENT
+    from harness.checkpoint import float64_throughout
     from harness.config import TinyModelConfig
     from harness.jobs.tiny_model import build_model, train_tokenizer
     from harness.rollout import SamplingParams
