@@ -97,6 +97,14 @@ def load_policy(path: str, device: str = "auto", dtype: str = "float32", revisio
     return model.to(target).eval(), tokenizer
 
 
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """`x` in float32, or in its own precision when that is higher: what `.float()` does for the
+    softmaxes and losses of bf16/fp16/fp32 models, without rounding a float64 model's values (the
+    regression guard's runs, harness/regress.py). (trainers/core.py and trainers/logits.py, pure
+    tensor modules, write the same one expression inline.)"""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def float64_throughout(model) -> None:
     """Make a float64 model compute in float64 where transformers computes in float32 (in place).
 
@@ -121,9 +129,6 @@ def float64_throughout(model) -> None:
             norm.register_forward_hook(_rms_norm_float64)
             norm.float64_hook = True
     if not getattr(rotary, "float64_hook", False):
-        config = rotary.config
-        rotary.rope_base = float(config.rope_parameters["rope_theta"])
-        rotary.rope_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
         rotary.register_forward_hook(_rotary_float64, with_kwargs=True)
         rotary.float64_hook = True
 
@@ -143,7 +148,10 @@ def _rotary_float64(module, args: tuple, kwargs: dict, output):
     if x.dtype != torch.float64:
         return None
     position_ids = args[1] if len(args) > 1 else kwargs["position_ids"]
-    inv_freq = 1.0 / (module.rope_base ** (torch.arange(0, module.rope_dim, 2, dtype=torch.float64, device=x.device) / module.rope_dim))
+    config = module.config
+    base = float(config.rope_parameters["rope_theta"])
+    dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float64, device=x.device) / dim))
     freqs = position_ids[..., None].to(torch.float64) * inv_freq
     angles = torch.cat((freqs, freqs), dim=-1)
     return angles.cos() * module.attention_scaling, angles.sin() * module.attention_scaling

@@ -39,7 +39,7 @@ import torch
 from tqdm.auto import tqdm
 
 from harness import provenance
-from harness.checkpoint import CheckpointError, check_checkpoint, float64_throughout, render_prompts
+from harness.checkpoint import CheckpointError, at_least_float32, check_checkpoint, render_prompts
 from harness.config import Config
 from harness.execution.bounded import shared_pool
 from harness.jobs.evaluate import evaluate_suite
@@ -175,7 +175,7 @@ def _build(cfg: Config, out: Path, progress: bool, log) -> dict:
     train_items = [it for s in suites for it in s.items("train", b.train_items_per_task * len(s.tasks))]
     corpus = [f"user\nassistant\n{it.prompt}\n{it.target}" for it in train_items]
     tokenizer = train_tokenizer(corpus, b.model.vocab_size)
-    model = _new_model(cfg, tokenizer)
+    model = build_model(b.model, tokenizer, cfg.seed, b.dtype)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"tiny Qwen2: {n_params / 1e6:.2f}M parameters, vocabulary {len(tokenizer)}, "
         f"{len(train_items)} training items from {', '.join(s.name for s in suites)}")
@@ -197,7 +197,7 @@ def _build(cfg: Config, out: Path, progress: bool, log) -> dict:
     tokenizer.save_pretrained(out)
     if early is not None:
         step, state = early
-        early_model = _new_model(cfg, tokenizer)
+        early_model = build_model(b.model, tokenizer, cfg.seed, b.dtype)
         early_model.load_state_dict(state)
         early_model.save_pretrained(out / EARLY)
         tokenizer.save_pretrained(out / EARLY)
@@ -221,15 +221,6 @@ def _build(cfg: Config, out: Path, progress: bool, log) -> dict:
         "config": asdict(cfg),
         "provenance": provenance.collect(seed=cfg.seed),
     }
-
-
-def _new_model(cfg: Config, tokenizer):
-    """A freshly built model in `bootstrap.dtype` (float64: drawn in float64 and computing in it
-    throughout, harness.checkpoint.float64_throughout)."""
-    model = build_model(cfg.bootstrap.model, tokenizer, cfg.seed, cfg.bootstrap.dtype)
-    if cfg.bootstrap.dtype == "float64":
-        float64_throughout(model)
-    return model
 
 
 class Validation:
@@ -433,7 +424,7 @@ def _supervised_loss(model, input_ids: torch.Tensor, attention: torch.Tensor, la
     precision when that is above float32: transformers casts the logits to float32, which would
     put float32 rounding back into a float64 base (bootstrap.dtype)."""
     logits = model(input_ids=input_ids, attention_mask=attention).logits
-    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    logits = at_least_float32(logits)
     targets = torch.nn.functional.pad(labels, (0, 1), value=-100)[:, 1:]
     return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
 

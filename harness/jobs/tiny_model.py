@@ -18,6 +18,7 @@ from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalize
 from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX, Qwen2Tokenizer
 
+from harness.checkpoint import float64_throughout
 from harness.config import TinyModelConfig
 
 PAD_TOKEN = "<|endoftext|>"
@@ -71,7 +72,8 @@ def build_model(cfg: TinyModelConfig, tokenizer: Qwen2Tokenizer, seed: int, dtyp
     """A freshly initialised Qwen2 model sized by `cfg`, its vocabulary matching `tokenizer`, its
     weights drawn in `dtype`. float64 (the regression guard's, harness/regress.py) draws them in
     float64: torch draws float32 normals with the CPU's vectorised log/cos (AVX2 and AVX-512 give
-    values one float32 ulp apart), float64 ones element by element, the same on every machine."""
+    values one float32 ulp apart), float64 ones element by element, the same on every machine; and
+    it computes in float64 throughout (harness.checkpoint.float64_throughout)."""
     config = Qwen2Config(
         vocab_size=len(tokenizer),
         hidden_size=cfg.hidden_size,
@@ -92,6 +94,8 @@ def build_model(cfg: TinyModelConfig, tokenizer: Qwen2Tokenizer, seed: int, dtyp
         model = Qwen2ForCausalLM(config)
     finally:
         torch.set_default_dtype(default)
+    if dtype == "float64":
+        float64_throughout(model)
     model.generation_config = GenerationConfig(
         eos_token_id=config.eos_token_id,
         pad_token_id=config.pad_token_id,

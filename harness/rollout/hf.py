@@ -50,7 +50,7 @@ import torch
 from transformers import AttentionInterface, DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.cache_utils import DynamicLayer
 
-from harness.checkpoint import float64_throughout
+from harness.checkpoint import at_least_float32, float64_throughout
 from harness.rollout.base import Group, RolloutResult, Sample, SamplingParams, model_stop_ids
 
 
@@ -144,7 +144,7 @@ class HFRolloutEngine:
             use_cache=True,
             logits_to_keep=1,
         )
-        last_logits = _at_least_float32(out.logits[:, -1, :])
+        last_logits = at_least_float32(out.logits[:, -1, :])
         last_pos = positions[:, -1]
 
         row_prompt = torch.arange(len(prompt_ids), device=device).repeat_interleave(n)  # prompt-major
@@ -260,7 +260,7 @@ class HFRolloutEngine:
                     **{_STATE_ARGUMENT: state},
                 )
                 state.check_step()
-                logits = _at_least_float32(out.logits[:, -1, :])
+                logits = at_least_float32(out.logits[:, -1, :])
         return self._samples(tokens[:rows].tolist(), logps[:rows].tolist(), lengths[:rows].tolist(),
                              stopped[:rows].tolist(), stop_ids)
 
@@ -320,7 +320,7 @@ class HFRolloutEngine:
                 **{cache_argument(self.model): cache},
                 use_cache=True,
             )
-            logits = _at_least_float32(out.logits[:, -1, :])
+            logits = at_least_float32(out.logits[:, -1, :])
         stop_set = set(stop_ids)
         return [
             Sample(
@@ -481,20 +481,19 @@ def shared_prefix_attention(query: torch.Tensor, prefix_keys: torch.Tensor, pref
         return x.reshape(prompts, kv_heads, m, per_kv, x.shape[-1]).transpose(1, 2).reshape(rows, kv_heads, per_kv, x.shape[-1])
 
     q = query.reshape(prompts, m, kv_heads, per_kv, dim).transpose(1, 2).reshape(prompts * kv_heads, m * per_kv, dim)
-    scores = torch.baddbmm(prefix_bias, q, prefix_keys.reshape(prompts * kv_heads, width, dim).transpose(1, 2),
-                           alpha=scaling)
-    scores = _at_least_float32(scores)
+    scores = at_least_float32(torch.baddbmm(prefix_bias, q, prefix_keys.reshape(prompts * kv_heads, width, dim).transpose(1, 2),
+                                            alpha=scaling))
     max_a = scores.amax(dim=-1, keepdim=True)
     weights = scores.sub_(max_a).exp_()
     sum_a = weights.sum(dim=-1, keepdim=True)
     out_a = torch.bmm(weights.to(prefix_values.dtype), prefix_values.reshape(prompts * kv_heads, width, dim))
-    out_a, max_a, sum_a = _at_least_float32(by_row(out_a)), by_row(max_a), by_row(sum_a)
+    out_a, max_a, sum_a = at_least_float32(by_row(out_a)), by_row(max_a), by_row(sum_a)
 
-    scores = _at_least_float32(torch.matmul(query.reshape(rows, kv_heads, per_kv, dim), suffix_keys.transpose(-1, -2))).mul_(scaling)
+    scores = at_least_float32(torch.matmul(query.reshape(rows, kv_heads, per_kv, dim), suffix_keys.transpose(-1, -2))).mul_(scaling)
     max_b = scores.amax(dim=-1, keepdim=True)
     weights = scores.sub_(max_b).exp_()
     sum_b = weights.sum(dim=-1, keepdim=True)
-    out_b = _at_least_float32(torch.matmul(weights.to(suffix_values.dtype), suffix_values))
+    out_b = at_least_float32(torch.matmul(weights.to(suffix_values.dtype), suffix_values))
 
     top = torch.maximum(max_a, max_b)
     w_a, w_b = (max_a - top).exp_(), (max_b - top).exp_()
@@ -630,12 +629,6 @@ def _sample(logits: torch.Tensor, sampling: SamplingParams, uniforms: torch.Tens
     # u * total can round up to total; the first token where the CDF reaches it carries mass
     tok = torch.minimum(tok, torch.searchsorted(cdf, total)).squeeze(-1)
     return tok, logp.gather(-1, tok.unsqueeze(-1)).squeeze(-1)
-
-
-def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
-    """`x` in float32, or in its own precision when that is higher (a float64 model keeps float64:
-    the regression guard's machine-independent runs, harness/regress.py)."""
-    return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
 def _generation_copy(model, dtype: torch.dtype):
